@@ -1,0 +1,1 @@
+"""Flax models under the T5X model contract (see `base.BaseModel`)."""

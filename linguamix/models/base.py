@@ -1,0 +1,64 @@
+"""The model contract the trainer, evaluator and inference share (T5X's).
+
+A model wraps a Flax linen module and knows its feature converter and vocabulary.
+Batches are dicts of arrays as the model's SeqIO feature converter produces them
+(`EncDecFeatureConverter` or `DecoderFeatureConverter`), packed or not.
+
+Parameters carry logical axis names (`nn.with_logical_partitioning`) from
+`LOGICAL_AXES`; the trainer maps them to mesh axes with one rule table.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, Mapping
+
+import jax
+import seqio
+
+Array = jax.Array
+Batch = Mapping[str, Array]
+Params = Any  # a pytree of arrays
+Metrics = Mapping[str, Array]
+
+# Logical axis names used by every model; the trainer's rule table maps them to mesh axes.
+LOGICAL_AXES = (
+    "batch",      # examples
+    "length",     # sequence positions
+    "embed",      # model width d_model
+    "mlp",        # MLP hidden width
+    "heads",      # attention (query) heads
+    "kv_heads",   # key/value heads (grouped-query attention)
+    "kv",         # per-head width
+    "joined_kv",  # heads * kv, in 2-D attention kernels
+    "vocab",      # vocabulary
+    "layers",     # stacked layers under nn.scan
+    "relpos_buckets",  # T5 relative position buckets
+)
+
+
+class BaseModel(abc.ABC):
+  """What the trainer needs from a model (T5X's `BaseTransformerModel` contract)."""
+
+  feature_converter_cls: type[seqio.FeatureConverter]
+
+  @property
+  @abc.abstractmethod
+  def vocabulary(self) -> seqio.Vocabulary:
+    """Vocabulary for both inputs and targets."""
+
+  @abc.abstractmethod
+  def init_variables(self, rng: Array, input_shapes: Mapping[str, tuple[int, ...]]) -> Params:
+    """Initial variables, boxed with logical axis names (call under `jax.eval_shape` for shapes)."""
+
+  @abc.abstractmethod
+  def loss_fn(self, params: Params, batch: Batch, dropout_rng: Array | None) -> tuple[Array, Metrics]:
+    """Mean cross-entropy over target tokens weighted by loss weights, plus z-loss; metrics."""
+
+  @abc.abstractmethod
+  def score_batch(self, params: Params, batch: Batch) -> Array:
+    """Per-example summed target log-likelihood, weighted by loss weights, no z-loss. [B]."""
+
+  @abc.abstractmethod
+  def predict_batch(self, params: Params, batch: Batch, rng: Array | None = None, **decode_kwargs) -> Array:
+    """Decoded target token ids [B, L] (greedy unless decode_kwargs ask otherwise)."""

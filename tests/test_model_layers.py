@@ -1,0 +1,61 @@
+"""Shared model layers: chunked cross-entropy and grouped-query attention."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from linguamix.models import layers
+
+
+def test_chunked_logit_stats_match_full_logits_and_gradients():
+  rng = np.random.default_rng(0)
+  h = jnp.asarray(rng.normal(size=(2, 7, 8)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(8, 50)), jnp.float32)
+  t = jnp.asarray(rng.integers(0, 50, size=(2, 7)))
+  logits = np.einsum("bld,dv->blv", np.asarray(h, np.float64), np.asarray(w, np.float64))
+  lse_ref = np.log(np.exp(logits).sum(-1))
+  tgt_ref = np.take_along_axis(logits, np.asarray(t)[..., None], -1)[..., 0]
+  for chunk in (None, 3, 7):
+    lse, tgt, correct = layers.output_logit_stats(h, w, t, chunk_length=chunk)
+    np.testing.assert_allclose(lse, lse_ref, rtol=1e-5)
+    np.testing.assert_allclose(tgt, tgt_ref, rtol=1e-5)
+    np.testing.assert_array_equal(correct, logits.argmax(-1) == np.asarray(t))
+
+  def loss(h, w, chunk):
+    lse, tgt, _ = layers.output_logit_stats(h, w, t, chunk_length=chunk)
+    return layers.token_cross_entropy(lse, tgt, z_loss=1e-4).sum()
+
+  g_full = jax.grad(loss, argnums=(0, 1))(h, w, None)
+  g_chunk = jax.grad(loss, argnums=(0, 1))(h, w, 3)
+  for a, b in zip(g_full, g_chunk):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_grouped_query_attention_matches_repeated_heads_and_masks_segments():
+  rng = np.random.default_rng(1)
+  q = jnp.asarray(rng.normal(size=(1, 4, 6, 3)), jnp.float32)  # 6 query heads
+  k = jnp.asarray(rng.normal(size=(1, 4, 2, 3)), jnp.float32)  # 2 kv heads
+  v = jnp.asarray(rng.normal(size=(1, 4, 2, 3)), jnp.float32)
+  seg = jnp.array([[1, 1, 2, 0]])
+  mask = layers.attention_mask(seg, seg, causal=True)
+  out = layers.dot_product_attention(q, k, v, mask_Bx1xTxS=mask)
+  # Reference: plain multi-head attention with each kv head repeated for its 3 queries.
+  k_rep, v_rep = np.repeat(k, 3, axis=2), np.repeat(v, 3, axis=2)
+  allowed = np.array([[1, 0, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]], bool)
+  for n in range(6):
+    for i in range(4):
+      if not allowed[i].any():
+        np.testing.assert_array_equal(out[0, i, n], 0.0)  # padding query: zeros, no NaN
+        continue
+      s = np.asarray(q[0, i, n]) @ np.asarray(k_rep[0, :, n]).T
+      s = np.where(allowed[i], s, -np.inf)
+      p = np.exp(s - s.max()) / np.exp(s - s.max()).sum()
+      np.testing.assert_allclose(out[0, i, n], p @ np.asarray(v_rep[0, :, n]), rtol=1e-5, atol=1e-6)
+
+
+def test_prefix_lm_mask_is_bidirectional_inside_the_prefix_only():
+  seg = jnp.ones((1, 4), jnp.int32)
+  prefix = jnp.array([[1, 1, 0, 0]])
+  mask = np.asarray(layers.attention_mask(seg, seg, causal=True, bidirectional_prefix_BxT=prefix))[0, 0]
+  expected = np.array([[1, 1, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 1, 1]], bool)
+  np.testing.assert_array_equal(mask, expected)
