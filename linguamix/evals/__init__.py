@@ -1,0 +1,10 @@
+"""Benchmarks as SeqIO tasks, scored like lm-evaluation-harness (spec/evals.md).
+
+`import linguamix.evals` registers every benchmark task (`xnli.de`, `paws_x.fr`,
+`xcopa.sw`, ...) and family mixture (`xnli`, `paws_x`, `xcopa`). Running them:
+`linguamix.evals.runner.evaluate`; reports: `linguamix report`.
+"""
+
+from linguamix.evals import paws_x
+from linguamix.evals import xcopa
+from linguamix.evals import xnli

@@ -1,0 +1,124 @@
+"""Where benchmark release files live and how their rows are read (local or gs://).
+
+Rows are read whole into Python lists: eval sets are small, and ids assigned here (the
+row's position in its source) stay the same on every host, before any sharding.
+Bad rows fail with the file, line and field; with `skip_malformed_rows.skip = True`
+(gin) they are skipped, counted in `SKIPPED` and logged — never dropped silently.
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import functools
+import json
+import os
+import sys
+from typing import Any, Iterable, Sequence
+
+from absl import logging
+import gin
+import tensorflow as tf
+
+ENV_DATA_ROOT = "LINGUAMIX_EVAL_DATA_ROOT"
+
+# file path -> number of malformed rows skipped (reported by the loggers and evaluate()).
+SKIPPED: dict[str, int] = collections.defaultdict(int)
+
+
+class MalformedRowError(ValueError):
+  """A release file row that does not have the published shape."""
+
+
+@gin.configurable
+def skip_malformed_rows(skip: bool = False) -> bool:
+  """Whether malformed rows are skipped (counted, logged) instead of raising."""
+  return skip
+
+
+def data_root() -> str:
+  root = os.environ.get(ENV_DATA_ROOT)
+  if not root:
+    raise FileNotFoundError(
+        f"benchmark files are read from ${ENV_DATA_ROOT} (a local folder or gs:// path); "
+        "set it to the folder holding xnli/, paws_x/, xcopa/, ...")
+  return root
+
+
+def benchmark_path(*parts: str) -> str:
+  """`{data_root}/part/...`, failing clearly when the file is not there."""
+  path = os.path.join(data_root(), *parts)
+  if not tf.io.gfile.exists(path):
+    raise FileNotFoundError(f"benchmark file not found: {path} (data root ${ENV_DATA_ROOT})")
+  return path
+
+
+def _bad_row(path: str, line: int, message: str) -> None:
+  if not skip_malformed_rows():
+    raise MalformedRowError(f"{path}:{line}: {message}")
+  SKIPPED[path] += 1
+  logging.warning("skipping malformed row %s:%d: %s", path, line, message)
+
+
+def _check_fields(path: str, line: int, row: dict[str, Any], fields: Sequence[str]) -> bool:
+  for field in fields:
+    value = row.get(field)
+    if value is None or (isinstance(value, str) and not value.strip()):
+      _bad_row(path, line, f"field {field!r} is missing or empty")
+      return False
+  return True
+
+
+@functools.lru_cache(maxsize=64)
+def _read_text(path: str) -> str:
+  with tf.io.gfile.GFile(path, "r") as f:
+    return f.read()
+
+
+def read_jsonl(path: str, fields: Sequence[str]) -> list[tuple[int, dict[str, Any]]]:
+  """(line number, record) for each line holding every non-empty field."""
+  rows = []
+  for line_no, line in enumerate(_read_text(path).splitlines(), start=1):
+    if not line.strip():
+      continue
+    try:
+      row = json.loads(line)
+    except json.JSONDecodeError as e:
+      _bad_row(path, line_no, f"not JSON ({e.msg})")
+      continue
+    if not isinstance(row, dict):
+      _bad_row(path, line_no, "not a JSON object")
+    elif _check_fields(path, line_no, row, fields):
+      rows.append((line_no, row))
+  return rows
+
+
+def read_tsv(path: str, fields: Sequence[str]) -> list[tuple[int, dict[str, str]]]:
+  """(line number, row) for a headed TSV; quotes are literal text (XNLI, PAWS-X)."""
+  csv.field_size_limit(sys.maxsize)
+  lines = _read_text(path).splitlines()
+  reader = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE)
+  header = next(reader, None)
+  missing = [f for f in fields if f not in (header or [])]
+  if missing:
+    raise MalformedRowError(f"{path}:1: header {header} lacks columns {missing}")
+  rows = []
+  for line_no, values in enumerate(reader, start=2):
+    if not any(values):
+      continue
+    if len(values) != len(header):
+      _bad_row(path, line_no, f"{len(values)} columns, header has {len(header)}")
+      continue
+    row = dict(zip(header, values))
+    if _check_fields(path, line_no, row, fields):
+      rows.append((line_no, row))
+  return rows
+
+
+def label_index(path: str, line: int, value: Any, labels: Iterable[Any]) -> int | None:
+  """Position of `value` among `labels`, or a bad-row report."""
+  labels = list(labels)
+  if value in labels:
+    return labels.index(value)
+  _bad_row(path, line, f"label {value!r} not one of {labels}")
+  return None

@@ -1,0 +1,169 @@
+"""seqio `Logger`s writing what a paper table and an audit need.
+
+Given to `seqio.Evaluator(logger_cls=...)` (T5X style). Under `output_dir`:
+* `metrics/{task}.json`   the task's metrics (+ step, family, language);
+* `summary.csv`, `summary.json`, `summary.md`   every task in the folder, one row per
+  task and metric, plus per-family `avg` (plain mean over languages) and `avg_weighted`
+  (weighted by number of examples) rows — rebuilt from `metrics/` after each task, so
+  several evaluator runs into one folder add up;
+* `scores/{task}.jsonl`   one line per example: for rank tasks the id, gold label, each
+  choice's inputs/targets text, summed log-likelihood and character length, the
+  `acc` / `acc_norm` predictions; for generation tasks the input, target and prediction.
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import io
+import json
+import os
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import seqio
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from linguamix.evals import rank
+
+AVERAGES = ("avg", "avg_weighted")
+
+
+def _family_lang(task_name: str) -> tuple[str, str]:
+  family, _, lang = task_name.partition(".")
+  return family, lang
+
+
+def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
+  out = {}
+  for name, value in metrics.items():
+    value = value.value if isinstance(value, seqio.metrics.Scalar) else value
+    if np.ndim(value) == 0:
+      out[name] = float(value)
+  return out
+
+
+def _write(path: str, text: str) -> None:
+  tf.io.gfile.makedirs(os.path.dirname(path))
+  with tf.io.gfile.GFile(path + ".tmp", "w") as f:
+    f.write(text)
+  tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+
+
+def read_task_metrics(output_dir: str) -> dict[str, dict[str, Any]]:
+  """task name -> its metrics record, from `output_dir/metrics/*.json`."""
+  records = {}
+  for path in sorted(tf.io.gfile.glob(os.path.join(output_dir, "metrics", "*.json"))):
+    with tf.io.gfile.GFile(path) as f:
+      record = json.load(f)
+    records[record["task"]] = record
+  return records
+
+
+def summary_rows(records: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+  """Rows `family, language, metric, value, num_examples`, with family averages."""
+  rows = []
+  by_family = collections.defaultdict(list)
+  for task, record in sorted(records.items()):
+    by_family[record["family"]].append(record)
+  for family, recs in sorted(by_family.items()):
+    names = sorted({m for r in recs for m in r["metrics"]} - {"num_examples", "num_flagged"})
+    for r in recs:
+      for m in names:
+        if m in r["metrics"]:
+          rows.append({"family": family, "language": r["language"], "metric": m,
+                       "value": r["metrics"][m], "num_examples": r["num_examples"]})
+    for m in names:
+      have = [r for r in recs if m in r["metrics"]]
+      values = np.array([r["metrics"][m] for r in have])
+      sizes = np.array([r["num_examples"] for r in have], float)
+      total = int(sizes.sum())
+      rows.append({"family": family, "language": "avg", "metric": m,
+                   "value": float(values.mean()), "num_examples": total})
+      if sizes.sum() > 0:
+        rows.append({"family": family, "language": "avg_weighted", "metric": m,
+                     "value": float((values * sizes).sum() / sizes.sum()),
+                     "num_examples": total})
+  return rows
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
+  """One table per family: a row per metric, a column per language then the averages."""
+  out = []
+  families = sorted({r["family"] for r in rows})
+  for family in families:
+    fam = [r for r in rows if r["family"] == family]
+    langs = sorted({r["language"] for r in fam} - set(AVERAGES))
+    cols = langs + [a for a in AVERAGES if any(r["language"] == a for r in fam)]
+    out += [f"### {family}", "", "| metric | " + " | ".join(cols) + " |",
+            "|---" * (len(cols) + 1) + "|"]
+    for metric in sorted({r["metric"] for r in fam}):
+      cell = {r["language"]: r["value"] for r in fam if r["metric"] == metric}
+      out.append(f"| {metric} | " + " | ".join(
+          f"{cell[c]:.2f}" if c in cell else "" for c in cols) + " |")
+    out.append("")
+  return "\n".join(out)
+
+
+class MetricsLogger(seqio.Logger):
+  """Per-task metrics JSON plus the folder's summary (CSV, JSON, Markdown)."""
+
+  def __call__(self, task_name, step, metrics, dataset, inferences, targets) -> None:
+    del dataset, inferences, targets
+    family, lang = _family_lang(task_name)
+    scalars = _scalars(metrics)
+    record = {"task": task_name, "family": family, "language": lang,
+              "step": -1 if step is None else int(step),
+              "num_examples": int(scalars.get("num_examples", 0)), "metrics": scalars}
+    _write(os.path.join(self.output_dir, "metrics", f"{task_name}.json"),
+           json.dumps(record, indent=2, ensure_ascii=False))
+    rows = summary_rows(read_task_metrics(self.output_dir))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, ["family", "language", "metric", "value", "num_examples"])
+    writer.writeheader()
+    writer.writerows(rows)
+    _write(os.path.join(self.output_dir, "summary.csv"), buf.getvalue())
+    _write(os.path.join(self.output_dir, "summary.json"),
+           json.dumps(rows, indent=2, ensure_ascii=False))
+    _write(os.path.join(self.output_dir, "summary.md"), markdown_table(rows))
+
+
+def _text(value: Any) -> Any:
+  return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+class ScoresLogger(seqio.Logger):
+  """Per-example records for audits: `scores/{task}.jsonl`."""
+
+  def __call__(self, task_name, step, metrics, dataset, inferences, targets) -> None:
+    del step, metrics
+    if dataset is None or not inferences or targets is None:
+      return
+    rows = list(tfds.as_numpy(dataset))
+    if "score" in inferences:
+      lines = self._rank_lines(rows, targets, inferences["score"])
+    else:
+      lines = [{"inputs": _text(r.get("inputs_pretokenized")),
+                "target": t if isinstance(t, str) else _text(r.get("targets_pretokenized")),
+                "prediction": p}
+               for r, t, p in zip(rows, targets, inferences.get("prediction", []))]
+    _write(os.path.join(self.output_dir, "scores", f"{task_name}.jsonl"),
+           "".join(json.dumps(line, ensure_ascii=False, default=float) + "\n" for line in lines))
+
+  @staticmethod
+  def _rank_lines(rows, targets, scores) -> list[dict[str, Any]]:
+    text = {(t["idx"], t["choice"]): (_text(r["inputs_pretokenized"]),
+                                      _text(r["targets_pretokenized"]))
+            for r, t in zip(rows, targets)}
+    lines = []
+    for g in rank.group_by_example(targets, scores):
+      pred = int(np.argmax(g.scores))
+      pred_norm = int(np.argmax(g.scores / np.maximum(g.lengths, 1)))
+      lines.append({
+          "idx": g.idx, "label": g.label, "pred": pred, "pred_norm": pred_norm,
+          "correct": pred == g.label, "flag": g.flag,
+          "choices": [{"inputs": text[(g.idx, c)][0], "targets": text[(g.idx, c)][1],
+                       "score": float(g.scores[c]), "length": int(g.lengths[c])}
+                      for c in range(len(g.scores))]})
+    return lines

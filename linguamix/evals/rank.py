@@ -1,0 +1,184 @@
+"""Rank classification in SeqIO terms, scored like lm-evaluation-harness.
+
+A benchmark example becomes one (inputs, targets) pair per choice: inputs = the context,
+targets = the continuation (target delimiter + choice). The model's `score_batch` sums
+the log-likelihood of the target tokens (no EOS appended, so none is scored); the score
+metrics below regroup the pairs by their global example id (the row's position in its
+release file, assigned before any host sharding).
+
+The same pairs serve encoder-decoder models (context -> encoder, continuation ->
+decoder targets) and decoder-only models (prefix-LM: context + continuation, loss on
+the continuation only) through the model's feature converter.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import seqio
+from sklearn import metrics as sk_metrics
+import tensorflow as tf
+
+# Python's str.isspace set, as RE2 classes (ASCII \s, Unicode separators, \x1c-\x1f, \x85).
+_TRAILING_SPACE = r"[\s\p{Z}\x{1c}-\x{1f}\x{85}]+$"
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+  """One benchmark item: per-choice contexts and continuations, gold choice."""
+  idx: int
+  contexts: tuple[str, ...]
+  continuations: tuple[str, ...]
+  label: int
+  flag: str = ""  # why the row is notable (e.g. a PAWS-X "NS" placeholder), counted
+
+
+def multiple_choice(idx: int, context: str, choices: Sequence[str], label: int,
+                    delimiter: str = " ", flag: str = "") -> Example:
+  """Same context for every choice; continuation = delimiter + choice."""
+  return Example(idx, (context,) * len(choices), tuple(delimiter + c for c in choices), label, flag)
+
+
+def partial_scoring(idx: int, contexts: Sequence[str], continuation: str, label: int,
+                    delimiter: str = " ") -> Example:
+  """One context per choice, one shared continuation (XWinograd)."""
+  return Example(idx, tuple(contexts), (delimiter + continuation,) * len(contexts), label)
+
+
+def to_dataset(examples: Sequence[Example]) -> tf.data.Dataset:
+  """Examples as a tf.data.Dataset of `idx, contexts[n], continuations[n], label, flag`."""
+  if not examples:
+    raise ValueError("no examples to evaluate")
+  n = {len(ex.contexts) for ex in examples}
+  if len(n) != 1:
+    raise ValueError(f"examples have differing numbers of choices {sorted(n)}")
+  return tf.data.Dataset.from_tensor_slices({
+      "idx": np.array([ex.idx for ex in examples], np.int64),
+      "contexts": np.array([list(ex.contexts) for ex in examples], object),
+      "continuations": np.array([list(ex.continuations) for ex in examples], object),
+      "label": np.array([ex.label for ex in examples], np.int32),
+      "flag": np.array([ex.flag for ex in examples], object),
+  })
+
+
+def rank_classification(ds: tf.data.Dataset) -> tf.data.Dataset:
+  """One (inputs, targets) row per choice, with lm-eval's whitespace rule.
+
+  Whitespace at the end of a context moves to the start of its continuation. Each row
+  keeps `idx`, `choice`, `label`, `num_choices`, `flag` and `length` (the
+  continuation's length in characters, for `acc_norm`).
+  """
+  def expand(ex):
+    contexts, continuations = ex["contexts"], ex["continuations"]
+    stripped = tf.strings.regex_replace(contexts, _TRAILING_SPACE, "")
+    moved = tf.strings.substr(contexts, tf.strings.length(stripped),
+                              tf.strings.length(contexts) - tf.strings.length(stripped))
+    targets = tf.strings.join([moved, continuations])
+    n = tf.size(contexts)
+    return tf.data.Dataset.from_tensor_slices({
+        "idx": tf.fill([n], ex["idx"]),
+        "choice": tf.range(n, dtype=tf.int32),
+        "label": tf.fill([n], ex["label"]),
+        "num_choices": tf.fill([n], n),
+        "flag": tf.fill([n], ex["flag"]),
+        "length": tf.strings.length(targets, unit="UTF8_CHAR"),
+        "inputs": stripped,
+        "targets": targets,
+    })
+  return ds.flat_map(expand)
+
+
+def prefix_token_id(vocabulary: seqio.Vocabulary) -> int:
+  """BOS if the vocabulary has one, else EOS (lm-eval's prefix for an empty context)."""
+  try:
+    bos = vocabulary.bos_id
+  except NotImplementedError:
+    bos = None
+  if bos is not None and bos >= 0:
+    return int(bos)
+  if vocabulary.eos_id is None or vocabulary.eos_id < 0:
+    raise ValueError(f"vocabulary {vocabulary} has neither BOS nor EOS for an empty context")
+  return int(vocabulary.eos_id)
+
+
+def prefix_empty_inputs(ds: tf.data.Dataset,
+                        output_features: Mapping[str, seqio.Feature]) -> tf.data.Dataset:
+  """An empty tokenized context becomes the single prefix token."""
+  prefix = prefix_token_id(output_features["inputs"].vocabulary)
+
+  def fill(ex):
+    ex = dict(ex)
+    inputs = ex["inputs"]
+    ex["inputs"] = tf.cond(tf.size(inputs) > 0, lambda: inputs,
+                           lambda: tf.constant([prefix], inputs.dtype))
+    return ex
+  return ds.map(fill, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def rank_target(target: str, example: Mapping[str, Any] | None = None,
+                is_target: bool = False) -> Any:
+  """Postprocessor: the target becomes the row's id, choice, gold label and length."""
+  if not is_target:
+    return target
+  flag = example["flag"]
+  return {
+      "idx": int(example["idx"]), "choice": int(example["choice"]),
+      "label": int(example["label"]), "num_choices": int(example["num_choices"]),
+      "length": int(example["length"]),
+      "flag": flag.decode("utf-8") if isinstance(flag, bytes) else str(flag),
+  }
+
+
+@dataclasses.dataclass
+class _Grouped:
+  idx: int
+  label: int
+  scores: np.ndarray   # [num_choices] summed log-likelihoods
+  lengths: np.ndarray  # [num_choices] continuation characters
+  flag: str
+
+
+def group_by_example(targets: Sequence[Mapping[str, Any]], scores: Sequence[float]) -> list[_Grouped]:
+  """Regroups per-choice rows by example id; every example needs all its choices."""
+  if len(targets) != len(scores):
+    raise ValueError(f"{len(targets)} targets but {len(scores)} scores")
+  rows = collections.defaultdict(dict)
+  meta = {}
+  for t, s in zip(targets, scores):
+    if t["choice"] in rows[t["idx"]]:
+      raise ValueError(f"example {t['idx']} choice {t['choice']} scored twice")
+    rows[t["idx"]][t["choice"]] = (float(s), t["length"])
+    meta[t["idx"]] = t
+  grouped = []
+  for idx in sorted(rows):
+    t, by_choice = meta[idx], rows[idx]
+    if sorted(by_choice) != list(range(t["num_choices"])):
+      raise ValueError(f"example {idx}: choices {sorted(by_choice)} scored, expected "
+                       f"{t['num_choices']} (was the eval set truncated mid-example?)")
+    s, length = zip(*(by_choice[c] for c in range(t["num_choices"])))
+    grouped.append(_Grouped(idx, t["label"], np.array(s), np.array(length, float), t["flag"]))
+  return grouped
+
+
+def rank_accuracy(targets: Sequence[Mapping[str, Any]], scores: Sequence[float]) -> dict[str, float]:
+  """`acc` (argmax, ties -> first choice) and `acc_norm` (per character), in percent."""
+  grouped = group_by_example(targets, scores)
+  acc = [np.argmax(g.scores) == g.label for g in grouped]
+  acc_norm = [np.argmax(g.scores / np.maximum(g.lengths, 1)) == g.label for g in grouped]
+  return {
+      "acc": 100.0 * float(np.mean(acc)),
+      "acc_norm": 100.0 * float(np.mean(acc_norm)),
+      "num_examples": float(len(grouped)),
+      "num_flagged": float(sum(bool(g.flag) for g in grouped)),
+  }
+
+
+def binary_f1(targets: Sequence[Mapping[str, Any]], scores: Sequence[float]) -> dict[str, float]:
+  """F1 of the positive class (choice 1) for two-way tasks (PAWS-X: paraphrase), percent."""
+  grouped = group_by_example(targets, scores)
+  gold = [g.label for g in grouped]
+  pred = [int(np.argmax(g.scores)) for g in grouped]
+  return {"f1": 100.0 * float(sk_metrics.f1_score(gold, pred, pos_label=1, zero_division=0))}
