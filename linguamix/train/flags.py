@@ -1,0 +1,126 @@
+"""T5X's command line: `--gin_file` (repeatable), `--gin.NAME=VALUE`, `--gin_bindings`,
+`--gin_search_paths`, `--tfds_data_dir`; gin parsing with the package's gin root.
+
+`parse_and_configure(argv, run_gin=...)` parses the flags, adds the run gin (and the
+quickstart defaults when no model gin defines `MODEL`), parses everything with gin and
+checks the required macros, before any JAX compilation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import re
+
+import gin
+
+GIN_ROOT = pathlib.Path(__file__).resolve().parents[1] / "gin"
+# Included (after the run gin, before the user's files) when no gin file defines MODEL:
+# the tiny default model with CPU-sized defaults, so the main job needs no other flag.
+QUICKSTART_GIN = "runs/quickstart.gin"
+_GIN_DOT = re.compile(r"^--gin\.([A-Za-z_][\w./]*)=(.*)$", re.S)
+
+
+class UsageError(ValueError):
+  """Bad flags or gin configuration, reported before any compilation."""
+
+
+def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(
+      prog=prog, description=description,
+      epilog="Any --gin.NAME=VALUE is rewritten to --gin_bindings='NAME = VALUE' "
+             "(string values need quotes: --gin.MODEL_DIR=\\\"/tmp/run\\\").")
+  p.add_argument("--gin_file", action="append", default=[],
+                 help="gin file to parse; repeatable, later files win. Relative paths are "
+                      "searched in --gin_search_paths and the package's gin folder.")
+  p.add_argument("--gin_bindings", action="append", default=[],
+                 help="gin binding 'NAME = VALUE'; repeatable, applied after the files.")
+  p.add_argument("--gin_search_paths", default=".",
+                 help="comma-separated folders searched for gin files and includes "
+                      f"(the package's gin root {GIN_ROOT} is always searched).")
+  p.add_argument("--tfds_data_dir", default=None,
+                 help="TFDS data directory for tasks that read TFDS (sets seqio's TFDS dir).")
+  return p
+
+
+def split_gin_dot_flags(argv: list[str]) -> tuple[list[str], list[str]]:
+  """Pulls `--gin.NAME=VALUE` out of argv as bindings `NAME = VALUE`."""
+  rest, bindings = [], []
+  for arg in argv:
+    m = _GIN_DOT.match(arg)
+    if m:
+      bindings.append(f"{m.group(1)} = {m.group(2)}")
+    elif arg.startswith("--gin."):
+      raise UsageError(f"flag {arg!r}: expected --gin.NAME=VALUE")
+    else:
+      rest.append(arg)
+  return rest, bindings
+
+
+def _search_paths(flag_value: str) -> list[str]:
+  paths = [p for p in flag_value.split(",") if p]
+  return paths + [str(GIN_ROOT)]
+
+
+def _resolve(path: str, search_paths: list[str]) -> str:
+  if os.path.isabs(path):
+    if os.path.exists(path):
+      return path
+  else:
+    for root in search_paths:
+      candidate = os.path.join(root, path)
+      if os.path.exists(candidate):
+        return candidate
+  raise UsageError(f"gin file {path!r} not found (searched {', '.join(search_paths)})")
+
+
+def _parse(files: list[str], bindings: list[str]) -> None:
+  gin.clear_config()
+  try:
+    gin.parse_config_files_and_bindings(files, bindings, finalize_config=False)
+  except (ValueError, SyntaxError, ImportError, TypeError) as e:
+    raise UsageError(f"gin configuration error: {e}") from e
+
+
+def macro_value(name: str, default=None):
+  """The bound value of gin macro `name`, or `default` when unbound."""
+  try:
+    return gin.query_parameter(f"{name}/macro.value")
+  except ValueError:
+    return default
+
+
+def _is_required(value) -> bool:
+  return type(value).__name__ == "ConfigurableReference" and "REQUIRED" in repr(value)
+
+
+def parse_and_configure(argv: list[str], *, prog: str, description: str, run_gin: str,
+                        required_macros: tuple[str, ...]) -> argparse.Namespace:
+  argv, dot_bindings = split_gin_dot_flags(list(argv))
+  args = build_parser(prog, description).parse_args(argv)
+  search = _search_paths(args.gin_search_paths)
+  for root in search:
+    gin.add_config_file_search_path(root)
+  user_files = [_resolve(f, search) for f in args.gin_file]
+  bindings = list(args.gin_bindings) + dot_bindings
+  run_file = _resolve(run_gin, search)
+  # Pass 1: does any user file (or binding) define the model?
+  _parse([run_file] + user_files, bindings)
+  files = [run_file] + user_files
+  if macro_value("MODEL") is None:
+    files = [run_file, _resolve(QUICKSTART_GIN, search)] + user_files
+    _parse(files, bindings)
+  unset = object()
+  missing = [m for m in required_macros
+             if (v := macro_value(m, unset)) is unset or _is_required(v)]
+  if missing:
+    raise UsageError(
+        f"required gin macro(s) not set: {', '.join(missing)} (declared in {run_gin}); "
+        + " ".join(f"pass --gin.{m}=..." for m in missing))
+  if args.tfds_data_dir:
+    import seqio
+    seqio.set_tfds_data_dir_override(args.tfds_data_dir)
+  args.parsed_gin_files = files
+  args.parsed_bindings = bindings
+  return args

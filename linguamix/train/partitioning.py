@@ -1,0 +1,97 @@
+"""One mesh ('data', 'fsdp', 'model'), one logical-axis rule table, NamedShardings.
+
+The same code runs on one CPU, 8 simulated devices, a GPU or a TPU pod: `jax.jit` with
+explicit `NamedSharding`s (no pjit, no `with mesh:`). Host batches become one global
+array with `jax.make_array_from_process_local_data`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import flax.linen as nn
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+BATCH_AXES = ("data", "fsdp")
+
+# Logical axis -> mesh axis (T5X's 2-D rules: `embed` over fsdp is FSDP).
+DEFAULT_RULES: tuple[tuple[str, Any], ...] = (
+    ("batch", BATCH_AXES),
+    ("length", None),
+    ("embed", "fsdp"),
+    ("mlp", "model"),
+    ("heads", "model"),
+    ("kv_heads", "model"),
+    ("joined_kv", "model"),
+    ("kv", None),
+    ("vocab", "model"),
+    ("layers", None),
+    ("relpos_buckets", None),
+)
+
+
+@dataclasses.dataclass
+class Partitioner:
+  """Mesh shape and rules. `data=-1` takes all devices not used by fsdp x model."""
+
+  data: int = -1
+  fsdp: int = 1
+  model: int = 1
+  rules: tuple[tuple[str, Any], ...] = DEFAULT_RULES
+
+  def __post_init__(self):
+    n = jax.device_count()
+    data = self.data
+    if data == -1:
+      if n % (self.fsdp * self.model):
+        raise ValueError(f"fsdp={self.fsdp} x model={self.model} does not divide {n} devices")
+      data = n // (self.fsdp * self.model)
+    if data * self.fsdp * self.model != n:
+      raise ValueError(f"mesh data={data} x fsdp={self.fsdp} x model={self.model} != {n} devices")
+    devices = np.asarray(jax.devices()).reshape(data, self.fsdp, self.model)
+    self.mesh = Mesh(devices, ("data", "fsdp", "model"))
+    self._rules = dict(self.rules)
+
+  @property
+  def data_parallel_size(self) -> int:
+    return self.mesh.shape["data"] * self.mesh.shape["fsdp"]
+
+  def _mesh_spec(self, logical: tuple | None, shape: tuple[int, ...]) -> P:
+    """Logical names -> PartitionSpec; an axis that does not divide its dim is dropped."""
+    if logical is None:
+      return P()
+    out, used = [], set()
+    for name, dim in zip(logical, shape):
+      axes = self._rules.get(name)
+      axes = (axes,) if isinstance(axes, str) else tuple(axes or ())
+      axes = tuple(a for a in axes if a not in used and self.mesh.shape[a] > 1)
+      size = int(np.prod([self.mesh.shape[a] for a in axes])) if axes else 1
+      if not axes or dim % size:
+        out.append(None)
+        continue
+      used.update(axes)
+      out.append(axes if len(axes) > 1 else axes[0])
+    return P(*out)
+
+  def param_shardings(self, boxed_abstract: Any) -> Any:
+    """NamedShardings for a tree of (abstract) values boxed with nn.LogicallyPartitioned."""
+    def one(x):
+      if isinstance(x, nn.LogicallyPartitioned):
+        return NamedSharding(self.mesh, self._mesh_spec(tuple(x.names), x.value.shape))
+      return NamedSharding(self.mesh, P())
+    return jax.tree.map(one, boxed_abstract,
+                        is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
+
+  def replicated(self) -> NamedSharding:
+    return NamedSharding(self.mesh, P())
+
+  def batch_sharding(self, ndim: int) -> NamedSharding:
+    return NamedSharding(self.mesh, P(BATCH_AXES, *([None] * (ndim - 1))))
+
+  def global_batch(self, host_batch: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:
+    """This host's rows -> global arrays sharded over the data axes."""
+    return {k: jax.make_array_from_process_local_data(self.batch_sharding(v.ndim), v)
+            for k, v in host_batch.items()}
