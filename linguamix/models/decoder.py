@@ -1,0 +1,495 @@
+"""Decoder-only transformer: one Flax module whose switches cover the families we tune.
+
+Llama 2/3, Mistral, Qwen2 (RMSNorm, RoPE, SwiGLU, grouped-query attention, sliding
+window, q/k/v bias), Gemma ((1+scale) RMSNorm, sqrt(d) embedding scale, GELU-tanh gate,
+tied embeddings, free head width), BLOOM (ALiBi, LayerNorm with bias, embedding
+LayerNorm, GELU MLP) and GPT-2/mGPT (learned positions). Fused HF projections (BLOOM's
+`query_key_value`, GPT-2's `c_attn`) are split on import (hf_decoder.py), so every
+family shares one parameter tree:
+
+  token_embedder/embedding [V, D]      pos_embedder/embedding [P, D] (learned)
+  embed_norm (BLOOM)                   final_norm          logits_dense/kernel [D, V]
+  layers/{pre_attention_norm, attention/{query,key,value,out}, pre_mlp_norm,
+          mlp/{wi_0 (gate), wi_1 (up) | wi, wo}}        (stacked on `layers` under scan)
+
+`DecoderOnlyModel` implements the T5X contract over SeqIO's DecoderFeatureConverter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any, Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import seqio
+
+from linguamix.models import base, layers
+
+Array = jax.Array
+_ACTIVATIONS = {
+    "silu": jax.nn.silu,
+    "gelu": functools.partial(jax.nn.gelu, approximate=False),
+    "gelu_tanh": functools.partial(jax.nn.gelu, approximate=True),
+    "relu": jax.nn.relu,
+}
+_REMAT_POLICIES = {
+    "full": None,  # recompute everything in the backward pass
+    "dots": jax.checkpoint_policies.checkpoint_dots,
+    "dots_with_no_batch_dims": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class DecoderConfig:
+  """Shape and switches of a decoder; defaults are Llama's."""
+
+  vocab_size: int = 32000
+  d_model: int = 4096
+  num_layers: int = 32
+  num_heads: int = 32
+  num_kv_heads: int | None = None  # None: = num_heads (no grouping)
+  head_dim: int | None = None  # None: d_model // num_heads (Gemma sets it freely)
+  mlp_dim: int = 11008
+  norm: str = "rms"  # "rms" | "layer" (LayerNorm with bias)
+  norm_eps: float = 1e-6
+  norm_scale_offset: float = 0.0  # Gemma: RMSNorm multiplies by (1 + scale)
+  position: str = "rope"  # "rope" | "alibi" | "learned"
+  max_positions: int = 2048  # size of the learned position table
+  rope_base: float = 10000.0
+  rope_type: str = "default"  # "default" | "linear" | "llama3"
+  rope_factor: float = 1.0
+  rope_low_freq_factor: float = 1.0
+  rope_high_freq_factor: float = 4.0
+  rope_original_max_positions: int = 8192
+  sliding_window: int | None = None
+  mlp_gated: bool = True  # SwiGLU/GeGLU (wi_0 gate, wi_1 up) vs. plain wi -> act -> wo
+  activation: str = "silu"
+  qkv_bias: bool = False
+  out_bias: bool = False  # attention output projection
+  mlp_bias: bool = False
+  embed_scale: bool = False  # Gemma: embeddings times sqrt(d_model)
+  embed_norm: bool = False  # BLOOM: LayerNorm right after the embedding
+  tie_embeddings: bool = False
+  dropout_rate: float = 0.0
+  dtype: Any = jnp.float32  # compute dtype (bf16 for training)
+  param_dtype: Any = jnp.float32
+  scan_layers: bool = False
+  remat_policy: str = "none"  # "none" | "full" | "dots" | "dots_with_no_batch_dims"
+
+  @property
+  def kv_heads(self) -> int:
+    return self.num_kv_heads or self.num_heads
+
+  @property
+  def head_width(self) -> int:
+    return self.head_dim or self.d_model // self.num_heads
+
+
+_init = nn.initializers.normal(stddev=0.02)
+
+
+class Dense(nn.Module):
+  """Projection contracting the last `in_dims` axes; the kernel carries logical axis names."""
+
+  features: tuple[int, ...]
+  axes: tuple[str, ...]  # names of the kernel: contracted input axes, then output axes
+  in_dims: int = 1
+  use_bias: bool = False
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    kernel = self.param(
+        "kernel", nn.with_logical_partitioning(_init, self.axes),
+        tuple(x.shape[-self.in_dims:]) + tuple(self.features), self.param_dtype)
+    y = jnp.tensordot(x.astype(self.dtype), kernel.astype(self.dtype), axes=self.in_dims)
+    if self.use_bias:
+      bias = self.param(
+          "bias", nn.with_logical_partitioning(nn.initializers.zeros, self.axes[self.in_dims:]),
+          tuple(self.features), self.param_dtype)
+      y = y + bias.astype(self.dtype)
+    return y
+
+
+def _norm(cfg: DecoderConfig, name: str) -> nn.Module:
+  if cfg.norm == "rms":
+    return layers.RMSNorm(epsilon=cfg.norm_eps, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+                          scale_offset=cfg.norm_scale_offset, name=name)
+  if cfg.norm == "layer":
+    return nn.LayerNorm(
+        epsilon=cfg.norm_eps, dtype=cfg.dtype, param_dtype=cfg.param_dtype, name=name,
+        scale_init=nn.with_logical_partitioning(nn.initializers.ones, ("embed",)),
+        bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)))
+  raise ValueError(f"DecoderConfig.norm must be 'rms' or 'layer', got {cfg.norm!r}")
+
+
+def rope_inverse_frequencies(cfg: DecoderConfig) -> np.ndarray:
+  """[H/2] inverse frequencies, with linear or Llama 3 ("llama3") scaling."""
+  h = cfg.head_width
+  inv_freq = 1.0 / (cfg.rope_base ** (np.arange(0, h, 2, dtype=np.float64) / h))
+  if cfg.rope_type == "default":
+    return inv_freq
+  if cfg.rope_type == "linear":
+    return inv_freq / cfg.rope_factor
+  if cfg.rope_type == "llama3":
+    old_len = cfg.rope_original_max_positions
+    low_wavelen = old_len / cfg.rope_low_freq_factor
+    high_wavelen = old_len / cfg.rope_high_freq_factor
+    wavelen = 2 * math.pi / inv_freq
+    scaled = np.where(wavelen > low_wavelen, inv_freq / cfg.rope_factor, inv_freq)
+    smooth = ((old_len / wavelen - cfg.rope_low_freq_factor)
+              / (cfg.rope_high_freq_factor - cfg.rope_low_freq_factor))
+    smoothed = (1 - smooth) * scaled / cfg.rope_factor + smooth * scaled
+    medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+    return np.where(medium, smoothed, scaled)
+  raise ValueError(f"DecoderConfig.rope_type must be default, linear or llama3, got {cfg.rope_type!r}")
+
+
+def apply_rope(x_BxTxNxH: Array, positions_BxT: Array, inv_freq: np.ndarray) -> Array:
+  """Rotary embedding, half-split layout (the Hugging Face convention)."""
+  angles_BxTxF = positions_BxT[..., None].astype(jnp.float32) * jnp.asarray(inv_freq, jnp.float32)
+  cos = jnp.cos(angles_BxTxF)[:, :, None, :]
+  sin = jnp.sin(angles_BxTxF)[:, :, None, :]
+  x1, x2 = jnp.split(x_BxTxNxH.astype(jnp.float32), 2, axis=-1)
+  out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+  return out.astype(x_BxTxNxH.dtype)
+
+
+def alibi_slopes(num_heads: int) -> np.ndarray:
+  """ALiBi head slopes (Press et al.), with BLOOM's rule for non-power-of-two head counts."""
+  closest = 2 ** math.floor(math.log2(num_heads))
+  slopes = [2.0 ** (-8.0 * i / closest) for i in range(1, closest + 1)]
+  extra = [2.0 ** (-4.0 * i / closest) for i in range(1, 2 * (num_heads - closest), 2)]
+  return np.asarray(slopes + extra, np.float32)
+
+
+def _write_cache(cache_BxSxKxH: Array, new_BxTxKxH: Array, index_B: Array) -> Array:
+  """Writes T new steps at per-example slots index_B .. index_B + T - 1."""
+  t, s = new_BxTxKxH.shape[1], cache_BxSxKxH.shape[1]
+  if t == s:  # prefill of the whole cache
+    return new_BxTxKxH.astype(cache_BxSxKxH.dtype)
+  slots_BxT = index_B[:, None] + jnp.arange(t)
+  onehot_BxTxS = (slots_BxT[:, :, None] == jnp.arange(s)).astype(cache_BxSxKxH.dtype)
+  written_BxS = onehot_BxTxS.sum(1)
+  new = jnp.einsum("bts,btkh->bskh", onehot_BxTxS, new_BxTxKxH.astype(cache_BxSxKxH.dtype))
+  return cache_BxSxKxH * (1 - written_BxS)[:, :, None, None] + new
+
+
+class Attention(nn.Module):
+  config: DecoderConfig
+  deterministic: bool = True
+
+  @nn.compact
+  def __call__(self, x_BxTxD, mask_Bx1xTxS, positions_BxT, key_positions_BxS, cache, cache_index_B):
+    cfg = self.config
+    n, k, h = cfg.num_heads, cfg.kv_heads, cfg.head_width
+    dense = functools.partial(Dense, use_bias=cfg.qkv_bias, dtype=cfg.dtype, param_dtype=cfg.param_dtype)
+    q_BxTxNxH = dense((n, h), ("embed", "heads", "kv"), name="query")(x_BxTxD)
+    k_BxTxKxH = dense((k, h), ("embed", "kv_heads", "kv"), name="key")(x_BxTxD)
+    v_BxTxKxH = dense((k, h), ("embed", "kv_heads", "kv"), name="value")(x_BxTxD)
+    if cfg.position == "rope":
+      inv_freq = rope_inverse_frequencies(cfg)
+      q_BxTxNxH = apply_rope(q_BxTxNxH, positions_BxT, inv_freq)
+      k_BxTxKxH = apply_rope(k_BxTxKxH, positions_BxT, inv_freq)
+    q_BxTxNxH = q_BxTxNxH * jnp.asarray(h ** -0.5, cfg.dtype)
+    new_cache = None
+    if cache is not None:
+      k_BxTxKxH = _write_cache(cache[0], k_BxTxKxH, cache_index_B)
+      v_BxTxKxH = _write_cache(cache[1], v_BxTxKxH, cache_index_B)
+      new_cache = (k_BxTxKxH, v_BxTxKxH)
+    bias_BxNxTxS = None
+    if cfg.position == "alibi":
+      distance_BxTxS = (key_positions_BxS[:, None, :] - positions_BxT[:, :, None]).astype(jnp.float32)
+      bias_BxNxTxS = jnp.asarray(alibi_slopes(n))[None, :, None, None] * distance_BxTxS[:, None]
+    dropout_rng = None if self.deterministic or cfg.dropout_rate == 0 else self.make_rng("dropout")
+    out_BxTxNxH = layers.dot_product_attention(
+        q_BxTxNxH, k_BxTxKxH, v_BxTxKxH, mask_Bx1xTxS=mask_Bx1xTxS, bias_BxNxTxS=bias_BxNxTxS,
+        dropout_rate=cfg.dropout_rate, dropout_rng=dropout_rng, dtype=cfg.dtype)
+    out_BxTxD = Dense((cfg.d_model,), ("heads", "kv", "embed"), in_dims=2, use_bias=cfg.out_bias,
+                      dtype=cfg.dtype, param_dtype=cfg.param_dtype, name="out")(out_BxTxNxH)
+    return out_BxTxD, new_cache
+
+
+class Mlp(nn.Module):
+  config: DecoderConfig
+
+  @nn.compact
+  def __call__(self, x_BxTxD):
+    cfg = self.config
+    act = _ACTIVATIONS[cfg.activation]
+    dense = functools.partial(Dense, use_bias=cfg.mlp_bias, dtype=cfg.dtype, param_dtype=cfg.param_dtype)
+    if cfg.mlp_gated:
+      h_BxTxF = (act(dense((cfg.mlp_dim,), ("embed", "mlp"), name="wi_0")(x_BxTxD))
+                 * dense((cfg.mlp_dim,), ("embed", "mlp"), name="wi_1")(x_BxTxD))
+    else:
+      h_BxTxF = act(dense((cfg.mlp_dim,), ("embed", "mlp"), name="wi")(x_BxTxD))
+    h_BxTxF = nn.with_logical_constraint(h_BxTxF, ("batch", "length", "mlp"))
+    return dense((cfg.d_model,), ("mlp", "embed"), name="wo")(h_BxTxF)
+
+
+class DecoderLayer(nn.Module):
+  """Pre-norm block. `aux` = (mask, positions, key positions, cache index) is shared by all layers."""
+
+  config: DecoderConfig
+  deterministic: bool = True
+
+  @nn.compact
+  def __call__(self, x_BxTxD, aux, cache):
+    cfg = self.config
+    mask, positions, key_positions, cache_index = aux
+    dropout = nn.Dropout(cfg.dropout_rate, broadcast_dims=(1,))
+    y = _norm(cfg, "pre_attention_norm")(x_BxTxD)
+    y, new_cache = Attention(cfg, self.deterministic, name="attention")(
+        y, mask, positions, key_positions, cache, cache_index)
+    x_BxTxD = x_BxTxD + dropout(y, deterministic=self.deterministic)
+    y = Mlp(cfg, name="mlp")(_norm(cfg, "pre_mlp_norm")(x_BxTxD))
+    x_BxTxD = x_BxTxD + dropout(y, deterministic=self.deterministic)
+    x_BxTxD = nn.with_logical_constraint(x_BxTxD, ("batch", "length", "embed"))
+    return x_BxTxD, new_cache
+
+
+class Decoder(nn.Module):
+  """Token ids -> final hidden states, the output kernel [D, V] and the updated KV cache.
+
+  `cache` is a (keys, values) pair of [layers, B, S, K, H] arrays or None; with a cache
+  the T new steps are written at slots cache_index_B .. + T - 1 and attend over all S
+  slots as `mask_Bx1xTxS` allows.
+  """
+
+  config: DecoderConfig
+
+  @nn.compact
+  def __call__(self, tokens_BxT, positions_BxT, mask_Bx1xTxS, key_positions_BxS,
+               cache=None, cache_index_B=None, deterministic: bool = True):
+    cfg = self.config
+    embedder = nn.Embed(
+        cfg.vocab_size, cfg.d_model, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+        embedding_init=nn.with_logical_partitioning(nn.initializers.normal(1.0), ("vocab", "embed")),
+        name="token_embedder")
+    x_BxTxD = embedder(tokens_BxT)
+    if cfg.embed_scale:
+      x_BxTxD = x_BxTxD * jnp.asarray(cfg.d_model ** 0.5, cfg.dtype)
+    if cfg.position == "learned":
+      x_BxTxD = x_BxTxD + nn.Embed(
+          cfg.max_positions, cfg.d_model, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+          embedding_init=nn.with_logical_partitioning(_init, (None, "embed")),
+          name="pos_embedder")(positions_BxT)
+    if cfg.embed_norm:
+      x_BxTxD = _norm(cfg, "embed_norm")(x_BxTxD)
+    x_BxTxD = nn.Dropout(cfg.dropout_rate, broadcast_dims=(1,))(x_BxTxD, deterministic=deterministic)
+    x_BxTxD = nn.with_logical_constraint(x_BxTxD, ("batch", "length", "embed"))
+
+    layer_cls = DecoderLayer
+    if cfg.remat_policy != "none":
+      layer_cls = nn.remat(layer_cls, policy=_REMAT_POLICIES[cfg.remat_policy],
+                           prevent_cse=not cfg.scan_layers)
+    aux = (mask_Bx1xTxS, positions_BxT, key_positions_BxS, cache_index_B)
+    if cfg.scan_layers:
+      stack = nn.scan(
+          layer_cls, variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True},
+          in_axes=(nn.broadcast, 0), length=cfg.num_layers,
+          metadata_params={nn.PARTITION_NAME: "layers"})
+      x_BxTxD, cache = stack(cfg, deterministic, name="layers")(x_BxTxD, aux, cache)
+    else:
+      new_layers = []
+      for i in range(cfg.num_layers):
+        layer_cache = None if cache is None else (cache[0][i], cache[1][i])
+        x_BxTxD, layer_cache = layer_cls(cfg, deterministic, name=f"layers_{i}")(x_BxTxD, aux, layer_cache)
+        new_layers.append(layer_cache)
+      if cache is not None:
+        cache = tuple(jnp.stack([c[j] for c in new_layers]) for j in range(2))
+    x_BxTxD = _norm(cfg, "final_norm")(x_BxTxD)
+    if cfg.tie_embeddings:
+      kernel_DxV = embedder.embedding.T
+    else:
+      kernel_DxV = self.param(
+          "logits_dense", nn.with_logical_partitioning(_init, ("embed", "vocab")),
+          (cfg.d_model, cfg.vocab_size), cfg.param_dtype)
+    return x_BxTxD, kernel_DxV.astype(cfg.dtype), cache
+
+
+def _sample(logits_BxV: Array, rng: Array, temperature: float, top_k: int, top_p: float) -> Array:
+  if temperature == 0.0:
+    return jnp.argmax(logits_BxV, axis=-1)
+  logits_BxV = logits_BxV / temperature
+  if top_k:
+    kth_Bx1 = jax.lax.top_k(logits_BxV, top_k)[0][:, -1:]
+    logits_BxV = jnp.where(logits_BxV < kth_Bx1, -jnp.inf, logits_BxV)
+  if top_p < 1.0:
+    sorted_BxV = jnp.sort(logits_BxV, axis=-1)[:, ::-1]
+    probs_BxV = jax.nn.softmax(sorted_BxV, axis=-1)
+    # keep the smallest prefix whose mass reaches top_p (the first token always stays)
+    keep_BxV = jnp.cumsum(probs_BxV, axis=-1) - probs_BxV < top_p
+    threshold_Bx1 = jnp.min(jnp.where(keep_BxV, sorted_BxV, jnp.inf), axis=-1, keepdims=True)
+    logits_BxV = jnp.where(logits_BxV < threshold_Bx1, -jnp.inf, logits_BxV)
+  return jax.random.categorical(rng, logits_BxV, axis=-1)
+
+
+class DecoderOnlyModel(base.BaseModel):
+  """T5X `DecoderOnlyModel` contract for `Decoder` over SeqIO's DecoderFeatureConverter.
+
+  Plain LM batches have `decoder_input_tokens/target_tokens/loss_weights`; prefix-LM
+  batches add `decoder_causal_attention` (1 on the prompt and one position more).
+  Causal HF checkpoints were trained with a causal prefix, so the prefix attends
+  bidirectionally only with `inputs_bidirectional_attention=True`. Packed batches add
+  `decoder_segment_ids` and `decoder_positions`.
+  """
+
+  feature_converter_cls = seqio.DecoderFeatureConverter
+
+  def __init__(self, config: DecoderConfig, vocabulary: seqio.Vocabulary, *,
+               z_loss: float = 0.0, inputs_bidirectional_attention: bool = False,
+               logits_chunk_length: int | None = None, module: nn.Module | None = None):
+    if vocabulary is not None and vocabulary.vocab_size > config.vocab_size:
+      raise ValueError(
+          f"vocabulary has {vocabulary.vocab_size} ids but the model's embedding has "
+          f"vocab_size={config.vocab_size}: the tokenizer does not match the checkpoint")
+    self.config = config
+    self._vocabulary = vocabulary
+    self.z_loss = z_loss
+    self.inputs_bidirectional_attention = inputs_bidirectional_attention
+    self.logits_chunk_length = logits_chunk_length
+    self.module = module if module is not None else Decoder(config)
+
+  @property
+  def vocabulary(self) -> seqio.Vocabulary:
+    return self._vocabulary
+
+  def _variables(self, params):
+    return params if "params" in params else {"params": params}
+
+  def init_variables(self, rng: Array, input_shapes: Mapping[str, tuple[int, ...]]):
+    shape = tuple(input_shapes["decoder_input_tokens"])
+    tokens = jnp.ones(shape, jnp.int32)
+    mask = layers.attention_mask(tokens, tokens, causal=True)
+    positions = jnp.broadcast_to(jnp.arange(shape[1]), shape)
+    return self.module.init({"params": rng, "dropout": rng}, tokens, positions, mask, positions)
+
+  def _forward(self, params, batch, dropout_rng=None):
+    """Final hidden states [B, L, D] and the output kernel for a feature-converter batch."""
+    tokens_BxL = batch["decoder_input_tokens"]
+    b, length = tokens_BxL.shape
+    segment_ids_BxL = batch.get("decoder_segment_ids")
+    if segment_ids_BxL is None:
+      segment_ids_BxL = (batch["decoder_target_tokens"] > 0).astype(jnp.int32)
+    positions_BxL = batch.get("decoder_positions")
+    if positions_BxL is None:
+      positions_BxL = jnp.broadcast_to(jnp.arange(length), (b, length))
+    prefix_BxL = batch.get("decoder_causal_attention") if self.inputs_bidirectional_attention else None
+    mask = layers.attention_mask(
+        segment_ids_BxL, segment_ids_BxL, causal=True, sliding_window=self.config.sliding_window,
+        bidirectional_prefix_BxT=prefix_BxL)
+    rngs = {"dropout": dropout_rng} if dropout_rng is not None else {}
+    hidden_BxLxD, kernel_DxV, _ = self.module.apply(
+        self._variables(params), tokens_BxL, positions_BxL, mask, positions_BxL,
+        deterministic=dropout_rng is None, rngs=rngs)
+    return hidden_BxLxD, kernel_DxV
+
+  def logits(self, params, batch) -> Array:
+    """Full fp32 logits [B, L, V] (tests, small vocabularies; training uses chunked stats)."""
+    hidden_BxLxD, kernel_DxV = self._forward(params, batch)
+    return jnp.einsum("bld,dv->blv", hidden_BxLxD, kernel_DxV, preferred_element_type=jnp.float32)
+
+  def _stats(self, params, batch, dropout_rng=None):
+    hidden_BxLxD, kernel_DxV = self._forward(params, batch, dropout_rng)
+    return layers.output_logit_stats(hidden_BxLxD, kernel_DxV, batch["decoder_target_tokens"],
+                                     chunk_length=self.logits_chunk_length)
+
+  def loss_fn(self, params, batch, dropout_rng):
+    lse_BxL, target_logit_BxL, correct_BxL = self._stats(params, batch, dropout_rng)
+    weights_BxL = batch.get("decoder_loss_weights")
+    if weights_BxL is None:
+      weights_BxL = (batch["decoder_target_tokens"] > 0)
+    weights_BxL = weights_BxL.astype(jnp.float32)
+    num_tokens = jnp.sum(weights_BxL)
+    denominator = jnp.maximum(num_tokens, 1.0)
+    xent = jnp.sum((lse_BxL - target_logit_BxL) * weights_BxL)
+    z = jnp.sum(self.z_loss * jnp.square(lse_BxL) * weights_BxL)
+    loss = (xent + z) / denominator
+    metrics = {
+        "loss": loss,
+        "cross_ent_loss": xent / denominator,
+        "z_loss": z / denominator,
+        "accuracy": jnp.sum(correct_BxL * weights_BxL) / denominator,
+        "num_tokens": num_tokens,
+    }
+    return loss, metrics
+
+  def score_batch(self, params, batch) -> Array:
+    lse_BxL, target_logit_BxL, _ = self._stats(params, batch)
+    weights_BxL = batch.get("decoder_loss_weights")
+    if weights_BxL is None:
+      weights_BxL = (batch["decoder_target_tokens"] > 0)
+    return jnp.sum((target_logit_BxL - lse_BxL) * weights_BxL.astype(jnp.float32), axis=-1)
+
+  def predict_batch(self, params, batch, rng=None, *, temperature: float = 0.0,
+                    top_k: int = 0, top_p: float = 1.0, eos_id: int | None = None) -> Array:
+    """Decodes the targets after each prompt with a KV cache; [B, L] ids, 0 after EOS.
+
+    The prompt is the `decoder_causal_attention` part of `decoder_input_tokens` (only
+    position 0 for a plain LM). Greedy at temperature 0, else sampling with optional
+    top-k / top-p. Decoding stops at EOS (`eos_id`, default the vocabulary's) or
+    when the sequence length is reached.
+    """
+    cfg = self.config
+    tokens_BxL = batch["decoder_input_tokens"]
+    b, length = tokens_BxL.shape
+    eos_id = self.vocabulary.eos_id if eos_id is None else eos_id
+    rng = jax.random.PRNGKey(0) if rng is None else rng
+    causal = batch.get("decoder_causal_attention")
+    prompt_len_B = (jnp.ones((b,), jnp.int32) if causal is None
+                    else jnp.maximum(jnp.sum(causal, axis=1).astype(jnp.int32), 1))
+    arange_L = jnp.arange(length)
+    in_prompt_BxL = arange_L[None, :] < prompt_len_B[:, None]
+    prompt_BxL = jnp.where(in_prompt_BxL, tokens_BxL, 0)
+    positions_BxL = jnp.broadcast_to(arange_L, (b, length))
+    prefix = causal if (causal is not None and self.inputs_bidirectional_attention) else None
+    seg_BxL = in_prompt_BxL.astype(jnp.int32)
+    mask = layers.attention_mask(seg_BxL, seg_BxL, causal=True, sliding_window=cfg.sliding_window,
+                                 bidirectional_prefix_BxT=prefix)
+    cache_shape = (cfg.num_layers, b, length, cfg.kv_heads, cfg.head_width)
+    cache = (jnp.zeros(cache_shape, cfg.dtype), jnp.zeros(cache_shape, cfg.dtype))
+    variables = self._variables(params)
+    zeros_B = jnp.zeros((b,), jnp.int32)
+    hidden_BxLxD, kernel_DxV, cache = self.module.apply(
+        variables, prompt_BxL, positions_BxL, mask, positions_BxL, cache, zeros_B)
+    last_BxD = jnp.take_along_axis(hidden_BxLxD, (prompt_len_B - 1)[:, None, None], axis=1)[:, 0]
+
+    def next_token(hidden_BxD, kernel_DxV, step_rng):
+      logits_BxV = jnp.einsum("bd,dv->bv", hidden_BxD, kernel_DxV, preferred_element_type=jnp.float32)
+      return _sample(logits_BxV, step_rng, temperature, top_k, top_p).astype(jnp.int32)
+
+    rng, step_rng = jax.random.split(rng)
+    token_B = next_token(last_BxD, kernel_DxV, step_rng)
+    out_BxL = jnp.zeros((b, length), jnp.int32).at[:, 0].set(token_B)
+    done_B = (token_B == eos_id) | (prompt_len_B >= length)
+    # the token just sampled sits at sequence position index_B
+    state = (prompt_len_B, token_B, out_BxL, done_B, cache, rng)
+
+    def cond(state):
+      return ~jnp.all(state[3])
+
+    def body(state):
+      index_B, token_B, out_BxL, done_B, cache, rng = state
+      index_B = jnp.minimum(index_B, length - 1)
+      order_BxS = arange_L[None, :] <= index_B[:, None]
+      if cfg.sliding_window is not None:
+        order_BxS &= index_B[:, None] - arange_L[None, :] < cfg.sliding_window
+      step_mask = order_BxS[:, None, None, :]
+      hidden_Bx1xD, kernel_DxV, cache = self.module.apply(
+          variables, token_B[:, None], index_B[:, None], step_mask, positions_BxL, cache, index_B)
+      rng, step_rng = jax.random.split(rng)
+      new_B = next_token(hidden_Bx1xD[:, 0], kernel_DxV, step_rng)
+      out_index_B = index_B - prompt_len_B + 1
+      write_BxL = (arange_L[None, :] == out_index_B[:, None]) & ~done_B[:, None]
+      out_BxL = jnp.where(write_BxL, new_B[:, None], out_BxL)
+      done_B = done_B | (new_B == eos_id) | (index_B + 1 >= length)
+      return index_B + 1, new_B, out_BxL, done_B, cache, rng
+
+    return jax.lax.while_loop(cond, body, state)[2]

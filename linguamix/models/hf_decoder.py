@@ -1,0 +1,418 @@
+"""Hugging Face checkpoints <-> `decoder.Decoder` parameters, for each decoder family.
+
+A family is a table of `Entry`s: one HF tensor name <-> one or more of our parameter
+paths, with the array transforms both ways (HF Linear weights are [out, in]; GPT-2's
+Conv1D weights are [in, out]; BLOOM and GPT-2 fuse q/k/v into one tensor). Import
+checks every tensor's shape against the one the config implies, and refuses unused
+tensors, so a wrong config or checkpoint fails naming the tensor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import re
+from typing import Any, Callable
+
+import flax
+import jax
+import numpy as np
+from safetensors import numpy as st_numpy
+from safetensors import safe_open
+
+from linguamix.models import decoder
+
+Path = tuple[str, ...]
+
+# Architectures (config.json `architectures[0]`) and their family.
+ARCHITECTURES = {
+    "LlamaForCausalLM": "llama",
+    "MistralForCausalLM": "llama",
+    "Qwen2ForCausalLM": "llama",
+    "GemmaForCausalLM": "llama",
+    "BloomForCausalLM": "bloom",
+    "GPT2LMHeadModel": "gpt2",
+}
+# Buffers some checkpoints carry that hold no parameters.
+_IGNORED = re.compile(r"(\.attn\.(masked_)?bias$|rotary_emb\.inv_freq$)")
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+  hf_name: str
+  paths: tuple[Path, ...]  # our parameter paths (under a layer: relative to it)
+  to_ours: Callable[[np.ndarray], list[np.ndarray]]
+  to_hf: Callable[[list[np.ndarray]], np.ndarray]
+
+
+def _linear(*shape):
+  """HF Linear weight [out, in] <-> kernel [in, *shape]."""
+  return (lambda w: [w.T.reshape(w.shape[1], *(shape or (w.shape[0],)))],
+          lambda ks: ks[0].reshape(ks[0].shape[0], -1).T)
+
+
+def _same():
+  return (lambda w: [w], lambda ks: ks[0])
+
+
+def _bias(*shape):
+  return (lambda b: [b.reshape(*shape)], lambda ks: ks[0].reshape(-1))
+
+
+def _entry(hf_name, path, transforms):
+  return Entry(hf_name, (path,), *transforms)
+
+
+def _out_kernel(n, h, d):
+  """HF [D, N*H] Linear (or GPT-2 Conv1D [N*H, D]) <-> out kernel [N, H, D]."""
+  return (lambda w: [w.T.reshape(n, h, d)], lambda ks: ks[0].reshape(n * h, d).T)
+
+
+def _conv1d(*shape):
+  """GPT-2 Conv1D weight [in, out] <-> kernel [in, *shape]."""
+  return (lambda w: [w.reshape(w.shape[0], *shape)], lambda ks: ks[0].reshape(ks[0].shape[0], -1))
+
+
+def _norm_entries(hf_prefix: str, ours: str, cfg: decoder.DecoderConfig) -> list[Entry]:
+  entries = [_entry(f"{hf_prefix}.weight", (ours, "scale"), _same())]
+  if cfg.norm == "layer":
+    entries.append(_entry(f"{hf_prefix}.bias", (ours, "bias"), _same()))
+  return entries
+
+
+def _llama_layer(cfg: decoder.DecoderConfig) -> list[Entry]:
+  n, k, h, d = cfg.num_heads, cfg.kv_heads, cfg.head_width, cfg.d_model
+  entries = _norm_entries("input_layernorm", "pre_attention_norm", cfg)
+  entries += _norm_entries("post_attention_layernorm", "pre_mlp_norm", cfg)
+  for proj, ours, heads in (("q_proj", "query", n), ("k_proj", "key", k), ("v_proj", "value", k)):
+    entries.append(_entry(f"self_attn.{proj}.weight", ("attention", ours, "kernel"), _linear(heads, h)))
+    if cfg.qkv_bias:
+      entries.append(_entry(f"self_attn.{proj}.bias", ("attention", ours, "bias"), _bias(heads, h)))
+  entries.append(_entry("self_attn.o_proj.weight", ("attention", "out", "kernel"), _out_kernel(n, h, d)))
+  if cfg.out_bias:
+    entries.append(_entry("self_attn.o_proj.bias", ("attention", "out", "bias"), _same()))
+  for proj, ours in (("gate_proj", "wi_0"), ("up_proj", "wi_1"), ("down_proj", "wo")):
+    entries.append(_entry(f"mlp.{proj}.weight", ("mlp", ours, "kernel"), _linear()))
+    if cfg.mlp_bias:
+      entries.append(_entry(f"mlp.{proj}.bias", ("mlp", ours, "bias"), _same()))
+  return entries
+
+
+def _bloom_layer(cfg: decoder.DecoderConfig) -> list[Entry]:
+  n, h, d = cfg.num_heads, cfg.head_width, cfg.d_model
+  qkv = [("attention", name) for name in ("query", "key", "value")]
+  # query_key_value is laid out [N, 3, H] along its output axis
+  fused_w = Entry(
+      "self_attention.query_key_value.weight", tuple(p + ("kernel",) for p in qkv),
+      lambda w: [w.reshape(n, 3, h, d)[:, i].transpose(2, 0, 1) for i in range(3)],
+      lambda ks: np.stack([k.transpose(1, 2, 0) for k in ks], axis=1).reshape(3 * n * h, d))
+  fused_b = Entry(
+      "self_attention.query_key_value.bias", tuple(p + ("bias",) for p in qkv),
+      lambda b: [b.reshape(n, 3, h)[:, i] for i in range(3)],
+      lambda bs: np.stack(bs, axis=1).reshape(-1))
+  entries = _norm_entries("input_layernorm", "pre_attention_norm", cfg)
+  entries += _norm_entries("post_attention_layernorm", "pre_mlp_norm", cfg)
+  entries += [
+      fused_w, fused_b,
+      _entry("self_attention.dense.weight", ("attention", "out", "kernel"), _out_kernel(n, h, d)),
+      _entry("self_attention.dense.bias", ("attention", "out", "bias"), _same()),
+      _entry("mlp.dense_h_to_4h.weight", ("mlp", "wi", "kernel"), _linear()),
+      _entry("mlp.dense_h_to_4h.bias", ("mlp", "wi", "bias"), _same()),
+      _entry("mlp.dense_4h_to_h.weight", ("mlp", "wo", "kernel"), _linear()),
+      _entry("mlp.dense_4h_to_h.bias", ("mlp", "wo", "bias"), _same()),
+  ]
+  return entries
+
+
+def _gpt2_layer(cfg: decoder.DecoderConfig) -> list[Entry]:
+  n, h, d = cfg.num_heads, cfg.head_width, cfg.d_model
+  qkv = [("attention", name) for name in ("query", "key", "value")]
+  # c_attn is a Conv1D [D, 3*N*H] with q | k | v along its output axis
+  fused_w = Entry(
+      "attn.c_attn.weight", tuple(p + ("kernel",) for p in qkv),
+      lambda w: [x.reshape(d, n, h) for x in np.split(w, 3, axis=1)],
+      lambda ks: np.concatenate([k.reshape(d, n * h) for k in ks], axis=1))
+  fused_b = Entry(
+      "attn.c_attn.bias", tuple(p + ("bias",) for p in qkv),
+      lambda b: [x.reshape(n, h) for x in np.split(b, 3)],
+      lambda bs: np.concatenate([b.reshape(-1) for b in bs]))
+  entries = _norm_entries("ln_1", "pre_attention_norm", cfg)
+  entries += _norm_entries("ln_2", "pre_mlp_norm", cfg)
+  entries += [
+      fused_w, fused_b,
+      Entry("attn.c_proj.weight", (("attention", "out", "kernel"),),
+            lambda w: [w.reshape(n, h, d)], lambda ks: ks[0].reshape(n * h, d)),
+      _entry("attn.c_proj.bias", ("attention", "out", "bias"), _same()),
+      _entry("mlp.c_fc.weight", ("mlp", "wi", "kernel"), _conv1d(cfg.mlp_dim)),
+      _entry("mlp.c_fc.bias", ("mlp", "wi", "bias"), _same()),
+      _entry("mlp.c_proj.weight", ("mlp", "wo", "kernel"), _same()),
+      _entry("mlp.c_proj.bias", ("mlp", "wo", "bias"), _same()),
+  ]
+  return entries
+
+
+_LAYOUT = {
+    # family: (prefix of the base model, layer prefix, layer entries, top-level entries)
+    "llama": ("model.", "layers", _llama_layer, lambda cfg: [
+        _entry("embed_tokens.weight", ("token_embedder", "embedding"), _same()),
+        *_norm_entries("norm", "final_norm", cfg)]),
+    "bloom": ("transformer.", "h", _bloom_layer, lambda cfg: [
+        _entry("word_embeddings.weight", ("token_embedder", "embedding"), _same()),
+        *_norm_entries("word_embeddings_layernorm", "embed_norm", cfg),
+        *_norm_entries("ln_f", "final_norm", cfg)]),
+    "gpt2": ("transformer.", "h", _gpt2_layer, lambda cfg: [
+        _entry("wte.weight", ("token_embedder", "embedding"), _same()),
+        _entry("wpe.weight", ("pos_embedder", "embedding"), _same()),
+        *_norm_entries("ln_f", "final_norm", cfg)]),
+}
+
+
+def entries(family: str, cfg: decoder.DecoderConfig) -> list[Entry]:
+  """All tensors of a family's checkpoint, with full HF names and full parameter paths."""
+  prefix, layer_prefix, layer_fn, top_fn = _LAYOUT[family]
+  out = [dataclasses.replace(e, hf_name=prefix + e.hf_name) for e in top_fn(cfg)]
+  for i in range(cfg.num_layers):
+    out += [dataclasses.replace(e, hf_name=f"{prefix}{layer_prefix}.{i}.{e.hf_name}",
+                                paths=tuple((f"layers_{i}",) + p for p in e.paths))
+            for e in layer_fn(cfg)]
+  if not cfg.tie_embeddings:
+    out.append(_entry("lm_head.weight", ("logits_dense",), (lambda w: [w.T], lambda ks: ks[0].T)))
+  return out
+
+
+# ---------------------------------------------------------------------------- configs
+
+
+def _rope_fields(hf: dict) -> dict:
+  rope = dict(hf.get("rope_parameters") or {})
+  legacy = hf.get("rope_scaling") or {}
+  rope = {**legacy, **rope}
+  theta = rope.get("rope_theta", hf.get("rope_theta", 10000.0))
+  rope_type = rope.get("rope_type", rope.get("type", "default"))
+  fields = {"rope_base": float(theta), "rope_type": rope_type}
+  if rope_type in ("linear", "llama3"):
+    fields["rope_factor"] = float(rope["factor"])
+  if rope_type == "llama3":
+    fields.update(rope_low_freq_factor=float(rope["low_freq_factor"]),
+                  rope_high_freq_factor=float(rope["high_freq_factor"]),
+                  rope_original_max_positions=int(rope["original_max_position_embeddings"]))
+  elif rope_type not in ("default", "linear"):
+    raise ValueError(f"rope type {rope_type!r} is not supported (default, linear, llama3)")
+  return fields
+
+
+_HF_ACTIVATIONS = {"silu": "silu", "swish": "silu", "gelu": "gelu", "relu": "relu",
+                   "gelu_new": "gelu_tanh", "gelu_fast": "gelu_tanh",
+                   "gelu_pytorch_tanh": "gelu_tanh"}
+
+
+def _activation(name: str, where: str) -> str:
+  if name not in _HF_ACTIVATIONS:
+    raise ValueError(f"{where}: activation {name!r} is not supported ({sorted(_HF_ACTIVATIONS)})")
+  return _HF_ACTIVATIONS[name]
+
+
+def config_from_hf(hf: dict, where: str = "config.json", **overrides) -> tuple[str, decoder.DecoderConfig]:
+  """(architecture, DecoderConfig) from a parsed config.json; `overrides` set dtype, scan, ...."""
+  archs = hf.get("architectures") or []
+  arch = archs[0] if archs else None
+  if arch not in ARCHITECTURES:
+    raise ValueError(f"{where}: architectures={archs!r} is not supported; "
+                     f"supported: {', '.join(sorted(ARCHITECTURES))}")
+  family = ARCHITECTURES[arch]
+  if family == "llama":
+    gemma = arch == "GemmaForCausalLM"
+    if hf.get("use_sliding_window") and arch == "Qwen2ForCausalLM":
+      raise ValueError(f"{where}: Qwen2 per-layer sliding windows (use_sliding_window=true) are not supported")
+    act = hf.get("hidden_activation") or hf.get("hidden_act") or "silu"
+    fields = dict(
+        vocab_size=hf["vocab_size"], d_model=hf["hidden_size"], num_layers=hf["num_hidden_layers"],
+        num_heads=hf["num_attention_heads"],
+        num_kv_heads=hf.get("num_key_value_heads") or hf["num_attention_heads"],
+        head_dim=hf.get("head_dim"), mlp_dim=hf["intermediate_size"], norm="rms",
+        norm_eps=hf.get("rms_norm_eps", 1e-6), position="rope",
+        max_positions=hf.get("max_position_embeddings", 2048),
+        activation="gelu_tanh" if gemma and act == "gelu" else _activation(act, where),
+        qkv_bias=arch == "Qwen2ForCausalLM" or bool(hf.get("attention_bias", False)),
+        out_bias=arch == "LlamaForCausalLM" and bool(hf.get("attention_bias", False)),
+        mlp_bias=bool(hf.get("mlp_bias", False)),
+        sliding_window=hf.get("sliding_window") if arch == "MistralForCausalLM" else None,
+        tie_embeddings=bool(hf.get("tie_word_embeddings", gemma)),
+        norm_scale_offset=1.0 if gemma else 0.0, embed_scale=gemma,
+        **_rope_fields(hf))
+  elif family == "bloom":
+    if hf.get("apply_residual_connection_post_layernorm"):
+      raise ValueError(f"{where}: apply_residual_connection_post_layernorm=true is not supported")
+    d = hf.get("hidden_size") or hf["n_embed"]
+    fields = dict(
+        vocab_size=hf["vocab_size"], d_model=d, num_layers=hf.get("n_layer") or hf["num_hidden_layers"],
+        num_heads=hf.get("n_head") or hf["num_attention_heads"], mlp_dim=4 * d, norm="layer",
+        norm_eps=hf.get("layer_norm_epsilon", 1e-5), position="alibi", mlp_gated=False,
+        activation="gelu_tanh", qkv_bias=True, out_bias=True, mlp_bias=True, embed_norm=True,
+        tie_embeddings=bool(hf.get("tie_word_embeddings", True)))
+  else:  # gpt2
+    for flag in ("scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn"):
+      if hf.get(flag):
+        raise ValueError(f"{where}: {flag}=true is not supported")
+    d = hf["n_embd"]
+    fields = dict(
+        vocab_size=hf["vocab_size"], d_model=d, num_layers=hf["n_layer"], num_heads=hf["n_head"],
+        mlp_dim=hf.get("n_inner") or 4 * d, norm="layer", norm_eps=hf.get("layer_norm_epsilon", 1e-5),
+        position="learned", max_positions=hf["n_positions"], mlp_gated=False,
+        activation=_activation(hf.get("activation_function", "gelu_new"), where),
+        qkv_bias=True, out_bias=True, mlp_bias=True,
+        tie_embeddings=bool(hf.get("tie_word_embeddings", True)))
+  return arch, decoder.DecoderConfig(**{**fields, **overrides})
+
+
+def config_to_hf(arch: str, cfg: decoder.DecoderConfig, extra: dict | None = None) -> dict:
+  """config.json for `arch` from a DecoderConfig (`extra`: token ids and other keys to keep)."""
+  family = ARCHITECTURES[arch]
+  if family == "llama":
+    rope = {"rope_type": cfg.rope_type, "rope_theta": cfg.rope_base}
+    if cfg.rope_type in ("linear", "llama3"):
+      rope["factor"] = cfg.rope_factor
+    if cfg.rope_type == "llama3":
+      rope.update(low_freq_factor=cfg.rope_low_freq_factor, high_freq_factor=cfg.rope_high_freq_factor,
+                  original_max_position_embeddings=cfg.rope_original_max_positions)
+    act = {"silu": "silu", "gelu_tanh": "gelu_pytorch_tanh", "gelu": "gelu", "relu": "relu"}[cfg.activation]
+    hf = dict(
+        vocab_size=cfg.vocab_size, hidden_size=cfg.d_model, num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.kv_heads, head_dim=cfg.head_width,
+        intermediate_size=cfg.mlp_dim, rms_norm_eps=cfg.norm_eps, hidden_act=act,
+        max_position_embeddings=cfg.max_positions, tie_word_embeddings=cfg.tie_embeddings,
+        rope_parameters=rope, rope_theta=cfg.rope_base)
+    if arch == "LlamaForCausalLM":
+      hf.update(attention_bias=cfg.qkv_bias, mlp_bias=cfg.mlp_bias)
+    if arch == "MistralForCausalLM":
+      hf["sliding_window"] = cfg.sliding_window
+    if arch == "GemmaForCausalLM":
+      hf["hidden_activation"] = act
+  elif family == "bloom":
+    hf = dict(vocab_size=cfg.vocab_size, hidden_size=cfg.d_model, n_layer=cfg.num_layers,
+              n_head=cfg.num_heads, layer_norm_epsilon=cfg.norm_eps,
+              apply_residual_connection_post_layernorm=False, tie_word_embeddings=cfg.tie_embeddings)
+  else:
+    hf = dict(vocab_size=cfg.vocab_size, n_embd=cfg.d_model, n_layer=cfg.num_layers, n_head=cfg.num_heads,
+              n_inner=cfg.mlp_dim, n_positions=cfg.max_positions, layer_norm_epsilon=cfg.norm_eps,
+              activation_function={"gelu_tanh": "gelu_new", "gelu": "gelu", "relu": "relu",
+                                   "silu": "silu"}[cfg.activation],
+              tie_word_embeddings=cfg.tie_embeddings)
+  model_type = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral", "Qwen2ForCausalLM": "qwen2",
+                "GemmaForCausalLM": "gemma", "BloomForCausalLM": "bloom", "GPT2LMHeadModel": "gpt2"}[arch]
+  return {"architectures": [arch], "model_type": model_type, "torch_dtype": "float32",
+          **(extra or {}), **hf}
+
+
+# ---------------------------------------------------------------------------- tensors
+
+
+def read_safetensors(directory: str | pathlib.Path) -> dict[str, np.ndarray]:
+  """All tensors of `model.safetensors` or of the shards listed in `model.safetensors.index.json`."""
+  directory = pathlib.Path(directory)
+  index = directory / "model.safetensors.index.json"
+  if index.exists():
+    weight_map = json.loads(index.read_text())["weight_map"]
+    files = sorted(set(weight_map.values()))
+    missing = [f for f in files if not (directory / f).exists()]
+    if missing:
+      raise FileNotFoundError(f"{index}: shards listed in weight_map are missing: {', '.join(missing)}")
+  elif (directory / "model.safetensors").exists():
+    files = ["model.safetensors"]
+  else:
+    raise FileNotFoundError(f"{directory}: neither model.safetensors nor model.safetensors.index.json")
+  tensors = {}
+  for f in files:
+    with safe_open(str(directory / f), framework="numpy") as reader:
+      for name in reader.keys():
+        tensors[name] = reader.get_tensor(name)
+  return tensors
+
+
+def _expected_shapes(cfg: decoder.DecoderConfig) -> dict[Path, tuple[int, ...]]:
+  unscanned = dataclasses.replace(cfg, scan_layers=False)
+  shapes = jax.eval_shape(lambda: decoder.DecoderOnlyModel(unscanned, None).init_variables(
+      jax.random.PRNGKey(0), {"decoder_input_tokens": (1, 1)}))
+  shapes = flax.linen.meta.unbox(shapes)["params"]
+  return {k: tuple(v.shape) for k, v in flax.traverse_util.flatten_dict(shapes).items()}
+
+
+def _stack_layers(flat: dict[Path, Any], num_layers: int) -> dict[Path, Any]:
+  out = {k: v for k, v in flat.items() if not k[0].startswith("layers_")}
+  for k in flat:
+    if k[0] == "layers_0":
+      out[("layers",) + k[1:]] = np.stack([flat[(f"layers_{i}",) + k[1:]] for i in range(num_layers)])
+  return out
+
+
+def _unstack_layers(flat: dict[Path, Any]) -> dict[Path, Any]:
+  out = {}
+  for k, v in flat.items():
+    if k[0] == "layers":
+      for i in range(v.shape[0]):
+        out[(f"layers_{i}",) + k[1:]] = v[i]
+    else:
+      out[k] = v
+  return out
+
+
+def params_from_hf(arch: str, cfg: decoder.DecoderConfig, tensors: dict[str, np.ndarray],
+                   where: str = "checkpoint") -> dict:
+  """Our parameter tree (numpy, cfg.param_dtype) from HF tensors, checking every shape."""
+  family = ARCHITECTURES[arch]
+  base_prefix = _LAYOUT[family][0]
+  tensors = dict(tensors)
+  # base-model checkpoints (BloomModel, GPT2Model) store names without the prefix
+  for name in list(tensors):
+    if not name.startswith(base_prefix) and name != "lm_head.weight":
+      tensors[base_prefix + name] = tensors.pop(name)
+  expected = _expected_shapes(cfg)
+  flat = {}
+  for e in entries(family, cfg):
+    if e.hf_name not in tensors:
+      raise KeyError(f"{where}: tensor {e.hf_name} is missing (needed for {'/'.join(e.paths[0])})")
+    w = tensors.pop(e.hf_name)
+    want = e.to_hf([np.zeros(expected[p], np.float32) for p in e.paths]).shape
+    if tuple(w.shape) != tuple(want):
+      raise ValueError(f"{where}: tensor {e.hf_name} has shape {tuple(w.shape)} but the config implies "
+                       f"{tuple(want)} (parameter {'/'.join(e.paths[0])})")
+    for path, value in zip(e.paths, e.to_ours(np.asarray(w, np.float32))):
+      flat[path] = value.astype(cfg.param_dtype)
+  unused = sorted(n for n in tensors if not _IGNORED.search(n))
+  if unused:
+    raise ValueError(f"{where}: {len(unused)} tensors do not belong to a {arch} with this config: "
+                     f"{', '.join(unused[:5])}{' ...' if len(unused) > 5 else ''}")
+  if cfg.scan_layers:
+    flat = _stack_layers(flat, cfg.num_layers)
+  return flax.traverse_util.unflatten_dict(flat)
+
+
+def params_to_hf(arch: str, cfg: decoder.DecoderConfig, params: dict) -> dict[str, np.ndarray]:
+  flat = flax.traverse_util.flatten_dict(flax.linen.meta.unbox(params))
+  flat = {k: np.asarray(v, np.float32) for k, v in _unstack_layers(flat).items()}
+  return {e.hf_name: np.ascontiguousarray(e.to_hf([flat[p] for p in e.paths]))
+          for e in entries(ARCHITECTURES[arch], cfg)}
+
+
+def load_hf(directory: str | pathlib.Path, **overrides) -> tuple[str, decoder.DecoderConfig, dict]:
+  """(architecture, config, params) from a Hugging Face model directory."""
+  directory = pathlib.Path(directory)
+  config_path = directory / "config.json"
+  if not config_path.exists():
+    raise FileNotFoundError(f"{config_path} does not exist")
+  arch, cfg = config_from_hf(json.loads(config_path.read_text()), str(config_path), **overrides)
+  params = params_from_hf(arch, cfg, read_safetensors(directory), str(directory))
+  return arch, cfg, params
+
+
+def save_hf(directory: str | pathlib.Path, arch: str, cfg: decoder.DecoderConfig, params: dict,
+            extra_config: dict | None = None, dtype: Any = np.float32) -> None:
+  """Writes config.json and model.safetensors that `AutoModelForCausalLM.from_pretrained` reads."""
+  directory = pathlib.Path(directory)
+  directory.mkdir(parents=True, exist_ok=True)
+  tensors = {k: v.astype(dtype) for k, v in params_to_hf(arch, cfg, params).items()}
+  st_numpy.save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
+  hf_config = config_to_hf(arch, cfg, extra_config)
+  hf_config["torch_dtype"] = np.dtype(dtype).name
+  (directory / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")

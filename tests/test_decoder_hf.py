@@ -1,0 +1,89 @@
+"""Decoder families against transformers (PyTorch, CPU) on tiny random checkpoints."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import seqio
+import torch
+import transformers
+
+from linguamix.models import decoder, hf_decoder
+
+VOCAB = 96
+_COMMON = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+               intermediate_size=64, max_position_embeddings=64)
+HF_CONFIGS = {
+    "llama_gqa": transformers.LlamaConfig(
+        **_COMMON, num_key_value_heads=2, tie_word_embeddings=False,
+        rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
+                         "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                         "original_max_position_embeddings": 16}),
+    "mistral_window": transformers.MistralConfig(**_COMMON, num_key_value_heads=2, sliding_window=4),
+    "qwen2_bias": transformers.Qwen2Config(**_COMMON, num_key_value_heads=1, tie_word_embeddings=True),
+    "gemma_tied": transformers.GemmaConfig(**_COMMON, num_key_value_heads=1, head_dim=16),
+    "bloom_alibi": transformers.BloomConfig(vocab_size=VOCAB, hidden_size=32, n_layer=2, n_head=4),
+    "gpt2": transformers.GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=64),
+}
+ARCHS = {"llama_gqa": transformers.LlamaForCausalLM, "mistral_window": transformers.MistralForCausalLM,
+         "qwen2_bias": transformers.Qwen2ForCausalLM, "gemma_tied": transformers.GemmaForCausalLM,
+         "bloom_alibi": transformers.BloomForCausalLM, "gpt2": transformers.GPT2LMHeadModel}
+
+
+def _randomize(model):
+  # HF inits biases and norms to constants; random values test their mapping too
+  gen = torch.Generator().manual_seed(0)
+  with torch.no_grad():
+    for p in model.parameters():
+      p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+  return model
+
+
+@pytest.fixture(scope="module", params=sorted(HF_CONFIGS))
+def family(request, tmp_path_factory):
+  name = request.param
+  torch.manual_seed(0)
+  hf_model = _randomize(ARCHS[name](HF_CONFIGS[name]).eval())
+  directory = tmp_path_factory.mktemp(name)
+  hf_model.save_pretrained(directory)
+  arch, cfg, params = hf_decoder.load_hf(directory)
+  model = decoder.DecoderOnlyModel(cfg, seqio.PassThroughVocabulary(VOCAB, eos_id=2))
+  return name, hf_model, directory, arch, cfg, params, model
+
+
+def _ids(b=2, length=12, seed=0):
+  return np.random.default_rng(seed).integers(3, VOCAB, size=(b, length))
+
+
+def _hf_logits(hf_model, ids):
+  with torch.no_grad():
+    return hf_model(torch.as_tensor(ids)).logits.numpy()
+
+
+def _batch(ids):
+  return {"decoder_input_tokens": jnp.asarray(ids[:, :-1]), "decoder_target_tokens": jnp.asarray(ids[:, 1:]),
+          "decoder_loss_weights": jnp.asarray((np.arange(ids.shape[1] - 1) >= 3)[None].repeat(len(ids), 0),
+                                              jnp.float32)}
+
+
+def test_logits_and_scores_match_transformers(family):
+  _, hf_model, _, _, _, params, model = family
+  ids = _ids()
+  batch = _batch(ids)
+  ref = _hf_logits(hf_model, ids[:, :-1])
+  np.testing.assert_allclose(model.logits(params, batch), ref, atol=1e-4, rtol=1e-4)
+  logp = torch.log_softmax(torch.as_tensor(ref, dtype=torch.float64), -1).numpy()
+  tok_logp = np.take_along_axis(logp, ids[:, 1:, None], -1)[..., 0]
+  ref_score = (tok_logp * np.asarray(batch["decoder_loss_weights"])).sum(-1)
+  np.testing.assert_allclose(model.score_batch(params, batch), ref_score, rtol=1e-5, atol=1e-4)
+
+
+def test_export_reloads_in_transformers(family, tmp_path):
+  name, hf_model, _, arch, cfg, params, _ = family
+  hf_decoder.save_hf(tmp_path, arch, cfg, params)
+  reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+  assert type(reloaded) is ARCHS[name]
+  ids = _ids(seed=1)
+  np.testing.assert_allclose(_hf_logits(reloaded, ids), _hf_logits(hf_model, ids), atol=1e-5)
