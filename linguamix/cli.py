@@ -11,6 +11,7 @@ import sys
 
 # name -> (module with main(argv), one-line help). Keep sorted by name.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "convert": ("linguamix.models.convert", "Hugging Face safetensors <-> Orbax params (Llama, Mistral, Qwen2, Gemma, BLOOM, GPT-2)"),
     "select-languages": ("linguamix.mixtures.language_selection", "choose k languages by typology, geography, family, ... (Soykan & Sahin 2024)"),
 }
 

@@ -411,8 +411,27 @@ def save_hf(directory: str | pathlib.Path, arch: str, cfg: decoder.DecoderConfig
   """Writes config.json and model.safetensors that `AutoModelForCausalLM.from_pretrained` reads."""
   directory = pathlib.Path(directory)
   directory.mkdir(parents=True, exist_ok=True)
-  tensors = {k: v.astype(dtype) for k, v in params_to_hf(arch, cfg, params).items()}
+  tensors = {k: v.astype(jax.numpy.dtype(dtype)) for k, v in params_to_hf(arch, cfg, params).items()}
   st_numpy.save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
   hf_config = config_to_hf(arch, cfg, extra_config)
-  hf_config["torch_dtype"] = np.dtype(dtype).name
+  hf_config["torch_dtype"] = jax.numpy.dtype(dtype).name
   (directory / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
+
+
+# ---------------------------------------------------------------------------- convert
+
+
+def import_hf(hf_dir: str, scan_layers: bool = False) -> tuple[dict, dict]:
+  """`linguamix convert` hook: (params, config.json dict)."""
+  _, _, params = load_hf(hf_dir, scan_layers=scan_layers)
+  hf_config = json.loads((pathlib.Path(hf_dir) / "config.json").read_text())
+  return params, hf_config
+
+
+def export_hf(params: dict, hf_config: dict, out_dir: str, dtype: str = "float32") -> None:
+  """`linguamix convert` hook: writes `params` as the model `hf_config` describes."""
+  flat = flax.traverse_util.flatten_dict(params)
+  scanned = any(k[0] == "layers" for k in flat)
+  arch, cfg = config_from_hf(hf_config, "config.json", scan_layers=scanned)
+  keep = {k: v for k, v in hf_config.items() if k.endswith("token_id") or k == "torch_dtype"}
+  save_hf(out_dir, arch, cfg, params, extra_config=keep, dtype=jax.numpy.dtype(dtype))

@@ -1,0 +1,111 @@
+"""`linguamix convert`: Hugging Face safetensors <-> Orbax parameter checkpoints.
+
+  linguamix convert import-hf HF_DIR ORBAX_DIR [--scan_layers]
+  linguamix convert export-hf ORBAX_DIR HF_DIR [--config config.json] [--dtype bfloat16]
+
+The family is read from config.json `architectures`; FAMILIES maps each architecture
+to the module that converts it. A module provides
+  import_hf(hf_dir, **options) -> (params, hf_config)   (hf_config: the config.json dict)
+  export_hf(params, hf_config, out_dir, dtype)           (writes config.json + safetensors)
+The Orbax directory holds the bare params tree (what `INITIAL_CHECKPOINT_PATH` loads)
+plus `hf_config.json`, so export needs no other input. Export also reads a training
+checkpoint (`MODEL_DIR/checkpoint_<step>`): its `state/params` subtree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import pathlib
+import shutil
+
+FAMILIES = {
+    "LlamaForCausalLM": "linguamix.models.hf_decoder",
+    "MistralForCausalLM": "linguamix.models.hf_decoder",
+    "Qwen2ForCausalLM": "linguamix.models.hf_decoder",
+    "GemmaForCausalLM": "linguamix.models.hf_decoder",
+    "BloomForCausalLM": "linguamix.models.hf_decoder",
+    "GPT2LMHeadModel": "linguamix.models.hf_decoder",
+}
+HF_CONFIG_FILE = "hf_config.json"
+# Tokenizer files copied along so a converted directory is complete.
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                    "tokenizer.model", "generation_config.json")
+
+
+def family_module(hf_config: dict, where: str):
+  archs = hf_config.get("architectures") or []
+  if not archs or archs[0] not in FAMILIES:
+    raise ValueError(f"{where}: architectures={archs!r} is not supported; "
+                     f"supported: {', '.join(sorted(FAMILIES))}")
+  return importlib.import_module(FAMILIES[archs[0]])
+
+
+def import_hf(hf_dir: str, out_dir: str, **options) -> dict:
+  """HF directory -> Orbax params at out_dir; returns the HF config."""
+  import orbax.checkpoint as ocp  # heavy; only when converting
+
+  config_path = pathlib.Path(hf_dir) / "config.json"
+  if not config_path.exists():
+    raise FileNotFoundError(f"{config_path} does not exist")
+  hf_config = json.loads(config_path.read_text())
+  module = family_module(hf_config, str(config_path))
+  params, hf_config = module.import_hf(hf_dir, **options)
+  out = pathlib.Path(out_dir).absolute()
+  with ocp.StandardCheckpointer() as ckptr:
+    ckptr.save(out, params)
+  (out / HF_CONFIG_FILE).write_text(json.dumps(hf_config, indent=2) + "\n")
+  for name in _TOKENIZER_FILES:
+    if (pathlib.Path(hf_dir) / name).exists():
+      shutil.copy(pathlib.Path(hf_dir) / name, out / name)
+  return hf_config
+
+
+def export_hf(checkpoint_dir: str, out_dir: str, config_path: str | None = None,
+              dtype: str = "float32") -> dict:
+  """Orbax params (converted or a training checkpoint) -> HF directory."""
+  import orbax.checkpoint as ocp
+
+  src = pathlib.Path(checkpoint_dir).absolute()
+  config_file = pathlib.Path(config_path) if config_path else src / HF_CONFIG_FILE
+  if not config_file.exists():
+    raise FileNotFoundError(f"{config_file} does not exist: pass --config with the model's config.json")
+  hf_config = json.loads(config_file.read_text())
+  module = family_module(hf_config, str(config_file))
+  item = src / "state" if (src / "state").is_dir() else src
+  tree = ocp.PyTreeCheckpointer().restore(item)
+  params = tree["params"] if "params" in tree else tree
+  module.export_hf(params, hf_config, out_dir, dtype)
+  for name in _TOKENIZER_FILES:
+    if (src / name).exists():
+      shutil.copy(src / name, pathlib.Path(out_dir) / name)
+  return hf_config
+
+
+def main(argv: list[str]) -> int:
+  parser = argparse.ArgumentParser(
+      prog="linguamix convert",
+      description="Convert Hugging Face checkpoints (config.json + model.safetensors, sharded "
+                  "or not) to Orbax params for INITIAL_CHECKPOINT_PATH, and back. Families: "
+                  + ", ".join(sorted(FAMILIES)))
+  sub = parser.add_subparsers(dest="command", required=True)
+  imp = sub.add_parser("import-hf", help="HF model directory -> Orbax params directory")
+  imp.add_argument("hf_dir", help="directory with config.json and model.safetensors[.index.json]")
+  imp.add_argument("out_dir", help="Orbax directory to create")
+  imp.add_argument("--scan_layers", action="store_true",
+                   help="stack layers for a model gin with scan_layers=True")
+  exp = sub.add_parser("export-hf", help="Orbax params (or MODEL_DIR/checkpoint_N) -> HF directory")
+  exp.add_argument("checkpoint_dir", help="directory written by import-hf, or a training checkpoint")
+  exp.add_argument("out_dir", help="HF directory to write (config.json, model.safetensors)")
+  exp.add_argument("--config", help=f"config.json of the model (default: CHECKPOINT_DIR/{HF_CONFIG_FILE})")
+  exp.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
+                   help="dtype of the written tensors")
+  args = parser.parse_args(argv)
+  if args.command == "import-hf":
+    hf_config = import_hf(args.hf_dir, args.out_dir, scan_layers=args.scan_layers)
+    print(f"imported {hf_config['architectures'][0]} from {args.hf_dir} -> {args.out_dir}")
+  else:
+    hf_config = export_hf(args.checkpoint_dir, args.out_dir, args.config, args.dtype)
+    print(f"exported {hf_config['architectures'][0]} from {args.checkpoint_dir} -> {args.out_dir}")
+  return 0
