@@ -1,0 +1,130 @@
+"""Task families: one helper registers a dataset's per-language tasks (`bactrian_x.sw`).
+
+Every task emits text `inputs` (the prompt) and `targets` (the response), tokenized
+with the deferred vocabulary; mT5 reads them through EncDecFeatureConverter and
+decoder models through DecoderFeatureConverter (prefix-LM, loss on targets only).
+`inputs` carry no EOS, so inputs + targets is the template's byte-exact text for a
+decoder; `targets` end with EOS (the `</s>` of the OpenGPT-X chat format).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Optional
+
+import seqio
+
+from linguamix.t5x_tasks import languages, langit, sources
+from linguamix.t5x_tasks.vocab import VOCABULARY
+
+OUTPUT_FEATURES = {
+    "inputs": seqio.Feature(VOCABULARY, add_eos=False),
+    "targets": seqio.Feature(VOCABULARY, add_eos=True),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+  """A dataset: its languages, file layout under the data root, shape and template."""
+  name: str
+  langs: tuple[str, ...]
+  train_pattern: str
+  validation_pattern: Optional[str] = None
+  fields: object = "alpaca"
+  template: str = "alpaca"
+  validation_fraction: float = 0.01
+  description: str = ""
+
+  def source(self, lang: str) -> sources.RecordSource:
+    if lang not in self.langs:
+      raise ValueError(f"task family {self.name!r} has no language {lang!r}; "
+                       f"it has {' '.join(self.langs)}")
+    return sources.RecordSource(self.name, lang, self.train_pattern,
+                                self.validation_pattern, self.fields, self.template,
+                                self.validation_fraction)
+
+
+FAMILIES: dict[str, Family] = {}
+
+
+def _preprocessors(use_langit: bool):
+  pre = [langit.langit_fit] if use_langit else []
+  pre.append(seqio.preprocessors.tokenize)
+  if not use_langit:  # LANGIT depends on sequence_length: it cannot be cached
+    pre.append(seqio.CacheDatasetPlaceholder())
+  pre.append(seqio.preprocessors.append_eos_after_trim)
+  return pre
+
+
+def add_task(name: str, source: sources.RecordSource, selector=None,
+             use_langit: bool = False) -> seqio.Task:
+  """Registers (or replaces) one task over a RecordSource."""
+  seqio.TaskRegistry.remove(name)
+  return seqio.TaskRegistry.add(
+      name, source=sources.InstructionSource(source, selector, use_langit),
+      preprocessors=_preprocessors(use_langit), output_features=OUTPUT_FEATURES,
+      metric_fns=[])
+
+
+def register_family(family: Family, *, use_langit: bool = False,
+                    suffix: str = "") -> list[str]:
+  """Registers `{family}{suffix}.{lang}` for each language; returns the names."""
+  FAMILIES[family.name + suffix] = family
+  names = []
+  for lang in family.langs:
+    name = f"{family.name}{suffix}.{lang}"
+    add_task(name, family.source(lang), use_langit=use_langit)
+    names.append(name)
+  return names
+
+
+def register_instruction_task(name: str, path_pattern: str, lang: str, fields="alpaca",
+                              *, template: str = "alpaca",
+                              validation_pattern: Optional[str] = None,
+                              validation_fraction: float = 0.01,
+                              use_langit: bool = False) -> seqio.Task:
+  """Registers any JSON / JSONL / json.gz file(s) in a known shape as a task.
+
+  `path_pattern`: a path or glob, absolute, gs://, or relative to the data root.
+  `fields`: a shape (`alpaca` = Bactrian-X too, `orca` = sPhinX / augmentation output
+  with `lang`, `lima`, `aya`, `oasst1`) or a mapping {canonical: source_key} with
+  canonical keys instruction, output (required), input, system, id, lang.
+  """
+  languages.iso639_3(lang)  # unknown code -> KeyError naming it
+  from linguamix.t5x_tasks import readers
+  readers.resolve_shape(fields)
+  family = name.rsplit(".", 1)[0]
+  source = sources.RecordSource(family, lang, path_pattern, validation_pattern, fields,
+                                template, validation_fraction)
+  return add_task(name, source, use_langit=use_langit)
+
+
+def task_source(task_name: str) -> sources.InstructionSource:
+  return seqio.get_mixture_or_task(task_name).source
+
+
+BUILTIN = (
+    Family("bactrian_x", languages.BACTRIAN_X, "bactrian_x/{lang}.json.gz",
+           template="bactrian", description="Bactrian-X (MBZUAI), 52 languages, parallel"),
+    Family("alpaca_x", languages.ALPACA_X, "alpaca_x/alpaca_data_cleaned.{lang}.json",
+           template="alpaca", description="multilingual Alpaca-cleaned (Chen et al.)"),
+    Family("lima_x", languages.OPENGPTX, "lima_x/train_limax_{LANG}.jsonl",
+           "lima_x/val_limax_{LANG}.jsonl", fields="lima", template="opengptx_chat",
+           description="LIMA-X (OpenGPT-X)"),
+    Family("oasst1", languages.OASST1, "oasst1/2023-04-12_oasst_ready.messages.jsonl.gz",
+           fields="oasst1", template="bactrian",
+           description="OpenAssistant oasst1, root prompt + rank-0 reply"),
+    Family("aya", languages.AYA, "aya/train.jsonl", fields="aya", template="bactrian",
+           description="Aya dataset (jsonl export), filtered by language_code"),
+    Family("sphinx", languages.SPHINX, "sphinx/{lang}.jsonl", fields="orca",
+           template="opengptx_chat", description="sPhinX / Orca shape + lang"),
+)
+
+
+@functools.lru_cache(maxsize=None)
+def register_builtin() -> None:
+  for family in BUILTIN:
+    register_family(family)
+  # sPhinX's LANGIT variant: each example prefixed with same-language exemplars.
+  register_family(FAMILIES["sphinx"], use_langit=True, suffix="_langit")
