@@ -17,6 +17,8 @@ def write_tsv(path, header, rows):
 class LookupScorer(base.BaseModel):
   """A deterministic 'model': score = table[(context, continuation)] read off the batch.
 
+  Keys are the decoded texts, stripped (SentencePiece drops a leading space on decode).
+
   It decodes the batch the way a real model sees it (encoder inputs and decoder targets,
   or the prefix-LM concatenation split by the loss weights), so the pipeline under test
   (prompts, feature conversion, id regrouping, metrics) is the real one.
@@ -44,7 +46,7 @@ class LookupScorer(base.BaseModel):
         context_ids = batch["encoder_input_tokens"][b]
       else:
         context_ids = tokens[(weights[b] == 0) & (tokens != 0)]
-      key = (self._decode(context_ids), self._decode(tokens[weights[b] > 0]))
+      key = (self._decode(context_ids).strip(), self._decode(tokens[weights[b] > 0]).strip())
       self.requests.append(key)
       scores.append(self.table[key])
     return np.array(scores, np.float32)

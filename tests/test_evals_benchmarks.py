@@ -143,7 +143,7 @@ def test_evaluate_writes_tables_and_scores(root, tmp_path):
       (0, 0, 0, True), (1, 2, 0, False), (2, 1, 0, False)]
   first = lines[0]["choices"][0]
   assert first["targets"] == ' Er sagte "Hallo"., richtig? Ja, Er grüßte.'
-  assert first["score"] == -len(first["targets"]) and first["length"] == len(first["targets"])
+  assert first["score"] == -len(first["targets"].strip()) and first["length"] == len(first["targets"])
   run = json.loads((out / "run.json").read_text())
   assert run["split"] == "default" and run["metrics"]["xnli.en"]["acc"] == 50.0
 

@@ -76,7 +76,7 @@ def test_toy_model_gives_known_accuracy(data_root, tmp_path, converter):
     for c, cont in enumerate(conts):
       # The gold choice scores higher unless flipped; the other choice is much longer
       # per character only on flipped examples, so acc_norm differs too.
-      table[(ctx, cont)] = -1.0 if (c == label) != flip else -2.0
+      table[(ctx, cont.strip())] = -1.0 if (c == label) != flip else -2.0
   vocab = registry.output_features()["targets"].vocabulary
   model = LookupScorer(vocab, table, converter)
   results = runner.evaluate(model, None, "xcopa.it", str(tmp_path), batch_size=64, jit=False)

@@ -20,6 +20,8 @@ from absl import logging
 import gin
 import tensorflow as tf
 
+from linguamix.t5x_tasks import root
+
 ENV_DATA_ROOT = "LINGUAMIX_EVAL_DATA_ROOT"
 
 # file path -> number of malformed rows skipped (reported by the loggers and evaluate()).
@@ -37,19 +39,18 @@ def skip_malformed_rows(skip: bool = False) -> bool:
 
 
 def data_root() -> str:
-  root = os.environ.get(ENV_DATA_ROOT)
-  if not root:
-    raise FileNotFoundError(
-        f"benchmark files are read from ${ENV_DATA_ROOT} (a local folder or gs:// path); "
-        "set it to the folder holding xnli/, paws_x/, xcopa/, ...")
-  return root
+  """$LINGUAMIX_EVAL_DATA_ROOT, else the instruction data root (gin `data_root.root`,
+  $LINGUAMIX_DATA_ROOT): benchmarks keep their release layout under it."""
+  return os.environ.get(ENV_DATA_ROOT) or root.data_root()
 
 
 def benchmark_path(*parts: str) -> str:
   """`{data_root}/part/...`, failing clearly when the file is not there."""
-  path = os.path.join(data_root(), *parts)
+  path = "/".join([data_root().rstrip("/"), *parts])
   if not tf.io.gfile.exists(path):
-    raise FileNotFoundError(f"benchmark file not found: {path} (data root ${ENV_DATA_ROOT})")
+    raise FileNotFoundError(
+        f"benchmark file not found: {path} (set ${ENV_DATA_ROOT} or the data root "
+        f"${root.ENV_VAR} to the folder holding {parts[0]}/)")
   return path
 
 

@@ -91,8 +91,31 @@ def rank_classification(ds: tf.data.Dataset) -> tf.data.Dataset:
   return ds.flat_map(expand)
 
 
+def tokenize_pairs(ds: tf.data.Dataset,
+                   output_features: Mapping[str, seqio.Feature]) -> tf.data.Dataset:
+  """Tokenizes context + continuation together and splits at the context's length.
+
+  lm-eval's rule for causal models: the continuation's ids are those of the whole text
+  after the context's ids, so a continuation starting with a space tokenizes as it does
+  mid-text (tokenized alone, some vocabularies add a lone "▁" or a second prefix space).
+  For mT5's vocabulary both ways agree. Keeps `*_pretokenized` copies of the text.
+  """
+  vocab = output_features["targets"].vocabulary
+
+  def tokenize(ex):
+    ex = dict(ex)
+    context_ids = vocab.encode_tf(ex["inputs"])
+    whole_ids = vocab.encode_tf(tf.strings.join([ex["inputs"], ex["targets"]]))
+    ex["inputs_pretokenized"], ex["targets_pretokenized"] = ex["inputs"], ex["targets"]
+    ex["inputs"] = tf.cast(context_ids, tf.int32)
+    ex["targets"] = tf.cast(whole_ids[tf.size(context_ids):], tf.int32)
+    return ex
+  return ds.map(tokenize, num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def prefix_token_id(vocabulary: seqio.Vocabulary) -> int:
   """BOS if the vocabulary has one, else EOS (lm-eval's prefix for an empty context)."""
+  vocabulary = getattr(vocabulary, "resolved", vocabulary)  # a deferred task vocabulary
   try:
     bos = vocabulary.bos_id
   except NotImplementedError:

@@ -15,7 +15,7 @@ import seqio
 import tensorflow as tf
 
 from linguamix.evals import rank
-from linguamix.evals import vocab
+from linguamix.t5x_tasks import vocab
 
 DEFAULT_SPLIT = "default"
 
@@ -52,11 +52,12 @@ def _dataset_fn(split: str, shuffle_files: bool, seed: int | None = None, *,
 
 
 def output_features() -> Mapping[str, seqio.Feature]:
+  # The instruction tasks' deferred vocabulary: the model gin's VOCABULARY.
   # No EOS on either side: lm-eval scores the continuation tokens only, and a prefix-LM
   # must not see an EOS between context and continuation.
   return {
-      "inputs": seqio.Feature(vocab.TASK_VOCABULARY, add_eos=False, required=False),
-      "targets": seqio.Feature(vocab.TASK_VOCABULARY, add_eos=False),
+      "inputs": seqio.Feature(vocab.VOCABULARY, add_eos=False, required=False),
+      "targets": seqio.Feature(vocab.VOCABULARY, add_eos=False),
   }
 
 
@@ -72,8 +73,7 @@ def register_rank_benchmark(benchmark: Benchmark) -> None:
             splits=benchmark.splits + (DEFAULT_SPLIT,)),
         preprocessors=[
             rank.rank_classification,
-            functools.partial(seqio.preprocessors.tokenize, copy_pretokenized=True,
-                              with_eos=False),
+            rank.tokenize_pairs,
             rank.prefix_empty_inputs,
         ],
         output_features=output_features(),
