@@ -1,0 +1,180 @@
+"""`EncoderDecoderModel`: mT5 under the T5X model contract (loss, score, predict).
+
+Batches come from `seqio.EncDecFeatureConverter`: `encoder_input_tokens`,
+`decoder_input_tokens`, `decoder_target_tokens`, `decoder_loss_weights`, plus
+`*_segment_ids` / `*_positions` when packed. Without segment ids, non-zero tokens are
+one segment (T5X's convention: decoder padding is where the target is 0).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import jax
+import jax.numpy as jnp
+import seqio
+
+from linguamix.models import base, decoding, layers
+from linguamix.models.mt5 import MT5Config, Transformer, logits
+
+Array = jax.Array
+
+# T5X's `loss_normalizing_factor`: None sums the loss over tokens; a number divides by it;
+# this name divides by the number of weighted target tokens (a per-token mean).
+NUM_REAL_TARGET_TOKENS = "NUM_REAL_TARGET_TOKENS"
+DECODE_METHODS = ("greedy", "sample", "beam")
+
+
+def segment_ids(batch: Mapping[str, Array]) -> tuple[Array, Array]:
+  enc = batch.get("encoder_segment_ids")
+  if enc is None:
+    enc = (batch["encoder_input_tokens"] > 0).astype(jnp.int32)
+  dec = batch.get("decoder_segment_ids")
+  if dec is None:
+    dec = (batch["decoder_target_tokens"] > 0).astype(jnp.int32)
+  return enc, dec
+
+
+def loss_weights(batch: Mapping[str, Array]) -> Array:
+  weights = batch.get("decoder_loss_weights")
+  if weights is None:
+    weights = batch["decoder_target_tokens"] > 0
+  return weights.astype(jnp.float32)
+
+
+class EncoderDecoderModel(base.BaseModel):
+  """mT5 / T5.1.1 with T5X's loss (z-loss, loss normalisation) and decoding."""
+
+  feature_converter_cls = seqio.EncDecFeatureConverter
+
+  def __init__(self, config: MT5Config, vocabulary: seqio.Vocabulary, *, z_loss: float = 1e-4,
+               loss_normalizing_factor: float | str | None = NUM_REAL_TARGET_TOKENS,
+               logits_chunk_length: int | None = None, decode_method: str = "greedy",
+               beam_size: int = 4, alpha: float = 0.6, temperature: float = 1.0, top_k: int = 0):
+    if decode_method not in DECODE_METHODS:
+      raise ValueError(f"decode_method={decode_method!r}; expected one of {DECODE_METHODS}")
+    if vocabulary.vocab_size > config.vocab_size:
+      raise ValueError(f"vocabulary has {vocabulary.vocab_size} ids but MT5Config.vocab_size is "
+                       f"{config.vocab_size}; the embedding must cover the vocabulary")
+    self.config = config
+    self.module = Transformer(config)
+    self._vocabulary = vocabulary
+    self.z_loss = z_loss
+    self.loss_normalizing_factor = loss_normalizing_factor
+    self.logits_chunk_length = logits_chunk_length
+    self.decode_defaults = dict(decode_method=decode_method, beam_size=beam_size, alpha=alpha,
+                                temperature=temperature, top_k=top_k)
+
+  @property
+  def vocabulary(self) -> seqio.Vocabulary:
+    return self._vocabulary
+
+  def init_variables(self, rng, input_shapes):
+    enc = jnp.ones(input_shapes["encoder_input_tokens"], jnp.int32)
+    dec = jnp.ones(input_shapes["decoder_input_tokens"], jnp.int32)
+    return self.module.init({"params": rng, "dropout": rng}, enc, enc, dec, dec, deterministic=True)
+
+  def _hidden(self, params, batch, dropout_rng):
+    enc_seg, dec_seg = segment_ids(batch)
+    rngs = None if dropout_rng is None else {"dropout": dropout_rng}
+    return self.module.apply(
+        {"params": params}, batch["encoder_input_tokens"], enc_seg, batch["decoder_input_tokens"],
+        dec_seg, deterministic=dropout_rng is None, rngs=rngs)
+
+  def _logit_stats(self, params, batch, dropout_rng):
+    hidden_BxTxD, kernel_DxV = self._hidden(params, batch, dropout_rng)
+    return layers.output_logit_stats(hidden_BxTxD, kernel_DxV.astype(hidden_BxTxD.dtype),
+                                     batch["decoder_target_tokens"], chunk_length=self.logits_chunk_length)
+
+  def loss_fn(self, params, batch, dropout_rng):
+    lse_BxT, target_logit_BxT, correct_BxT = self._logit_stats(params, batch, dropout_rng)
+    weights_BxT = loss_weights(batch)
+    cross_ent = jnp.sum((lse_BxT - target_logit_BxT) * weights_BxT)
+    z_loss = jnp.sum(self.z_loss * jnp.square(lse_BxT) * weights_BxT)
+    num_tokens = jnp.sum(weights_BxT)
+    if self.loss_normalizing_factor is None:
+      normalizer = 1.0
+    elif self.loss_normalizing_factor == NUM_REAL_TARGET_TOKENS:
+      normalizer = jnp.maximum(num_tokens, 1.0)
+    else:
+      normalizer = float(self.loss_normalizing_factor)
+    loss = (cross_ent + z_loss) / normalizer
+    metrics = {
+        "loss": loss,
+        "cross_ent_loss": cross_ent / normalizer,
+        "z_loss": z_loss / normalizer,
+        "accuracy": jnp.sum(correct_BxT * weights_BxT) / jnp.maximum(num_tokens, 1.0),
+        "num_target_tokens": num_tokens,
+        "num_tokens": jnp.asarray(weights_BxT.size, jnp.float32),
+    }
+    return loss, metrics
+
+  def token_log_likelihood(self, params, batch) -> Array:
+    """log p(target token) per position [B, T], weighted by loss weights, float32."""
+    lse_BxT, target_logit_BxT, _ = self._logit_stats(params, batch, None)
+    return (target_logit_BxT - lse_BxT) * loss_weights(batch)
+
+  def score_batch(self, params, batch) -> Array:
+    return jnp.sum(self.token_log_likelihood(params, batch), axis=-1)
+
+  # --- decoding -------------------------------------------------------------------------
+
+  def _init_cache(self, params, encoded_BxSxD, enc_seg_BxS, max_length: int):
+    """Cross-attention keys/values from the encoder (one pass over a 1-token decoder input)
+    and empty self-attention caches; leaves are [layers, B, L, N, H]."""
+    b = encoded_BxSxD.shape[0]
+    start = jnp.zeros((b, 1), jnp.int32)
+    _, _, cross = self.module.apply({"params": params}, encoded_BxSxD, enc_seg_BxS, start,
+                                    jnp.ones_like(start), cache_mode="init", method=Transformer.decode)
+    cfg = self.config
+    shape = (cfg.num_decoder_layers, b, max_length, cfg.num_heads, cfg.head_dim)
+    return dict(cross, self_k=jnp.zeros(shape, cfg.compute_dtype), self_v=jnp.zeros(shape, cfg.compute_dtype))
+
+  def _step_fn(self, params, enc_seg_BxS):
+    def step(tokens_Bx1, cache, index):
+      hidden, kernel, cache = self.module.apply(
+          {"params": params}, None, enc_seg_BxS, tokens_Bx1, jnp.ones_like(tokens_Bx1),
+          cache_mode="step", cache=cache, decode_index=index, method=Transformer.decode)
+      return logits(hidden, kernel)[:, 0], cache
+    return step
+
+  def predict_batch_with_aux(self, params, batch, rng=None, **decode_kwargs):
+    """Decoded tokens [B, L] and {'scores': [B]} (log-likelihood; beam: length-normalised).
+
+    decode_kwargs override the constructor's: decode_method ('greedy', 'sample', 'beam'),
+    beam_size, alpha, temperature, top_k; with `return_all_beams=True` beam search returns
+    [B, K, L] tokens and [B, K] scores.
+    """
+    opts = dict(self.decode_defaults)
+    return_all = decode_kwargs.pop("return_all_beams", False)
+    unknown = set(decode_kwargs) - set(opts)
+    if unknown:
+      raise TypeError(f"unknown decode options {sorted(unknown)}; known: {sorted(opts)}")
+    opts.update(decode_kwargs)
+    enc_tokens = batch["encoder_input_tokens"]
+    enc_seg, _ = segment_ids({"encoder_input_tokens": enc_tokens,
+                              "encoder_segment_ids": batch.get("encoder_segment_ids"),
+                              "decoder_target_tokens": batch["decoder_target_tokens"]})
+    max_length = batch["decoder_target_tokens"].shape[1]
+    b = enc_tokens.shape[0]
+    eos_id = self.vocabulary.eos_id
+    encoded = self.module.apply({"params": params}, enc_tokens, enc_seg, method=Transformer.encode)
+    if opts["decode_method"] == "beam":
+      k = opts["beam_size"]
+      encoded, enc_seg = (jnp.repeat(x, k, axis=0) for x in (encoded, enc_seg))
+      cache = self._init_cache(params, encoded, enc_seg, max_length)
+      tokens, scores = decoding.beam_search(
+          self._step_fn(params, enc_seg), cache, batch_size=b, beam_size=k, max_length=max_length,
+          eos_id=eos_id, alpha=opts["alpha"], cache_batch_axis=1)
+      if return_all:
+        return tokens, {"scores": scores}
+      return tokens[:, 0], {"scores": scores[:, 0]}
+    cache = self._init_cache(params, encoded, enc_seg, max_length)
+    greedy = opts["decode_method"] == "greedy"
+    tokens, scores = decoding.temperature_sample(
+        self._step_fn(params, enc_seg), cache, batch_size=b, max_length=max_length, eos_id=eos_id,
+        rng=rng, temperature=0.0 if greedy else opts["temperature"], top_k=opts["top_k"])
+    return tokens, {"scores": scores}
+
+  def predict_batch(self, params, batch, rng=None, **decode_kwargs):
+    return self.predict_batch_with_aux(params, batch, rng, **decode_kwargs)[0]
