@@ -1,0 +1,76 @@
+"""On-disk cache of finished items: append-only JSONL, one file per language.
+
+Key = sha256 of (prompt version, model, item content, language): a re-run costs no
+request, a killed run resumes, and a changed prompt, model or item is translated
+afresh. Each finished item is one line, flushed at once; a line cut short by a kill is
+ignored (and counted) when the cache is read back. Written from one thread only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def item_key(prompt_version: str, model: str, item: dict[str, str], lang: str) -> str:
+  blob = json.dumps([prompt_version, model, lang, item], sort_keys=True, ensure_ascii=False)
+  return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class Cache:
+  """{key: record} for the languages loaded; `put` appends a record to disk."""
+
+  def __init__(self, directory: str):
+    self.directory = directory
+    os.makedirs(directory, exist_ok=True)
+    self.entries: dict[str, dict[str, Any]] = {}
+    self.torn_lines = 0
+    self._files: dict[str, Any] = {}
+
+  def _path(self, lang: str) -> str:
+    return os.path.join(self.directory, f"{lang}.jsonl")
+
+  def load(self, lang: str) -> None:
+    path = self._path(lang)
+    if not os.path.exists(path):
+      return
+    with open(path, encoding="utf-8") as f:
+      for number, line in enumerate(f, start=1):
+        try:
+          record = json.loads(line)
+          self.entries[record["key"]] = record
+        except (json.JSONDecodeError, KeyError, TypeError):
+          self.torn_lines += 1
+          log.warning("%s:%d: unreadable cache line ignored (a run killed mid-write?)",
+                      path, number)
+
+  def get(self, key: str) -> dict[str, Any] | None:
+    return self.entries.get(key)
+
+  def put(self, lang: str, record: dict[str, Any]) -> None:
+    f = self._files.get(lang)
+    if f is None:
+      path = self._path(lang)
+      torn = os.path.exists(path) and os.path.getsize(path) > 0 and not _ends_with_newline(path)
+      f = self._files[lang] = open(path, "a", encoding="utf-8")
+      if torn:  # start after a line a kill cut short
+        f.write("\n")
+    f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    f.flush()
+    self.entries[record["key"]] = record
+
+  def close(self) -> None:
+    for f in self._files.values():
+      f.close()
+    self._files.clear()
+
+
+def _ends_with_newline(path: str) -> bool:
+  with open(path, "rb") as f:
+    f.seek(-1, os.SEEK_END)
+    return f.read(1) == b"\n"
