@@ -2,6 +2,7 @@
 
   linguamix convert import-hf HF_DIR ORBAX_DIR [--scan_layers]
   linguamix convert export-hf ORBAX_DIR HF_DIR [--config config.json] [--dtype bfloat16]
+  linguamix convert import-t5x T5X_CHECKPOINT_DIR ORBAX_DIR [--scan_layers]   (legacy mT5)
 
 The family is read from config.json `architectures`; FAMILIES maps each architecture
 to the module that converts it. A module provides
@@ -27,6 +28,7 @@ FAMILIES = {
     "GemmaForCausalLM": "linguamix.models.hf_decoder",
     "BloomForCausalLM": "linguamix.models.hf_decoder",
     "GPT2LMHeadModel": "linguamix.models.hf_decoder",
+    "MT5ForConditionalGeneration": "linguamix.models.checkpoints.hf_mt5",
 }
 HF_CONFIG_FILE = "hf_config.json"
 # Tokenizer files copied along so a converted directory is complete.
@@ -59,6 +61,19 @@ def import_hf(hf_dir: str, out_dir: str, **options) -> dict:
   for name in _TOKENIZER_FILES:
     if (pathlib.Path(hf_dir) / name).exists():
       shutil.copy(pathlib.Path(hf_dir) / name, out / name)
+  return hf_config
+
+
+def import_t5x(t5x_dir: str, out_dir: str, scan_layers: bool = False) -> dict:
+  """Legacy T5X mT5 checkpoint (msgpack + zarr, local or gs://) -> Orbax params at out_dir."""
+  import orbax.checkpoint as ocp
+
+  from linguamix.models.checkpoints import t5x_legacy
+  params, hf_config = t5x_legacy.import_t5x(t5x_dir, scan_layers=scan_layers)
+  out = pathlib.Path(out_dir).absolute()
+  with ocp.StandardCheckpointer() as ckptr:
+    ckptr.save(out, params)
+  (out / HF_CONFIG_FILE).write_text(json.dumps(hf_config, indent=2) + "\n")
   return hf_config
 
 
@@ -101,8 +116,17 @@ def main(argv: list[str]) -> int:
   exp.add_argument("--config", help=f"config.json of the model (default: CHECKPOINT_DIR/{HF_CONFIG_FILE})")
   exp.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
                    help="dtype of the written tensors")
+  t5x = sub.add_parser("import-t5x", help="legacy T5X mT5 checkpoint_<step> dir (local or gs://) -> Orbax params")
+  t5x.add_argument("t5x_dir", help="T5X checkpoint_<step> directory (msgpack `checkpoint` + zarr arrays)")
+  t5x.add_argument("out_dir", help="Orbax directory to create")
+  t5x.add_argument("--scan_layers", action="store_true",
+                   help="stack layers for a model gin with scan_layers=True")
   args = parser.parse_args(argv)
-  if args.command == "import-hf":
+  if args.command == "import-t5x":
+    hf_config = import_t5x(args.t5x_dir, args.out_dir, scan_layers=args.scan_layers)
+    print(f"imported T5X mT5 ({hf_config['num_layers']}+{hf_config['num_decoder_layers']} layers, "
+          f"d_model {hf_config['d_model']}, vocab {hf_config['vocab_size']}) from {args.t5x_dir} -> {args.out_dir}")
+  elif args.command == "import-hf":
     hf_config = import_hf(args.hf_dir, args.out_dir, scan_layers=args.scan_layers)
     print(f"imported {hf_config['architectures'][0]} from {args.hf_dir} -> {args.out_dir}")
   else:

@@ -138,9 +138,30 @@ def load(directory: str, cfg: MT5Config | None = None) -> tuple[dict, MT5Config]
   return params_from_hf(read_safetensors(directory), cfg, source=directory), cfg
 
 
-def save(directory: str, flat: Mapping[str, np.ndarray], cfg: MT5Config) -> None:
+def save(directory: str, flat: Mapping[str, np.ndarray], cfg: MT5Config, dtype: str = "float32") -> None:
   """Writes config.json and model.safetensors that `MT5ForConditionalGeneration` loads."""
+  import jax.numpy as jnp  # ml_dtypes' bfloat16 is a numpy dtype safetensors writes
+
   os.makedirs(directory, exist_ok=True)
-  save_file(hf_from_params(flat, cfg), os.path.join(directory, "model.safetensors"), metadata={"format": "pt"})
+  tensors = {k: v.astype(jnp.dtype(dtype)) for k, v in hf_from_params(flat, cfg).items()}
+  save_file(tensors, os.path.join(directory, "model.safetensors"), metadata={"format": "pt"})
   with open(os.path.join(directory, "config.json"), "w") as f:
-    json.dump(hf_config(cfg), f, indent=2)
+    json.dump(hf_config(cfg, torch_dtype=jnp.dtype(dtype).name), f, indent=2)
+
+
+# `linguamix convert` hooks (linguamix.models.convert.FAMILIES).
+
+
+def import_hf(hf_dir: str, scan_layers: bool = False) -> tuple[dict, dict]:
+  """(nested params, config.json dict) of an HF mT5 directory, scanned if asked."""
+  flat, cfg = load(hf_dir)
+  with open(os.path.join(hf_dir, "config.json")) as f:
+    return layout.unflatten(layout.to_layout(flat, scan_layers)), json.load(f)
+
+
+def export_hf(params: Mapping, hf_cfg: dict, out_dir: str, dtype: str = "float32") -> None:
+  """Writes `params` (either layout) as the mT5 that `hf_cfg` describes."""
+  flat = layout.unscan(layout.flatten(params))
+  cfg = config_from_hf(hf_cfg)
+  layout.check_against(flat, layout.flatten(_expected(cfg)), "params to export")
+  save(out_dir, flat, cfg, dtype)
