@@ -1,0 +1,16 @@
+"""Language-proportion recipes as SeqIO mixtures; `import linguamix.mixtures` registers them.
+
+Also registers every instruction task (linguamix.t5x_tasks). Needs SeqIO only, so
+upstream T5X can import it from gin. Families: Pinch (`pinch_*`, incl. `pinch_40shot`),
+Better Alpaca (`better_alpaca_*`), OpenGPT-X (`opengptx_*`), linguistically-informed
+(`li_*`), sPhinX (`sphinx_tiers*`). Mixtures are built (ids chosen, checked) on first use.
+"""
+
+import linguamix.t5x_tasks  # noqa: F401  (registers the tasks the recipes draw from)
+from linguamix.mixtures import better_alpaca, linguistic, opengptx, pinch, sphinx
+from linguamix.mixtures.plan import Recipe, RecipeError, even_split, plan
+from linguamix.mixtures.registry import RecipeMixture, examples_rate, get, register
+from linguamix.mixtures.linguistic import register_li
+
+for _module in (pinch, better_alpaca, opengptx, linguistic, sphinx):
+  _module.register_all()
