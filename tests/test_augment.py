@@ -216,3 +216,42 @@ def test_wrong_key_is_a_clear_endpoint_error(tmp_path, monkeypatch, capsys):
     assert command.main(_args(good, tmp_path / "o", endpoint, "--budgets", "de=1")) == 1
   err = capsys.readouterr().err
   assert "HTTP 401" in err and "$LINGUAMIX_TEST_KEY" in err and "sk-wrong" not in err
+
+
+def test_task_input_and_default_tier_budgets(tmp_path, key_env):
+  import argparse
+  from linguamix.mixtures import sphinx_tiers
+  from linguamix.t5x_tasks import languages
+  defaults = command._budgets(argparse.Namespace(budgets=None, langs=None, budget=None))
+  assert sorted(defaults) == sorted(set(languages.SPHINX) - {"en"})
+  assert (defaults["de"], defaults["bn"], defaults["sw"]) == (100_000, 50_000, 25_000)
+  assert command._budgets(argparse.Namespace(budgets=None, langs="de,sw", budget=None)) == {
+      "de": 100_000, "sw": 25_000}
+  assert sphinx_tiers.budgets(tiers={"sw": "high"}, langs=["sw"]) == {"sw": 100_000}
+  assert sphinx_tiers.budgets(tier_budgets={"low": 10}, langs=["xh"]) == {"xh": 10}
+  with pytest.raises(ValueError, match="language 'sw' has unknown tier 'huge'"):
+    sphinx_tiers.budgets(tiers={"sw": "huge"})
+  with pytest.raises(ValueError, match="no tier for bg"):
+    sphinx_tiers.budgets(langs=["de", "bg"])
+
+  # A registered instruction task as the pool (the bundled sample Bactrian-X English).
+  out = tmp_path / "out"
+  with FakeChatEndpoint(KEY) as endpoint:
+    argv = ["--task", "bactrian_x.en", "--out", str(out), "--base-url", endpoint.base_url,
+            "--model", "m", "--api-key-env", "LINGUAMIX_TEST_KEY", "--budgets", "fr=6",
+            "--no-progress", "--no-register"]
+    assert command.main(argv) == 0
+  accepted = _read_jsonl(out / "fr.jsonl")
+  rejects = _read_jsonl(out / "rejects.jsonl")
+  assert len(accepted) + len(rejects) == 6
+  assert all(r["source"]["id"].startswith("sample-") for r in rejects)
+  # Short answers ("119") cannot become a sentence: the length check rejects them.
+  assert all(r["reason"].startswith(("length:", "language:")) for r in rejects)
+
+
+def test_retry_after_header_forms():
+  import email.utils
+  from linguamix.augment.client import _retry_after
+  assert _retry_after("0") == 0 and _retry_after("2.5") == 2.5 and _retry_after(None) is None
+  soon = email.utils.formatdate(time.time() + 30, usegmt=True)
+  assert 25 <= _retry_after(soon) <= 31
