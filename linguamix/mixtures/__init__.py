@@ -8,7 +8,7 @@ Better Alpaca (`better_alpaca_*`), OpenGPT-X (`opengptx_*`), linguistically-info
 
 import linguamix.t5x_tasks  # noqa: F401  (registers the tasks the recipes draw from)
 from linguamix.mixtures import better_alpaca, linguistic, opengptx, pinch, sphinx
-from linguamix.mixtures.plan import Recipe, RecipeError, even_split, plan
+from linguamix.mixtures.selection import Recipe, RecipeError, even_split, plan
 from linguamix.mixtures.registry import RecipeMixture, examples_rate, get, register
 from linguamix.mixtures.linguistic import register_li
 

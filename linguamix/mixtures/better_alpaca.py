@@ -14,7 +14,7 @@ from __future__ import annotations
 import gin
 
 from linguamix.mixtures import registry
-from linguamix.mixtures.plan import Recipe, even_split
+from linguamix.mixtures.selection import Recipe, even_split
 from linguamix.t5x_tasks import languages
 
 

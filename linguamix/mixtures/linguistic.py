@@ -14,7 +14,7 @@ from __future__ import annotations
 import gin
 
 from linguamix.mixtures import registry
-from linguamix.mixtures.plan import Recipe, RecipeError
+from linguamix.mixtures.selection import Recipe, RecipeError
 
 METHODS = ("typo", "geo", "learn", "sem", "fam", "random")
 K_VALUES = tuple(range(1, 15)) + (20, 26, 52)

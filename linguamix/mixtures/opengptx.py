@@ -13,7 +13,7 @@ from __future__ import annotations
 import gin
 
 from linguamix.mixtures import registry
-from linguamix.mixtures.plan import Recipe, even_split
+from linguamix.mixtures.selection import Recipe, even_split
 
 SOURCES = {"limax": ("lima_x", None), "bactrianx": ("bactrian_x", None),
            "bactrianx_small": ("bactrian_x", 1030)}

@@ -24,7 +24,7 @@ import itertools
 import gin
 
 from linguamix.mixtures import registry
-from linguamix.mixtures.plan import Recipe, RecipeError, even_split
+from linguamix.mixtures.selection import Recipe, RecipeError, even_split
 from linguamix.t5x_tasks import languages
 
 P_VALUES = (0, 1) + tuple(range(10, 101, 10))

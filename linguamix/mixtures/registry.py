@@ -13,8 +13,8 @@ from typing import Callable, Optional
 
 import seqio
 
-from linguamix.mixtures import plan as plan_lib
-from linguamix.mixtures.plan import Recipe, RecipeError
+from linguamix.mixtures import selection as plan_lib
+from linguamix.mixtures.selection import Recipe, RecipeError
 from linguamix.t5x_tasks import tasks as task_lib
 
 _LAZY = ("_task_to_rate", "_task_map", "_tasks", "_sub_mixtures", "_sample_fn", "_source_info")

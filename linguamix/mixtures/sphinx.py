@@ -13,7 +13,7 @@ from __future__ import annotations
 import gin
 
 from linguamix.mixtures import registry, sphinx_tiers
-from linguamix.mixtures.plan import Recipe
+from linguamix.mixtures.selection import Recipe
 
 
 @gin.configurable(module="linguamix.mixtures")
