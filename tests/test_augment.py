@@ -150,8 +150,9 @@ def test_resume_after_sigkill(tmp_path, key_env):
   repo = pathlib.Path(__file__).resolve().parents[1]
   with FakeChatEndpoint(KEY, delay=0.1) as endpoint:
     argv = _args(inp, out, endpoint, "--budgets", "de=40", "--workers", "2", "--no-register")
+    log = open(tmp_path / "run.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "linguamix.cli", "augment", *argv], cwd=repo,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 90
     while time.time() < deadline and proc.poll() is None:
       if cache_file.exists() and len(cache_file.read_text().splitlines()) >= 8:
@@ -160,14 +161,24 @@ def test_resume_after_sigkill(tmp_path, key_env):
     assert proc.poll() is None, "the run finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    finished = sum(1 for line in cache_file.read_text().splitlines() if line.endswith("}"))
+    finished = 0
+    for line in cache_file.read_text().splitlines():
+      try:
+        finished += json.loads(line)["status"] == "accepted"
+      except json.JSONDecodeError:  # a line the kill cut short is not a finished item
+        pass
     assert 8 <= finished < 40
+    with open(cache_file, "a") as f:  # as if the kill had cut a line short
+      f.write('{"key": "0123", "status": "acc')
     before = endpoint.total
     assert command.main(argv) == 0
     # Only the unfinished items cost requests (one each: this server never misbehaves).
     assert endpoint.total - before == 40 - finished
   rows = _read_jsonl(out / "de.jsonl")
   assert len(rows) == 40 and len({r["id"] for r in rows}) == 40
+  log.close()
+  assert "augment: 40 items in 1 language(s)" in (tmp_path / "run.log").read_text()
+  assert KEY not in _all_text(tmp_path)  # outputs, cache and the killed run's log
 
 
 def test_bad_input_and_bad_endpoints(tmp_path, key_env, capsys):

@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import os
-from typing import Any
+from typing import Any, Iterator
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +23,16 @@ def item_key(prompt_version: str, model: str, item: dict[str, str], lang: str) -
 
 
 class Cache:
-  """{key: record} for the languages loaded; `put` appends a record to disk."""
+  """Finished keys of the languages loaded; `put` appends a record, `records` streams them.
+
+  Only keys stay in memory (a run may hold millions of items); records are read back
+  one language at a time when the outputs are written.
+  """
 
   def __init__(self, directory: str):
     self.directory = directory
     os.makedirs(directory, exist_ok=True)
-    self.entries: dict[str, dict[str, Any]] = {}
+    self.finished: set[str] = set()
     self.torn_lines = 0
     self._files: dict[str, Any] = {}
 
@@ -36,6 +40,9 @@ class Cache:
     return os.path.join(self.directory, f"{lang}.jsonl")
 
   def load(self, lang: str) -> None:
+    self.finished.update(record["key"] for record in self.records(lang, report=True))
+
+  def records(self, lang: str, report: bool = False) -> Iterator[dict[str, Any]]:
     path = self._path(lang)
     if not os.path.exists(path):
       return
@@ -43,14 +50,17 @@ class Cache:
       for number, line in enumerate(f, start=1):
         try:
           record = json.loads(line)
-          self.entries[record["key"]] = record
+          record["key"]  # pylint: disable=pointless-statement
         except (json.JSONDecodeError, KeyError, TypeError):
-          self.torn_lines += 1
-          log.warning("%s:%d: unreadable cache line ignored (a run killed mid-write?)",
-                      path, number)
+          if report:
+            self.torn_lines += 1
+            log.warning("%s:%d: unreadable cache line ignored (a run killed mid-write?)",
+                        path, number)
+          continue
+        yield record
 
-  def get(self, key: str) -> dict[str, Any] | None:
-    return self.entries.get(key)
+  def __contains__(self, key: str) -> bool:
+    return key in self.finished
 
   def put(self, lang: str, record: dict[str, Any]) -> None:
     f = self._files.get(lang)
@@ -62,7 +72,7 @@ class Cache:
         f.write("\n")
     f.write(json.dumps(record, ensure_ascii=False) + "\n")
     f.flush()
-    self.entries[record["key"]] = record
+    self.finished.add(record["key"])
 
   def close(self) -> None:
     for f in self._files.values():

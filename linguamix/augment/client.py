@@ -56,6 +56,8 @@ class ChatClient:
     self.base_url, self.model, self.api_key_env = base_url, model, api_key_env
     # The key lives only in this private attribute; repr and errors never include it.
     self._api_key = os.environ.get(api_key_env) or None
+    if not self._api_key:
+      log.info("$%s is not set: requests go without an Authorization header", api_key_env)
     self.timeout, self.max_retries = timeout, max_retries
     self.backoff, self.max_backoff = backoff, max_backoff
     self.params: dict[str, Any] = {"temperature": temperature}

@@ -144,54 +144,55 @@ def augment(items: list[dict[str, str]], budgets: Mapping[str, int], *, client: 
     cache.load(lang)
   keys = {(lang, i): item_key(prompt.PROMPT_VERSION, client.model, by_id[i], lang)
           for lang, ids in subsets.items() for i in ids}
-  todo = [(lang, i) for lang, ids in subsets.items() for i in ids
-          if cache.get(keys[lang, i]) is None]
+  todo = [(lang, i) for lang, ids in subsets.items() for i in ids if keys[lang, i] not in cache]
   stats = collections.Counter(cache_hits=len(keys) - len(todo))
   failed: dict[tuple[str, str], dict[str, Any]] = {}
   started = time.time()
-  log.info("augment: %d items over %d languages; %d cached, %d to translate with %r",
+  log.info("augment: %d items in %d language(s); %d cached, %d to translate with %r",
            len(keys), len(subsets), stats["cache_hits"], len(todo), client)
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
   bar = tqdm(total=len(keys), initial=stats["cache_hits"], unit="item", disable=not progress,
              dynamic_ncols=True, desc="augment")
   error = None
+
+  def finish(lang: str, i: str, record: dict[str, Any]) -> None:
+    for name in ("requests", "prompt_tokens", "completion_tokens"):
+      stats[name] += record[name]
+    stats[record["status"]] += 1
+    if record["status"] == "failed":
+      failed[lang, i] = record
+    else:
+      cache.put(lang, {"key": keys[lang, i], "prompt_version": prompt.PROMPT_VERSION,
+                       "model": client.model, **record})
+    bar.update(1)
+    bar.set_postfix(ok=stats["accepted"], rejected=stats["rejected"], failed=stats["failed"],
+                    tok_in=stats["prompt_tokens"], tok_out=stats["completion_tokens"],
+                    refresh=False)
+
+  pending: dict[cf.Future, tuple[str, str]] = {}
   try:
     with cf.ThreadPoolExecutor(max_workers=workers) as pool:
-      jobs, pending = iter(todo), {}
-      while True:
+      jobs = iter(todo)
+      while error is None:
         # Bounded window of in-flight work: millions of items never sit in memory as futures.
         for lang, i in jobs:
-          future = pool.submit(translate_item, client, by_id[i], lang, checks)
-          pending[future] = (lang, i)
+          pending[pool.submit(translate_item, client, by_id[i], lang, checks)] = (lang, i)
           if len(pending) >= 2 * workers:
             break
         if not pending:
           break
         done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
         for future in done:
-          lang, i = pending.pop(future)
-          try:
-            record = future.result()
-          except Exception as e:  # EndpointError and bugs: stop, keep what is finished
-            error = e
+          if future.exception() is not None:  # EndpointError (or a bug): stop the run
+            error = future.exception()
             for other in pending:
               other.cancel()
             break
-          stats["requests"] += record["requests"]
-          stats["prompt_tokens"] += record["prompt_tokens"]
-          stats["completion_tokens"] += record["completion_tokens"]
-          stats[record["status"]] += 1
-          if record["status"] == "failed":
-            failed[lang, i] = record
-          else:
-            cache.put(lang, {"key": keys[lang, i], "prompt_version": prompt.PROMPT_VERSION,
-                             "model": client.model, **record})
-          bar.update(1)
-          bar.set_postfix(ok=stats["accepted"], rejected=stats["rejected"],
-                          failed=stats["failed"], tok_in=stats["prompt_tokens"],
-                          tok_out=stats["completion_tokens"], refresh=False)
-        if error is not None:
-          break
+          finish(*pending.pop(future), future.result())
+    # After a stop, requests already in flight have finished: keep their results.
+    for future, (lang, i) in pending.items():
+      if future.done() and not future.cancelled() and future.exception() is None:
+        finish(lang, i, future.result())
   finally:
     bar.close()
     cache.close()
@@ -208,8 +209,10 @@ def _write_outputs(out_dir, subsets, by_id, keys, cache, failed, stats, client, 
   languages, rejects = {}, []
   for lang, ids in subsets.items():
     counts, reasons, rows = collections.Counter(), collections.Counter(), []
+    wanted = {keys[lang, i] for i in ids}
+    finished = {r["key"]: r for r in cache.records(lang) if r["key"] in wanted}
     for i in ids:
-      record = cache.get(keys[lang, i]) or failed.get((lang, i))
+      record = finished.get(keys[lang, i]) or failed.get((lang, i))
       status = record["status"] if record else "pending"
       counts[status] += 1
       if status == "accepted":
