@@ -53,9 +53,6 @@ class EncoderDecoderModel(base.BaseModel):
                beam_size: int = 4, alpha: float = 0.6, temperature: float = 1.0, top_k: int = 0):
     if decode_method not in DECODE_METHODS:
       raise ValueError(f"decode_method={decode_method!r}; expected one of {DECODE_METHODS}")
-    if vocabulary.vocab_size > config.vocab_size:
-      raise ValueError(f"vocabulary has {vocabulary.vocab_size} ids but MT5Config.vocab_size is "
-                       f"{config.vocab_size}; the embedding must cover the vocabulary")
     self.config = config
     self.module = Transformer(config)
     self._vocabulary = vocabulary
@@ -70,6 +67,10 @@ class EncoderDecoderModel(base.BaseModel):
     return self._vocabulary
 
   def init_variables(self, rng, input_shapes):
+    # Checked here, not in __init__: a gs:// vocabulary loads on first use, not at gin parse.
+    if self.vocabulary.vocab_size > self.config.vocab_size:
+      raise ValueError(f"the vocabulary has {self.vocabulary.vocab_size} ids but MT5Config.vocab_size is "
+                       f"{self.config.vocab_size}; the embedding must cover the vocabulary")
     enc = jnp.ones(input_shapes["encoder_input_tokens"], jnp.int32)
     dec = jnp.ones(input_shapes["decoder_input_tokens"], jnp.int32)
     return self.module.init({"params": rng, "dropout": rng}, enc, enc, dec, dec, deterministic=True)

@@ -1,0 +1,78 @@
+"""Model gins: sizes of spec/t5x.md, vocabularies, and the tiny default model."""
+
+import pathlib
+
+import flax.linen as nn
+import gin
+import jax
+import numpy as np
+import pytest
+import seqio
+
+from linguamix.models import mt5
+from linguamix.models.encoder_decoder import EncoderDecoderModel
+
+GIN_DIR = pathlib.Path(__file__).resolve().parents[1] / "linguamix" / "gin" / "models"
+# spec/t5x.md: emb_dim, num_heads, enc/dec layers, head_dim, mlp_dim
+SIZES = {"small": (512, 6, 8, 64, 1024), "base": (768, 12, 12, 64, 2048), "large": (1024, 16, 24, 64, 2816),
+         "xl": (2048, 32, 24, 64, 5120), "xxl": (4096, 64, 24, 64, 10240)}
+
+
+@pytest.fixture
+def parse():
+  def _parse(name, dropout=0.1):
+    gin.parse_config_files_and_bindings([str(GIN_DIR / f"{name}.gin")], [f"DROPOUT_RATE = {dropout}"])
+    return gin.query_parameter("MODEL/macro.value").scoped_configurable_fn()
+  yield _parse
+  gin.clear_config()
+
+
+@pytest.mark.parametrize("size", sorted(SIZES))
+def test_real_size_gins_have_the_published_shapes(parse, size):
+  model = parse(f"mt5_{size}")
+  cfg = model.config
+  d, h, layers, kv, f = SIZES[size]
+  assert (cfg.emb_dim, cfg.num_heads, cfg.num_encoder_layers, cfg.num_decoder_layers, cfg.head_dim, cfg.mlp_dim) == (
+      d, h, layers, layers, kv, f)
+  assert (cfg.vocab_size, cfg.dtype, cfg.dropout_rate, model.z_loss) == (250112, "bfloat16", 0.1, 1e-4)
+  assert model.vocabulary.sentencepiece_model_file == "gs://t5-data/vocabs/mc4.250000.100extra/sentencepiece.model"
+  from linguamix.t5x_tasks import vocab
+  assert vocab.task_vocabulary() is not None  # the tasks follow the model gin's VOCABULARY
+  assert vocab.task_vocabulary().sentencepiece_model_file == model.vocabulary.sentencepiece_model_file
+
+
+def test_mt5_small_has_the_published_parameter_count(parse):
+  cfg = parse("mt5_small").config
+  count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(mt5.param_shapes(cfg)))
+  assert count == 300_176_768  # google/mt5-small
+
+
+@pytest.mark.slow
+def test_tiny_gin_uses_the_bundled_vocabulary_and_trains(parse):
+  model = parse("mt5_tiny", dropout=0.0)
+  assert isinstance(model, EncoderDecoderModel)
+  assert model.vocabulary.vocab_size <= model.config.vocab_size
+  assert model.vocabulary.sentencepiece_model_file.endswith("t5x_tasks/sample/spm.model")
+  import optax
+  shapes = {"encoder_input_tokens": (2, 8), "decoder_input_tokens": (2, 6)}
+  params = jax.jit(lambda rng: nn.unbox(model.init_variables(rng, shapes))["params"])(jax.random.key(0))
+  ids = model.vocabulary.encode("Hallo Welt, wie geht es dir?")[:7] + [1]
+  tgt = model.vocabulary.encode("Hello world")[:5] + [1]
+  batch = dict(encoder_input_tokens=np.array([ids, ids]), decoder_target_tokens=np.array([tgt, tgt]),
+               decoder_input_tokens=np.array([[0] + tgt[:-1]] * 2), decoder_loss_weights=np.ones((2, 6)))
+  opt = optax.adam(1e-2)
+  state = opt.init(params)
+
+  @jax.jit
+  def step(params, state):
+    loss, grads = jax.value_and_grad(lambda p: model.loss_fn(p, batch, None)[0])(params)
+    updates, state = opt.update(grads, state)
+    return optax.apply_updates(params, updates), state, loss
+
+  losses = []
+  for _ in range(12):
+    params, state, loss = step(params, state)
+    losses.append(float(loss))
+  assert losses[-1] < 0.5 * losses[0]
+  predicted = np.asarray(jax.jit(model.predict_batch)(params, batch))[0].tolist()
+  assert predicted == tgt  # memorised: decoding reproduces the target, EOS included
