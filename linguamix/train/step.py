@@ -12,6 +12,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import NamedSharding
 
 from linguamix.train import partitioning
 
@@ -100,5 +101,8 @@ def state_shardings(model_params_shardings: Any, tx: optax.GradientTransformatio
   sharded = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                          abstract_params, model_params_shardings)
   opt_shardings = jax.jit(tx.init).trace(sharded).lower().compile().output_shardings
+  # Scalars (counts) come back on one local device: replicate them over the mesh.
+  opt_shardings = jax.tree.map(
+      lambda s: s if isinstance(s, NamedSharding) else partitioner.replicated(), opt_shardings)
   return {"params": model_params_shardings, "opt_state": opt_shardings,
           "step": partitioner.replicated()}
