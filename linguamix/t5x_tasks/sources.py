@@ -90,11 +90,11 @@ class InstructionSource(seqio.DataSource):
 
   def examples(self, split: str) -> list[dict]:
     """The selected records of a split, in order (before templating)."""
-    recs = self.source.records(split)
     ids = self.selector(split) if self.selector else None
     if ids is None:
-      return list(recs)
-    by_id = {r["id"]: r for r in recs}
+      return list(self.source.records(split))
+    # Recipes may redraw train/validation from the whole pool (linguistically-informed).
+    by_id = {r["id"]: r for r in self.source.records("all")}
     missing = [i for i in ids if i not in by_id]
     if missing:
       raise readers.DataError(
