@@ -209,3 +209,17 @@ def test_vocabulary_default_and_rebound_from_gin(tmp_path):
   finally:
     gin.clear_config()
   assert t5x_tasks.VOCABULARY.vocab_size == 1024
+
+
+def test_data_root_gin_macro(tmp_path, monkeypatch):
+  monkeypatch.delenv("LINGUAMIX_DATA_ROOT", raising=False)
+  gin_dir = __import__("pathlib").Path(t5x_tasks.__file__).parents[1] / "gin"
+  gin.parse_config_files_and_bindings([str(gin_dir / "data_root.gin")],
+                                      [f"DATA_ROOT = '{tmp_path}'"])
+  try:
+    assert t5x_tasks.data_root() == str(tmp_path)
+    with pytest.raises(t5x_tasks.DataError, match=f"{tmp_path}/lima_x/train_limax_DE.jsonl"):
+      seqio.get_mixture_or_task("lima_x.de").num_input_examples("train")
+  finally:
+    gin.clear_config()
+  assert t5x_tasks.data_root().endswith("sample-v1")
