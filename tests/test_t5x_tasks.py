@@ -223,3 +223,34 @@ def test_data_root_gin_macro(tmp_path, monkeypatch):
   finally:
     gin.clear_config()
   assert t5x_tasks.data_root().endswith("sample-v1")
+
+
+def test_oasst1_rank0_pairs_threads_and_lima_shapes(tmp_path, monkeypatch):
+  def msg(mid, parent, role, text, rank=None, lang="de", **kw):
+    return dict(message_id=mid, parent_id=parent, role=role, text=text, rank=rank, lang=lang,
+                message_tree_id="t1" if mid.startswith("t1") else mid.split("-")[0], **kw)
+  rows = [msg("t1", None, "prompter", "Hallo?"),
+          msg("t1-a", "t1", "assistant", "Zweitbeste", rank=1),
+          msg("t1-b", "t1", "assistant", "Beste", rank=0),
+          msg("t1-c", "t1-b", "prompter", "Und dann?"),
+          msg("t1-d", "t1-c", "assistant", "Dann Ende.", rank=0),
+          msg("t2", None, "prompter", "Gelöscht", deleted=True),
+          msg("t2-a", "t2", "assistant", "x", rank=0),
+          msg("t3", None, "prompter", "Hi", lang="en"),
+          msg("t3-a", "t3", "assistant", "Hello", rank=0, lang="en")]
+  path = tmp_path / "oasst1" / "2023-04-12_oasst_ready.messages.jsonl.gz"
+  path.parent.mkdir()
+  path.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
+  pairs = readers.read_records(str(path), "oasst1", "de")
+  assert [(r["instruction"], r["output"], r["history"]) for r in pairs] == [("Hallo?", "Beste", ())]
+  thread = readers.read_records(str(path), "oasst1", "de", thread=True)
+  assert thread[0]["history"] == (("Hallo?", "Beste"),) and thread[0]["output"] == "Dann Ende."
+  monkeypatch.setenv("LINGUAMIX_DATA_ROOT", str(tmp_path))
+  src = t5x_tasks.tasks.task_source("oasst1_thread.de")
+  assert src.source.render(src.source.records("all")[0]) == (
+      "User: Hallo?\nAssistant: Beste</s>\nUser: Und dann?\nAssistant: ", "Dann Ende.")
+  lima = _write(tmp_path / "l.jsonl", json.dumps({"conversations": ["q1", "a1", "q2", "a2"]})
+                + "\n" + json.dumps({"instruction": "i", "output": "o"}) + "\n")
+  recs = readers.read_records(lima, "lima", "de", id_prefix="train-")
+  assert [(r["id"], r["instruction"], r["output"], r["history"]) for r in recs] == [
+      ("train-0", "q2", "a2", (("q1", "a1"),)), ("train-1", "i", "o", ())]

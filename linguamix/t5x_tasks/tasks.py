@@ -35,6 +35,7 @@ class Family:
   template: str = "alpaca"
   validation_fraction: float = 0.01
   description: str = ""
+  thread: bool = False  # oasst1: the whole rank-0 thread as one multi-turn example
 
   def source(self, lang: str) -> sources.RecordSource:
     if lang not in self.langs:
@@ -42,7 +43,7 @@ class Family:
                        f"it has {' '.join(self.langs)}")
     return sources.RecordSource(self.name, lang, self.train_pattern,
                                 self.validation_pattern, self.fields, self.template,
-                                self.validation_fraction)
+                                self.validation_fraction, self.thread)
 
 
 FAMILIES: dict[str, Family] = {}
@@ -115,6 +116,10 @@ BUILTIN = (
     Family("oasst1", languages.OASST1, "oasst1/2023-04-12_oasst_ready.messages.jsonl.gz",
            fields="oasst1", template="bactrian",
            description="OpenAssistant oasst1, root prompt + rank-0 reply"),
+    Family("oasst1_thread", languages.OASST1,
+           "oasst1/2023-04-12_oasst_ready.messages.jsonl.gz", fields="oasst1",
+           template="opengptx_chat", thread=True,
+           description="OpenAssistant oasst1, the whole rank-0 thread (multi-turn chat)"),
     Family("aya", languages.AYA, "aya/train.jsonl", fields="aya", template="bactrian",
            description="Aya dataset (jsonl export), filtered by language_code"),
     Family("sphinx", languages.SPHINX, "sphinx/{lang}.jsonl", fields="orca",
