@@ -3,8 +3,7 @@
 import json
 import os
 import pathlib
-import shutil
-import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -151,17 +150,23 @@ def test_bad_input_is_named(tmp_path):
     ls.select_languages("sem", 1, 66, sem_embeddings_path=str(broken))
 
 
-def test_console_script_prints_codes_and_json():
-  script = shutil.which("linguamix")
-  assert script, "the linguamix console script is installed by `pip install -e .`"
-  # The console script runs with bin/ (holding lang2vec's own bin/lang2vec.py) first on sys.path.
-  run = lambda *a: subprocess.run([script, "select-languages", *a], capture_output=True, text=True,
-                                  cwd=pathlib.Path(__file__).parents[1], timeout=120)
-  out = run("--method", "typo", "--k", "14", "--seed", "66")
-  assert out.returncode == 0, out.stderr
-  assert out.stdout.strip() == "az,bn,de,et,fa,hi,it,ja,mk,sw,ta,tl,vi,zh"
-  out = run("--method", "learn", "--k", "3", "--seed", "10", "--json")
-  details = json.loads(out.stdout)
+def test_lang2vec_script_on_sys_path_does_not_shadow_the_package(tmp_path, monkeypatch):
+  # lang2vec's wheel installs bin/lang2vec.py; console scripts run with bin/ first on sys.path.
+  (tmp_path / "lang2vec.py").write_text("raise RuntimeError('imported the bin/ script')\n")
+  monkeypatch.syspath_prepend(str(tmp_path))
+  for name in ("lang2vec", "lang2vec.lang2vec"):
+    monkeypatch.delitem(sys.modules, name, raising=False)
+  module = ls._lang2vec()
+  assert pathlib.Path(module.__file__).parent.name == "lang2vec"
+  assert str(tmp_path) == sys.path[0]  # sys.path is restored
+
+
+def test_command_json_and_errors(capsys):
+  assert ls.main(["--method", "learn", "--k", "3", "--seed", "10", "--json"]) == 0
+  details = json.loads(capsys.readouterr().out)
   assert details["features"] == "learned" and len(details["clusters"]) == 36
-  out = run("--method", "sem", "--k", "3")
-  assert out.returncode == 2 and "no embeddings file given" in out.stderr
+  assert len(details["distances"]) == 36 and len(details["selected"]) == 3
+  assert ls.main(["--method", "sem", "--k", "3"]) == 2
+  assert "no embeddings file given" in capsys.readouterr().err
+  assert ls.main(["--method", "all"]) == 0
+  assert capsys.readouterr().out.strip() == ",".join(BACTRIAN_X)
