@@ -29,6 +29,7 @@ import numpy as np
 import seqio
 
 from linguamix.models import base, layers
+from linguamix.models import lora as lora_lib
 
 Array = jax.Array
 _ACTIVATIONS = {
@@ -80,6 +81,7 @@ class DecoderConfig:
   param_dtype: Any = jnp.float32
   scan_layers: bool = False
   remat_policy: str = "none"  # "none" | "full" | "dots" | "dots_with_no_batch_dims"
+  lora: lora_lib.LoraConfig | None = None  # adapters on the projections it selects
 
   @property
   def kv_heads(self) -> int:
@@ -102,6 +104,8 @@ class Dense(nn.Module):
   use_bias: bool = False
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
+  lora: lora_lib.LoraConfig | None = None
+  deterministic: bool = True
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
@@ -109,6 +113,9 @@ class Dense(nn.Module):
         "kernel", nn.with_logical_partitioning(_init, self.axes),
         tuple(x.shape[-self.in_dims:]) + tuple(self.features), self.param_dtype)
     y = jnp.tensordot(x.astype(self.dtype), kernel.astype(self.dtype), axes=self.in_dims)
+    if self.lora is not None and self.lora.applies_to(self.path):
+      y = y + lora_lib.LoraAdapter(self.lora, self.features, self.axes, self.in_dims, self.dtype,
+                                   self.param_dtype, self.deterministic, name="lora")(x)
     if self.use_bias:
       bias = self.param(
           "bias", nn.with_logical_partitioning(nn.initializers.zeros, self.axes[self.in_dims:]),
@@ -189,7 +196,8 @@ class Attention(nn.Module):
   def __call__(self, x_BxTxD, mask_Bx1xTxS, positions_BxT, key_positions_BxS, cache, cache_index_B):
     cfg = self.config
     n, k, h = cfg.num_heads, cfg.kv_heads, cfg.head_width
-    dense = functools.partial(Dense, use_bias=cfg.qkv_bias, dtype=cfg.dtype, param_dtype=cfg.param_dtype)
+    dense = functools.partial(Dense, use_bias=cfg.qkv_bias, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+                              lora=cfg.lora, deterministic=self.deterministic)
     q_BxTxNxH = dense((n, h), ("embed", "heads", "kv"), name="query")(x_BxTxD)
     k_BxTxKxH = dense((k, h), ("embed", "kv_heads", "kv"), name="key")(x_BxTxD)
     v_BxTxKxH = dense((k, h), ("embed", "kv_heads", "kv"), name="value")(x_BxTxD)
@@ -212,18 +220,21 @@ class Attention(nn.Module):
         q_BxTxNxH, k_BxTxKxH, v_BxTxKxH, mask_Bx1xTxS=mask_Bx1xTxS, bias_BxNxTxS=bias_BxNxTxS,
         dropout_rate=cfg.dropout_rate, dropout_rng=dropout_rng, dtype=cfg.dtype)
     out_BxTxD = Dense((cfg.d_model,), ("heads", "kv", "embed"), in_dims=2, use_bias=cfg.out_bias,
-                      dtype=cfg.dtype, param_dtype=cfg.param_dtype, name="out")(out_BxTxNxH)
+                      dtype=cfg.dtype, param_dtype=cfg.param_dtype, lora=cfg.lora,
+                      deterministic=self.deterministic, name="out")(out_BxTxNxH)
     return out_BxTxD, new_cache
 
 
 class Mlp(nn.Module):
   config: DecoderConfig
+  deterministic: bool = True
 
   @nn.compact
   def __call__(self, x_BxTxD):
     cfg = self.config
     act = _ACTIVATIONS[cfg.activation]
-    dense = functools.partial(Dense, use_bias=cfg.mlp_bias, dtype=cfg.dtype, param_dtype=cfg.param_dtype)
+    dense = functools.partial(Dense, use_bias=cfg.mlp_bias, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+                              lora=cfg.lora, deterministic=self.deterministic)
     if cfg.mlp_gated:
       h_BxTxF = (act(dense((cfg.mlp_dim,), ("embed", "mlp"), name="wi_0")(x_BxTxD))
                  * dense((cfg.mlp_dim,), ("embed", "mlp"), name="wi_1")(x_BxTxD))
@@ -248,7 +259,7 @@ class DecoderLayer(nn.Module):
     y, new_cache = Attention(cfg, self.deterministic, name="attention")(
         y, mask, positions, key_positions, cache, cache_index)
     x_BxTxD = x_BxTxD + dropout(y, deterministic=self.deterministic)
-    y = Mlp(cfg, name="mlp")(_norm(cfg, "pre_mlp_norm")(x_BxTxD))
+    y = Mlp(cfg, self.deterministic, name="mlp")(_norm(cfg, "pre_mlp_norm")(x_BxTxD))
     x_BxTxD = x_BxTxD + dropout(y, deterministic=self.deterministic)
     x_BxTxD = nn.with_logical_constraint(x_BxTxD, ("batch", "length", "embed"))
     return x_BxTxD, new_cache
@@ -370,6 +381,10 @@ class DecoderOnlyModel(base.BaseModel):
     mask = layers.attention_mask(tokens, tokens, causal=True)
     positions = jnp.broadcast_to(jnp.arange(shape[1]), shape)
     return self.module.init({"params": rng, "dropout": rng}, tokens, positions, mask, positions)
+
+  def trainable_mask(self, params):
+    """With LoRA, only the adapters train (the trainer's optimizer hook); else None: all train."""
+    return lora_lib.trainable_mask(params) if self.config.lora is not None else None
 
   def _forward(self, params, batch, dropout_rng=None):
     """Final hidden states [B, L, D] and the output kernel for a feature-converter batch."""
