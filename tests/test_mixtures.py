@@ -140,3 +140,14 @@ def test_bad_inputs_fail_at_build_or_inspect(capsys):
   assert cli.main(["mixtures", "show", "li_sem_k14_s66"]) == 1
   assert "li_sem_k14_s66" in capsys.readouterr().err
   assert len(languages.PINCH) == 12
+
+
+def test_examples_proportional_rates_with_temperature_and_cap():
+  name = "t_rates"
+  mixtures.register(name, lambda: mixtures.Recipe(
+      name, "bactrian_x", ("en", "de"), lambda n: {"en": 400, "de": 100}, mode="disjoint",
+      temperature=2.0, maximum=225), family="test", description="")
+  mix = mixtures.get(name)
+  mix.check()
+  rates = {t.name: mix.get_rate(t) for t in mix.tasks}
+  assert rates == {"t_rates.en": 15.0, "t_rates.de": 10.0}  # min(n, 225) ** (1/2)

@@ -90,7 +90,7 @@ _PLANS: dict = {}
 
 def plan(recipe: Recipe) -> dict[str, dict[str, list[str]]]:
   """{lang: {'train': ids, 'validation': ids}} (cached per recipe and data root)."""
-  key = (id(recipe), t5x_tasks.data_root())
+  key = (recipe, t5x_tasks.data_root())  # recipes hash by identity (eq=False)
   if key not in _PLANS:
     _PLANS[key] = _compute(recipe)
   return _PLANS[key]

@@ -282,6 +282,7 @@ def _read_cached(file_key, fields_key, lang, id_prefix, skip, thread):
   return tuple(out)
 
 
+@functools.lru_cache(maxsize=1 << 20)
 def id_fraction(example_id: str) -> float:
   """A stable number in [0, 1) per id: the same id is held out in every language."""
   digest = hashlib.sha256(example_id.encode("utf-8")).digest()
