@@ -7,6 +7,7 @@ purpose when an item's id asks for it:
   r429      first request: 429 with Retry-After: 0
   r500      first request: 500
   slow      first request: answers only after `slow_seconds` (the client times out)
+  hangup    first request: the connection closes without an answer
   junk      first request: a body that is not JSON
   nochoice  first request: JSON without `choices`
   dropnum   first attempt drops the numbers (rejected; the retry carries the reason)
@@ -114,6 +115,9 @@ class FakeChatEndpoint:
       return self._send(handler, 500, b'{"error": "internal"}')
     if "slow" in item_id and first:
       time.sleep(self.slow_seconds)
+    if "hangup" in item_id and first:
+      handler.close_connection = True  # no status line: the client sees the connection drop
+      return None
     if ("junk" in item_id and first) or "garbage" in item_id:
       return self._send(handler, 200, b"<html>upstream proxy error</html>")
     if "nochoice" in item_id and first:

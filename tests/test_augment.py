@@ -15,7 +15,7 @@ from augment_endpoint import FakeChatEndpoint, field_spans
 from linguamix.augment import command, run
 
 KEY = "sk-test-DO-NOT-LEAK-4f1c2b"
-SPECIALS = ["r429", "r500", "slow", "junk", "nochoice", "dropnum", "badlang"]
+SPECIALS = ["r429", "r500", "slow", "junk", "nochoice", "dropnum", "badlang", "hangup"]
 
 
 def _item(i: int, tag: str = "") -> dict:
@@ -100,9 +100,10 @@ def test_run_budgets_spans_rejects_cache_and_key(tmp_path, key_env, capsys, capl
     assert endpoint.calls["item-002-slow", "de"] == 2
     assert endpoint.calls["item-003-junk", "de"] == 2
     assert endpoint.calls["item-004-nochoice", "de"] == 2
+    assert endpoint.calls["item-007-hangup", "de"] == 2
     de_ids = {r["id"] for r in _read_jsonl(out / "de.jsonl")}
     assert {"item-000-r429", "item-001-r500", "item-002-slow", "item-003-junk",
-            "item-004-nochoice", "item-005-dropnum"} <= de_ids
+            "item-004-nochoice", "item-005-dropnum", "item-007-hangup"} <= de_ids
     # dropnum: rejected once, retried with the reason, accepted.
     assert "spans: question lost number" in endpoint.retry_reasons["item-005-dropnum", "de"]
     # badlang: rejected twice, then recorded with its reason.

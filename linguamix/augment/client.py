@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import email.utils
+import http.client
 import json
 import logging
 import os
@@ -96,13 +97,18 @@ class ChatClient:
                               f"model {self.model!r} and ${self.api_key_env})") from None
         else:
           raise ChatFailed(f"HTTP {e.code} {detail}") from None
-      except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError) as e:
-        reason = getattr(e, "reason", e)
-        problem = ("timeout after %gs" % self.timeout
-                   if isinstance(reason, (socket.timeout, TimeoutError)) else f"{reason}")
-        if attempt == self.max_retries and not isinstance(reason, (socket.timeout, TimeoutError)):
-          raise EndpointError(f"{self.url} unreachable after {attempt + 1} attempts: "
-                              f"{problem}") from None
+      except (urllib.error.URLError, http.client.HTTPException, ConnectionError,
+              socket.timeout, TimeoutError) as e:
+        reason = getattr(e, "reason", e)  # URLError wraps the socket error
+        if isinstance(reason, (socket.timeout, TimeoutError)):
+          problem = f"timeout after {self.timeout:g}s"
+        elif isinstance(e, urllib.error.URLError):  # no connection at all (refused, DNS)
+          problem = f"cannot connect: {reason}"
+          if attempt == self.max_retries:
+            raise EndpointError(f"{self.url} unreachable after {attempt + 1} attempts: "
+                                f"{problem}") from None
+        else:  # the connection dropped mid-request
+          problem = f"connection dropped: {e!r}"
       else:
         try:
           return self._parse(raw, attempt + 1)
