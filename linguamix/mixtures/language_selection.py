@@ -71,7 +71,7 @@ def selection_details(method: str, k: int, seed: int, *, pool: Sequence[str] | N
   centroid_choice ([code chosen for centroid 0, 1, ...]) for k-means methods;
   families ({code: family}) and family_order for FAM.
   """
-  method = method.lower()
+  method = str(method).lower()
   if method not in METHODS:
     raise ValueError(f"unknown selection method {method!r}: choose one of {', '.join(METHODS)}")
   pool = _check_pool(pool)
@@ -117,8 +117,6 @@ def selection_details(method: str, k: int, seed: int, *, pool: Sequence[str] | N
 def _check_pool(pool: Sequence[str] | None) -> list[str]:
   if pool is None:
     return sorted(languages.BACTRIAN_X)
-  if isinstance(pool, str):
-    pool = pool.replace(",", " ").split()
   for code in pool:
     if code not in languages.BACTRIAN_X:
       raise ValueError(f"unknown language {code!r} in the selection pool: expected ISO 639-1 "
