@@ -83,6 +83,8 @@ def sample_subsets(ids: list[str], budgets: Mapping[str, int], seed: int
   """{lang: ids}: each language its own seeded sample of exactly its budget, in pool order."""
   out = {}
   for lang, budget in budgets.items():
+    if not isinstance(budget, int) or budget < 0:
+      raise ValueError(f"language {lang}: budget must be a whole number >= 0, got {budget!r}")
     if budget > len(ids):
       raise ValueError(f"language {lang}: budget {budget} is larger than the pool of "
                        f"{len(ids)} items")
@@ -131,12 +133,12 @@ def augment(items: list[dict[str, str]], budgets: Mapping[str, int], *, client: 
   Returns the summary. Finished items are cached as they arrive; outputs are written
   from the cache at the end, also when the run stops on an endpoint error.
   """
-  unknown = sorted(set(budgets) - set(prompt.NAMES) - {"en"})
-  unsupported = sorted(set(budgets) - validate.supported_languages())
-  if unknown or unsupported or "en" in budgets:
-    raise ValueError(f"unknown target language(s) {', '.join(unknown + unsupported) or 'en'}: "
-                     f"targets are ISO 639-1 codes other than en, from "
-                     f"{' '.join(sorted(set(prompt.NAMES) - {'en'}))}")
+  # A target needs a name for the prompt and a model in the language identifier.
+  targets = (set(prompt.NAMES) & validate.supported_languages()) - {"en"}
+  unknown = sorted(set(budgets) - targets)
+  if unknown:
+    raise ValueError(f"unknown target language(s) {', '.join(unknown)}: targets are ISO "
+                     f"639-1 codes other than en, from {' '.join(sorted(targets))}")
   by_id = {item["id"]: item for item in items}
   subsets = sample_subsets(list(by_id), budgets, seed)
   cache = Cache(cache_dir or os.path.join(out_dir, "cache"))
