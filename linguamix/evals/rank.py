@@ -141,6 +141,27 @@ def prefix_empty_inputs(ds: tf.data.Dataset,
   return ds.map(fill, num_parallel_calls=tf.data.AUTOTUNE)
 
 
+def check_fits(ds: tf.data.Dataset,
+               sequence_length: Mapping[str, int] | None = None) -> tf.data.Dataset:
+  """Fails on a request longer than the feature lengths: truncating it changes its score.
+
+  (SeqIO trims silently when lengths are given; pass None to measure instead.)
+  """
+  if not sequence_length:
+    return ds
+
+  def check(ex):
+    for key in ("inputs", "targets"):
+      limit = sequence_length.get(key)
+      if limit is not None:
+        tf.debugging.assert_less_equal(
+            tf.size(ex[key]), limit,
+            message=f"rank-classification {key} longer than sequence_length[{key!r}]={limit}; "
+                    "raise it or pass sequence_length=None")
+    return ex
+  return ds.map(check, num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def rank_target(target: str, example: Mapping[str, Any] | None = None,
                 is_target: bool = False) -> Any:
   """Postprocessor: the target becomes the row's id, choice, gold label and length."""

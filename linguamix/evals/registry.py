@@ -75,6 +75,7 @@ def register_rank_benchmark(benchmark: Benchmark) -> None:
             rank.rank_classification,
             rank.tokenize_pairs,
             rank.prefix_empty_inputs,
+            rank.check_fits,
         ],
         output_features=output_features(),
         postprocess_fn=rank.rank_target,
