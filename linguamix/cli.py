@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "augment": ("linguamix.augment.command", "sPhinX selective translated augmentation with an OpenAI-compatible endpoint"),
     "convert": ("linguamix.models.convert", "Hugging Face safetensors <-> Orbax params (Llama, Mistral, Qwen2, Gemma, BLOOM, GPT-2)"),
     "mixtures": ("linguamix.mixtures.cli", "list recipe mixtures; show one's per-language composition"),
+    "report": ("linguamix.evals.report", "per-language bar charts and the cross-lingual transfer matrix of eval runs"),
     "tasks": ("linguamix.t5x_tasks.cli", "list the registered instruction task families and languages"),
     "select-languages": ("linguamix.mixtures.language_selection", "choose k languages by typology, geography, family, ... (Soykan & Sahin 2024)"),
 }

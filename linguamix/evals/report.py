@@ -1,0 +1,125 @@
+"""`linguamix report`: per-language bar charts and the cross-lingual transfer matrix.
+
+Reads the `metrics/*.json` that `evaluate` (its `MetricsLogger`) writes into each run
+folder. One run: a bar per evaluation language, per benchmark family. Several runs
+(one per tuning recipe): grouped bars, plus a heatmap of recipe x evaluation language
+(`transfer_{family}_{metric}.png` and `.csv`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+from typing import Sequence
+
+import matplotlib
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from linguamix.evals import loggers  # noqa: E402
+
+
+def load_runs(run_dirs: Sequence[str], labels: Sequence[str] | None):
+  """label -> {family -> {lang -> {metric: value}}} for every run folder."""
+  if labels and len(labels) != len(run_dirs):
+    raise ValueError(f"{len(labels)} --label values for {len(run_dirs)} runs")
+  runs = {}
+  for i, run_dir in enumerate(run_dirs):
+    records = loggers.read_task_metrics(run_dir)
+    if not records:
+      raise FileNotFoundError(f"no metrics/*.json in {run_dir} (is it an evaluate() output folder?)")
+    by_family: dict = {}
+    for r in records.values():
+      by_family.setdefault(r["family"], {})[r["language"]] = r["metrics"]
+    runs[labels[i] if labels else os.path.basename(os.path.normpath(run_dir))] = by_family
+  return runs
+
+
+def _save(fig, path: str) -> None:
+  fig.tight_layout()
+  with tf.io.gfile.GFile(path, "wb") as f:
+    fig.savefig(f, format="png", dpi=120)
+  plt.close(fig)
+
+
+def bar_chart(runs, family: str, metric: str, path: str) -> None:
+  langs = sorted({l for fams in runs.values() for l in fams.get(family, {})})
+  width = 0.8 / len(runs)
+  fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(langs) * len(runs) + 2), 3.5))
+  for i, (label, fams) in enumerate(runs.items()):
+    values = [fams.get(family, {}).get(l, {}).get(metric, np.nan) for l in langs]
+    ax.bar(np.arange(len(langs)) + i * width, values, width, label=label)
+  ax.set_xticks(np.arange(len(langs)) + width * (len(runs) - 1) / 2, langs)
+  ax.set_ylabel(metric)
+  ax.set_title(f"{family}: {metric} per language")
+  if len(runs) > 1:
+    ax.legend(fontsize="small")
+  _save(fig, path)
+
+
+def transfer_matrix(runs, family: str, metric: str) -> tuple[list[str], list[str], np.ndarray]:
+  """(recipes, languages, values[recipe, language]) with NaN where a run lacks a language."""
+  langs = sorted({l for fams in runs.values() for l in fams.get(family, {})})
+  recipes = list(runs)
+  values = np.array([[runs[r].get(family, {}).get(l, {}).get(metric, np.nan) for l in langs]
+                     for r in recipes], float)
+  return recipes, langs, values
+
+
+def heatmap(recipes, langs, values, title: str, path: str) -> None:
+  fig, ax = plt.subplots(figsize=(max(4, 0.7 * len(langs) + 2), max(2.5, 0.5 * len(recipes) + 1.5)))
+  image = ax.imshow(values, cmap="viridis", aspect="auto")
+  ax.set_xticks(range(len(langs)), langs)
+  ax.set_yticks(range(len(recipes)), recipes)
+  ax.set_xlabel("evaluation language")
+  ax.set_ylabel("tuning recipe")
+  for i in range(len(recipes)):
+    for j in range(len(langs)):
+      if not np.isnan(values[i, j]):
+        ax.text(j, i, f"{values[i, j]:.1f}", ha="center", va="center", fontsize=7, color="w")
+  fig.colorbar(image, ax=ax)
+  ax.set_title(title)
+  _save(fig, path)
+
+
+def main(argv: list[str]) -> int:
+  parser = argparse.ArgumentParser(
+      prog="linguamix report",
+      description="Charts from evaluation folders (written by linguamix.evals.runner.evaluate / "
+                  "python -m linguamix.eval). One folder: per-language bar charts. Several "
+                  "folders (one per tuning recipe): grouped bars and the cross-lingual "
+                  "transfer matrix (recipe x evaluation language heatmap + CSV).")
+  parser.add_argument("runs", nargs="+", help="evaluation output folders (local or gs://)")
+  parser.add_argument("--out", required=True, help="folder for the PNG/CSV files")
+  parser.add_argument("--label", action="append",
+                      help="name of each run in order (default: the folder name); repeat")
+  parser.add_argument("--metric", default="acc", help="metric to draw (default: acc)")
+  parser.add_argument("--family", action="append",
+                      help="benchmark family to draw (default: every family found); repeat")
+  args = parser.parse_args(argv)
+
+  runs = load_runs(args.runs, args.label)
+  families = args.family or sorted({f for fams in runs.values() for f in fams})
+  tf.io.gfile.makedirs(args.out)
+  for family in families:
+    if not any(family in fams for fams in runs.values()):
+      parser.error(f"no run has results for {family!r}")
+    path = os.path.join(args.out, f"{family}_{args.metric}.png")
+    bar_chart(runs, family, args.metric, path)
+    print(f"wrote {path}")
+    if len(runs) > 1:
+      recipes, langs, values = transfer_matrix(runs, family, args.metric)
+      stem = os.path.join(args.out, f"transfer_{family}_{args.metric}")
+      heatmap(recipes, langs, values, f"{family} {args.metric}: recipe x language", stem + ".png")
+      with tf.io.gfile.GFile(stem + ".csv", "w") as f:
+        writer = csv.writer(f)
+        writer.writerow(["recipe"] + langs)
+        writer.writerows([r] + [f"{v:.4f}" for v in row] for r, row in zip(recipes, values))
+      print(f"wrote {stem}.png and {stem}.csv")
+      print(f"\n{family} {args.metric}\n| recipe | " + " | ".join(langs) + " |")
+      for r, row in zip(recipes, values):
+        print(f"| {r} | " + " | ".join("" if np.isnan(v) else f"{v:.2f}" for v in row) + " |")
+  return 0
