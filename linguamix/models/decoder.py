@@ -83,6 +83,11 @@ class DecoderConfig:
   remat_policy: str = "none"  # "none" | "full" | "dots" | "dots_with_no_batch_dims"
   lora: lora_lib.LoraConfig | None = None  # adapters on the projections it selects
 
+  def __post_init__(self):
+    # gin binds dtypes as strings ('bfloat16')
+    object.__setattr__(self, "dtype", jnp.dtype(self.dtype))
+    object.__setattr__(self, "param_dtype", jnp.dtype(self.param_dtype))
+
   @property
   def kv_heads(self) -> int:
     return self.num_kv_heads or self.num_heads

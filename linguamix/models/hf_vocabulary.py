@@ -12,6 +12,7 @@ unpacked batches; the constructor logs this.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import pathlib
@@ -19,6 +20,12 @@ import pathlib
 import seqio
 import tensorflow as tf
 import tokenizers
+
+
+@functools.lru_cache(maxsize=8)
+def _load(path: str) -> tokenizers.Tokenizer:
+  # gin builds a vocabulary per reference; big tokenizer.json files load once
+  return tokenizers.Tokenizer.from_file(path)
 
 
 def _token_text(value) -> str | None:
@@ -41,7 +48,7 @@ class HfTokenizerVocabulary(seqio.Vocabulary):
     if not file.exists():
       raise FileNotFoundError(f"{file} does not exist (a Hugging Face tokenizer.json)")
     self._path = str(file)
-    self._tokenizer = tokenizers.Tokenizer.from_file(self._path)
+    self._tokenizer = _load(self._path)
     config_file = file.parent / "tokenizer_config.json"
     config = json.loads(config_file.read_text()) if config_file.exists() else {}
     names = {"bos": bos_token, "eos": eos_token, "pad": pad_token, "unk": unk_token}
