@@ -16,8 +16,9 @@ import re
 import gin
 
 GIN_ROOT = pathlib.Path(__file__).resolve().parents[1] / "gin"
-# Included (after the run gin, before the user's files) when no gin file defines MODEL:
-# the tiny default model with CPU-sized defaults, so the main job needs no other flag.
+# Parsed after the user's files (before --gin bindings) when no gin file defines MODEL:
+# the tiny default model with CPU-sized lengths and steps, so the main job needs no
+# other flag and finishes in minutes on a CPU.
 QUICKSTART_GIN = "runs/quickstart.gin"
 _GIN_DOT = re.compile(r"^--gin\.([A-Za-z_][\w./]*)=(.*)$", re.S)
 
@@ -96,7 +97,8 @@ def _is_required(value) -> bool:
 
 
 def parse_and_configure(argv: list[str], *, prog: str, description: str, run_gin: str,
-                        required_macros: tuple[str, ...]) -> argparse.Namespace:
+                        required_macros: tuple[str, ...],
+                        default_gin: str = QUICKSTART_GIN) -> argparse.Namespace:
   argv, dot_bindings = split_gin_dot_flags(list(argv))
   args = build_parser(prog, description).parse_args(argv)
   search = _search_paths(args.gin_search_paths)
@@ -108,8 +110,9 @@ def parse_and_configure(argv: list[str], *, prog: str, description: str, run_gin
   # Pass 1: does any user file (or binding) define the model?
   _parse([run_file] + user_files, bindings)
   files = [run_file] + user_files
-  if macro_value("MODEL") is None:
-    files = [run_file, _resolve(QUICKSTART_GIN, search)] + user_files
+  model = macro_value("MODEL")
+  if model is None or _is_required(model):
+    files = [run_file] + user_files + [_resolve(default_gin, search)]
     _parse(files, bindings)
   unset = object()
   missing = [m for m in required_macros

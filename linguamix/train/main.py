@@ -33,16 +33,19 @@ def _init_distributed() -> None:
 
 
 def run(argv: list[str], *, prog: str, description: str, run_gin: str,
-        required: tuple[str, ...], entry) -> int:
+        required: tuple[str, ...], entry, default_gin: str = flags.QUICKSTART_GIN) -> int:
   try:
     flags.parse_and_configure(argv, prog=prog, description=description, run_gin=run_gin,
-                              required_macros=required)
+                              required_macros=required, default_gin=default_gin)
     _init_distributed()
     with gin.unlock_config():
       entry()
   except (flags.UsageError, ValueError) as e:
     print(f"{prog}: error: {e}", file=sys.stderr)
     return 2
+  except RuntimeError as e:  # trainer.TrainingError: NaN loss, checkpoint intact
+    print(f"{prog}: stopped: {e}", file=sys.stderr)
+    return 1
   return 0
 
 

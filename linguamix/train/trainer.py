@@ -204,9 +204,10 @@ def train(
                                            seed=seed).items():
         writer.write(step, f"training_eval/{task}", m)
         flat.update({f"training_eval/{task}/{k}": v for k, v in m.items()})
-      losses = [v for k, v in flat.items() if k.endswith("/loss")]
-      if losses:
-        flat["training_eval/loss"] = float(np.mean(losses))
+      for name in ("loss", "accuracy"):  # the mean over tasks, as the summary shows it
+        values = [v for k, v in flat.items() if k.endswith(f"/{name}")]
+        if values:
+          flat[f"training_eval/{name}"] = float(np.mean(values))
     if evaluator is not None:
       for task, m in evaluation.infer_eval(evaluator, model, state["params"], runner,
                                            step=step).items():
@@ -302,7 +303,8 @@ def format_summary(s: dict) -> str:
                  + (f", accuracy {t['accuracy']:.4f}" if "accuracy" in t else "")
                  + (f", {t['tokens_per_s']:.0f} target tokens/s" if "tokens_per_s" in t else ""))
   for k, v in sorted((s.get("eval") or {}).items()):
-    lines.append(f"  {k} = {v:.4f}")
+    if k.count("/") == 1 or k.startswith("inference_eval/"):  # per-task losses: metrics.jsonl
+      lines.append(f"  {k} = {v:.4f}")
   if s.get("last_checkpoint"):
     lines.append(f"  checkpoint {s['last_checkpoint']}")
   lines.append(f"  metrics {s['model_dir']}/metrics.jsonl, TensorBoard {s['model_dir']}/train, "

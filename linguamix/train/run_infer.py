@@ -1,0 +1,93 @@
+"""`python -m linguamix.infer`: predict | score | predict_with_aux over a split of a
+mixture or task with a checkpoint (runs/infer.gin), one JSONL file per task."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Mapping
+
+import gin
+import jax
+import numpy as np
+import seqio
+
+from linguamix.train import data as data_lib
+from linguamix.train import evaluation
+from linguamix.train import main as main_lib
+from linguamix.train import partitioning
+from linguamix.train import run_eval
+
+MODES = ("predict", "score", "predict_with_aux")
+
+
+def _text(vocab: seqio.Vocabulary, ids) -> str:
+  return vocab.decode([int(i) for i in ids])
+
+
+@gin.configurable
+def infer(*, model, checkpoint_path: str, output_dir: str, mixture_or_task_name: str,
+          mode: str = "predict", split: str = "test", batch_size: int = 32,
+          task_feature_lengths: Mapping[str, int] | None = None,
+          num_examples: int | None = None) -> dict[str, str]:
+  """Writes `<output_dir>/<task>-<mode>.jsonl`; returns {task: path}."""
+  if mode not in MODES:
+    raise ValueError(f"infer mode {mode!r}; expected one of {MODES}")
+  mt = data_lib.get_mixture_or_task(mixture_or_task_name)
+  tasks = [t for t in seqio.get_subtasks(mt) if split in t.splits]
+  if not tasks:
+    raise ValueError(f"no task of {mixture_or_task_name!r} has split {split!r}")
+  params = run_eval.load_checkpoint_params(model, checkpoint_path, task_feature_lengths)
+  runner = evaluation.BatchRunner(partitioning.Partitioner(), batch_size)
+  if mode == "predict_with_aux":
+    if not hasattr(model, "predict_batch_with_aux"):
+      raise ValueError(f"{type(model).__name__} has no predict_batch_with_aux")
+    fn = jax.jit(lambda b: model.predict_batch_with_aux(params, b)[1]["scores"])
+    pred = jax.jit(lambda b: model.predict_batch(params, b))
+  elif mode == "predict":
+    pred = jax.jit(lambda b: model.predict_batch(params, b))
+  score = jax.jit(lambda b: model.score_batch(params, b))
+  converter = model.feature_converter_cls(pack=False)
+  paths = {}
+  os.makedirs(output_dir, exist_ok=True)
+  for task in tasks:
+    ds = task.get_dataset(task_feature_lengths, split=split, shuffle=False, num_epochs=1)
+    if num_examples:
+      ds = ds.take(num_examples)
+    examples = list(ds.as_numpy_iterator())
+    lengths = task_feature_lengths or {
+        k: max(len(e[k]) for e in examples) for k in ("inputs", "targets")}
+    model_ds = converter(ds, lengths).enumerate()
+    if mode == "score":
+      outputs = dict(runner(score, model_ds))
+    else:
+      outputs = dict(runner(pred, model_ds))
+      aux = dict(runner(fn, model_ds)) if mode == "predict_with_aux" else {}
+    path = os.path.join(output_dir, f"{task.name}-{mode}.jsonl")
+    if jax.process_index() == 0:
+      vocab = task.output_features["targets"].vocabulary
+      with open(path, "w") as f:
+        for i, ex in enumerate(examples):
+          rec = {"index": i}
+          for k in ("inputs", "targets"):
+            pre = ex.get(f"{k}_pretokenized")
+            rec[k] = pre.decode() if isinstance(pre, bytes) else _text(vocab, ex[k])
+          if mode == "score":
+            rec["score"] = float(outputs[i])
+          else:
+            rec["prediction"] = _text(vocab, outputs[i])
+            if mode == "predict_with_aux":
+              rec["aux"] = {"score": float(np.asarray(aux[i]).reshape(-1)[0])}
+          f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+      print(f"{task.name}: {len(examples)} examples -> {path}")
+    paths[task.name] = path
+  return paths
+
+
+def main(argv: list[str]) -> int:
+  return main_lib.run(
+      argv, prog="python -m linguamix.infer",
+      description="Predict or score a split with a checkpoint from gin files (T5X's infer).",
+      run_gin="runs/infer.gin",
+      required=("CHECKPOINT_PATH", "INFER_OUTPUT_DIR", "MIXTURE_OR_TASK_NAME", "MODEL"),
+      entry=lambda: infer(), default_gin="models/mt5_tiny.gin")
