@@ -127,3 +127,29 @@ def test_sphinx_tier_budgets_independent_subsets_and_langit():
   with pytest.raises(mixtures.RecipeError, match=r"recipe sphinx_tiers: impossible budget for af: "
                      r"50000 examples wanted, but sphinx.af \(train\) number only"):
     mixtures.get("sphinx_tiers").check()
+
+
+def test_sem_mixture_reads_the_bound_embeddings_file(tmp_path):
+  import numpy as np
+  from linguamix.mixtures import language_selection, linguistic
+  name = "t_li_sem"
+  mixtures.register(name, lambda: linguistic.recipe(name, "sem", 13, 42), family="test",
+                    description="")
+  with pytest.raises(mixtures.RecipeError, match="t_li_sem: SEM needs .*li_config.sem_embeddings_path"):
+    mixtures.get(name).check()
+  rng = np.random.default_rng(0)
+  lines = [f"{language_selection.lang2vec_code(l)} " + " ".join(f"{v:.4f}" for v in rng.normal(size=4))
+           for l in languages.BACTRIAN_X]
+  vec = tmp_path / "clics.vec"
+  vec.write_text(f"{len(lines)} 4\n" + "\n".join(lines) + "\n")
+  with gin.unlock_config():
+    gin.bind_parameter("linguamix.mixtures.li_config.sem_embeddings_path", str(vec))
+  try:
+    mixtures.register(name, lambda: linguistic.recipe(name, "sem", 13, 42), family="test",
+                      description="")
+    sel = mixtures.get(name).check()
+    expected = language_selection.select_languages("sem", 13, 42, sem_embeddings_path=str(vec))
+  finally:
+    gin.clear_config()
+  assert sorted(sel) == expected
+  assert all(len(v["train"]) + len(v["validation"]) == 67017 // 13 for v in sel.values())

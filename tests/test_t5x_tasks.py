@@ -254,3 +254,14 @@ def test_oasst1_rank0_pairs_threads_and_lima_shapes(tmp_path, monkeypatch):
   recs = readers.read_records(lima, "lima", "de", id_prefix="train-")
   assert [(r["id"], r["instruction"], r["output"], r["history"]) for r in recs] == [
       ("train-0", "q2", "a2", (("q1", "a1"),)), ("train-1", "i", "o", ())]
+
+
+def test_tasks_list_command(capsys):
+  from linguamix import cli
+  assert cli.main(["tasks", "list"]) == 0
+  out = capsys.readouterr().out
+  assert "bactrian_x  (52 languages, template bactrian)" in out
+  assert "lima_x/train_limax_{LANG}.jsonl, validation lima_x/val_limax_{LANG}.jsonl" in out
+  assert cli.main(["tasks", "list", "--names"]) == 0
+  names = capsys.readouterr().out.split()
+  assert "sphinx_langit.hi" in names and "aya.yo" in names

@@ -30,6 +30,10 @@ def li_config(items: int = 67017, id_seed: int = 42, validation_rows: int = 5000
 def recipe(name: str, method: str, k: int, seed: int) -> Recipe:
   from linguamix.mixtures import language_selection
   items, id_seed, validation_rows, sem_path, family = li_config()
+  if method == "sem" and not sem_path:
+    raise RecipeError(f"mixture {name}: SEM needs a word2vec-format file of language "
+                      "embeddings keyed by ISO 639-3; none given (gin: "
+                      "linguamix.mixtures.li_config.sem_embeddings_path = '/path/clics.vec')")
   try:
     langs = language_selection.select_languages(method, k, seed, sem_embeddings_path=sem_path)
   except (ValueError, KeyError, FileNotFoundError) as e:
