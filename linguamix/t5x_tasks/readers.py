@@ -256,7 +256,8 @@ def read_records(path: str, fields, lang: str, *, id_prefix: str = "",
   return _read_cached(_file_key(path), key, lang, id_prefix, skip, thread)
 
 
-@functools.lru_cache(maxsize=256)
+# Bounded: a real Bactrian-X language is ~67k records (tens of MB in Python objects).
+@functools.lru_cache(maxsize=64)
 def _read_cached(file_key, fields_key, lang, id_prefix, skip, thread):
   path = file_key[0]
   spec = resolve_shape(json.loads(fields_key) if fields_key.startswith("{") else fields_key)
