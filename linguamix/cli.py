@@ -11,6 +11,7 @@ import sys
 
 # name -> (module with main(argv), one-line help). Keep sorted by name.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "bench": ("linguamix.train.bench", "benchmark a gin config's training step (steps/s, tokens/s, MFU) and input pipeline"),
     "augment": ("linguamix.augment.command", "sPhinX selective translated augmentation with an OpenAI-compatible endpoint"),
     "convert": ("linguamix.models.convert", "Hugging Face safetensors <-> Orbax params (Llama, Mistral, Qwen2, Gemma, BLOOM, GPT-2)"),
     "mixtures": ("linguamix.mixtures.cli", "list recipe mixtures; show one's per-language composition"),
