@@ -265,3 +265,15 @@ def test_tasks_list_command(capsys):
   assert cli.main(["tasks", "list", "--names"]) == 0
   names = capsys.readouterr().out.split()
   assert "sphinx_langit.hi" in names and "aya.yo" in names
+
+
+def test_aya_filters_by_language_code_and_fails_on_absent_language(tmp_path):
+  rows = [{"inputs": "Ṣe àròpọ̀: 1 + 2", "targets": "3", "language": "Yoruba", "language_code": "yor",
+           "annotation_type": "original-annotations", "user_id": "u"},
+          {"inputs": "Add: 1 + 2", "targets": "3", "language": "English", "language_code": "eng",
+           "annotation_type": "original-annotations", "user_id": "u"}]
+  path = _write(tmp_path / "aya.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+  recs = readers.read_records(path, "aya", "yo")
+  assert [(r["instruction"], r["output"], r["id"]) for r in recs] == [("Ṣe àròpọ̀: 1 + 2", "3", "0")]
+  with pytest.raises(t5x_tasks.DataError, match=r"aya\.jsonl: no records in language 'zu'"):
+    readers.read_records(path, "aya", "zu")

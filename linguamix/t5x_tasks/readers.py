@@ -280,6 +280,9 @@ def _read_cached(file_key, fields_key, lang, id_prefix, skip, thread):
     rec["lang"] = lang
     out.append(rec)
   bad.summary(len(out))
+  if not out and spec.get("filter_lang"):
+    raise DataError(f"{path}: no records in language {lang!r} (field "
+                    f"{spec['fields']['lang']!r} = {'/'.join(languages.ISO639_3[lang])})")
   return tuple(out)
 
 
