@@ -21,8 +21,9 @@ import linguamix.evals  # noqa: F401
 from linguamix.evals import runner
 from linguamix.models import decoder
 from linguamix.t5x_tasks import vocab as task_vocab
-from evals_helpers import write_tsv
+from evals_helpers import LookupScorer, write_tsv
 from test_evals_benchmarks import XNLI_HEADER, _xnli_row
+import test_evals_more
 
 EXPECTED = {  # task -> per example: (gold, context, [continuation per choice])
     "xnli.de": [(0, "", [" Es regnet., richtig? Ja, Es ist nass.",
@@ -33,6 +34,10 @@ EXPECTED = {  # task -> per example: (gold, context, [continuation per choice])
     "xcopa.it": [(1, "L'uomo aprì il rubinetto quindi",
                   [" il gabinetto si riempì d'acqua.", " l'acqua scorse dal beccuccio."])],
 }
+for _task, (_gold, _pairs) in test_evals_more.EXPECTED.items():  # one context per choice
+  EXPECTED[_task] = [(_gold, _pairs[0][0], [cont for _, cont in _pairs])]
+EXPECTED["xwinograd.ja"] = [(1, [ctx for ctx, _ in test_evals_more.EXPECTED["xwinograd.ja"][1]],
+                             [" is too small."] * 2)]
 
 
 @pytest.fixture
@@ -47,6 +52,7 @@ def root(tmp_path, monkeypatch):
       "premise": "L'uomo aprì il rubinetto.", "choice1": "Il gabinetto si riempì d'acqua.",
       "choice2": "L'acqua scorse dal beccuccio.", "question": "effect", "label": 1,
       "idx": 0, "changed": False}, ensure_ascii=False) + "\n", encoding="utf-8")
+  test_evals_more.write_more(root)
   monkeypatch.setenv("LINGUAMIX_EVAL_DATA_ROOT", str(root))
   return root
 
@@ -58,6 +64,11 @@ def _ids(sp, context, continuation):
   if not context:
     context_ids = [sp.bos_id() if sp.bos_id() >= 0 else sp.eos_id()]
   return context_ids, continuation_ids
+
+
+def _per_choice(contexts, continuations):
+  """A context per choice (XWinograd's partial scoring) or one shared context."""
+  return contexts if isinstance(contexts, list) else [contexts] * len(continuations)
 
 
 def _pad(rows, length):
@@ -74,15 +85,15 @@ def _summed(logits_NxTxV, targets, starts):
 def _decoder_scores(model, params, requests):
   # SeqIO's decoder feature converter shifts in its start token (id 0) before the text.
   tokens = [[0] + ctx + cont for ctx, cont in requests]
-  batch = {"decoder_input_tokens": _pad([t[:-1] for t in tokens], 80),
-           "decoder_target_tokens": _pad([t[1:] for t in tokens], 80)}
+  batch = {"decoder_input_tokens": _pad([t[:-1] for t in tokens], 144),
+           "decoder_target_tokens": _pad([t[1:] for t in tokens], 144)}
   return _summed(jax.jit(model.logits)(params, batch), [c for _, c in requests],
                  [len(ctx) for ctx, _ in requests])
 
 
 def _encdec_scores(model, params, requests):
   from linguamix.models import mt5
-  enc = _pad([ctx for ctx, _ in requests], 32)
+  enc = _pad([ctx for ctx, _ in requests], 96)
   dec_in = _pad([[0] + cont[:-1] for _, cont in requests], 48)
 
   @jax.jit
@@ -121,9 +132,10 @@ def test_scores_match_logits(root, tmp_path, build):
   out = tmp_path / "out"
   # Fixed lengths: one compilation for all three tasks.
   results = runner.evaluate(model, params, list(EXPECTED), str(out), batch_size=4,
-                            sequence_length={"inputs": 32, "targets": 48})
+                            sequence_length={"inputs": 96, "targets": 48})
   requests = [_ids(sp, ctx, cont) for examples in EXPECTED.values()
-              for _, ctx, conts in examples for cont in conts]
+              for _, contexts, conts in examples
+              for ctx, cont in zip(_per_choice(contexts, conts), conts)]
   want = iter(reference(model, params, requests))
   for task, examples in EXPECTED.items():
     lines = [json.loads(l) for l in (out / "scores" / f"{task}.jsonl").read_text().splitlines()]
@@ -141,6 +153,7 @@ def test_scores_match_logits(root, tmp_path, build):
 
 
 def test_too_long_requests_fail(root, tmp_path):
-  model, params, _ = _tiny_decoder(task_vocab.VOCABULARY)
+  model = LookupScorer(task_vocab.VOCABULARY, {})
   with pytest.raises(Exception, match="targets longer than sequence_length"):
-    runner.evaluate(model, params, "xnli.de", str(tmp_path), sequence_length={"inputs": 8, "targets": 8})
+    runner.evaluate(model, None, "xnli.de", str(tmp_path), sequence_length={"inputs": 8, "targets": 8},
+                    jit=False)

@@ -1,10 +1,14 @@
 """Benchmarks as SeqIO tasks, scored like lm-evaluation-harness (spec/evals.md).
 
 `import linguamix.evals` registers every benchmark task (`xnli.de`, `paws_x.fr`,
-`xcopa.sw`, ...) and family mixture (`xnli`, `paws_x`, `xcopa`). Running them:
+`xcopa.sw`, `xstorycloze.eu`, `xwinograd.ja`, `belebele.eng_Latn`, ...) and family
+mixture (`xnli`, `paws_x`, `xcopa`, ...). Running them:
 `linguamix.evals.runner.evaluate`; reports: `linguamix report`.
 """
 
+from linguamix.evals import belebele
 from linguamix.evals import paws_x
 from linguamix.evals import xcopa
 from linguamix.evals import xnli
+from linguamix.evals import xstorycloze
+from linguamix.evals import xwinograd

@@ -54,7 +54,7 @@ def benchmark_path(*parts: str) -> str:
   return path
 
 
-def _bad_row(path: str, line: int, message: str) -> None:
+def report_bad_row(path: str, line: int, message: str) -> None:
   if not skip_malformed_rows():
     raise MalformedRowError(f"{path}:{line}: {message}")
   SKIPPED[path] += 1
@@ -65,7 +65,7 @@ def _check_fields(path: str, line: int, row: dict[str, Any], fields: Sequence[st
   for field in fields:
     value = row.get(field)
     if value is None or (isinstance(value, str) and not value.strip()):
-      _bad_row(path, line, f"field {field!r} is missing or empty")
+      report_bad_row(path, line, f"field {field!r} is missing or empty")
       return False
   return True
 
@@ -85,10 +85,10 @@ def read_jsonl(path: str, fields: Sequence[str]) -> list[tuple[int, dict[str, An
     try:
       row = json.loads(line)
     except json.JSONDecodeError as e:
-      _bad_row(path, line_no, f"not JSON ({e.msg})")
+      report_bad_row(path, line_no, f"not JSON ({e.msg})")
       continue
     if not isinstance(row, dict):
-      _bad_row(path, line_no, "not a JSON object")
+      report_bad_row(path, line_no, "not a JSON object")
     elif _check_fields(path, line_no, row, fields):
       rows.append((line_no, row))
   return rows
@@ -108,7 +108,7 @@ def read_tsv(path: str, fields: Sequence[str]) -> list[tuple[int, dict[str, str]
     if not any(values):
       continue
     if len(values) != len(header):
-      _bad_row(path, line_no, f"{len(values)} columns, header has {len(header)}")
+      report_bad_row(path, line_no, f"{len(values)} columns, header has {len(header)}")
       continue
     row = dict(zip(header, values))
     if _check_fields(path, line_no, row, fields):
@@ -121,5 +121,5 @@ def label_index(path: str, line: int, value: Any, labels: Iterable[Any]) -> int 
   labels = list(labels)
   if value in labels:
     return labels.index(value)
-  _bad_row(path, line, f"label {value!r} not one of {labels}")
+  report_bad_row(path, line, f"label {value!r} not one of {labels}")
   return None
