@@ -156,13 +156,13 @@ def test_bad_input(root, tmp_path):
   # A row with an unknown label and one with an empty sentence.
   write_tsv(root / "paws_x" / "en" / "test_2k.tsv", PAWS_EN[0],
             PAWS_EN[1:] + [[3, "A b .", "C d .", 7], [4, "", "x", 0]])
-  data._read_text.cache_clear()
+  data.read_text.cache_clear()
   with pytest.raises(data.MalformedRowError, match=r"test_2k.tsv:5: field 'sentence1' is missing"):
     _rows("paws_x.en")
   write_tsv(root / "paws_x" / "de" / "test_2k.tsv", PAWS_DE[0], PAWS_DE[1:] + [[3, "a", "b", 7]])
   with pytest.raises(data.MalformedRowError, match=r"test_2k.tsv:4: label '7' not one of"):
     _rows("paws_x.de")
-  data._read_text.cache_clear()
+  data.read_text.cache_clear()
   with gin.unlock_config():
     gin.bind_parameter("skip_malformed_rows.skip", True)
   try:

@@ -2,11 +2,12 @@
 
 `import linguamix.evals` registers every benchmark task (`xnli.de`, `paws_x.fr`,
 `xcopa.sw`, `xstorycloze.eu`, `xwinograd.ja`, `belebele.eng_Latn`, ...) and family
-mixture (`xnli`, `paws_x`, `xcopa`, ...). Running them:
+mixture (`xnli`, `paws_x`, `xcopa`, ...); generation tasks `xquad.de`, `flores.en_de`. Running them:
 `linguamix.evals.runner.evaluate`; reports: `linguamix report`.
 """
 
 from linguamix.evals import belebele
+from linguamix.evals import generation
 from linguamix.evals import paws_x
 from linguamix.evals import xcopa
 from linguamix.evals import xnli

@@ -71,7 +71,7 @@ def _check_fields(path: str, line: int, row: dict[str, Any], fields: Sequence[st
 
 
 @functools.lru_cache(maxsize=64)
-def _read_text(path: str) -> str:
+def read_text(path: str) -> str:
   with tf.io.gfile.GFile(path, "r") as f:
     return f.read()
 
@@ -79,7 +79,7 @@ def _read_text(path: str) -> str:
 def read_jsonl(path: str, fields: Sequence[str]) -> list[tuple[int, dict[str, Any]]]:
   """(line number, record) for each line holding every non-empty field."""
   rows = []
-  for line_no, line in enumerate(_read_text(path).splitlines(), start=1):
+  for line_no, line in enumerate(read_text(path).splitlines(), start=1):
     if not line.strip():
       continue
     try:
@@ -97,7 +97,7 @@ def read_jsonl(path: str, fields: Sequence[str]) -> list[tuple[int, dict[str, An
 def read_tsv(path: str, fields: Sequence[str]) -> list[tuple[int, dict[str, str]]]:
   """(line number, row) for a headed TSV; quotes are literal text (XNLI, PAWS-X)."""
   csv.field_size_limit(sys.maxsize)
-  lines = _read_text(path).splitlines()
+  lines = read_text(path).splitlines()
   reader = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE)
   header = next(reader, None)
   missing = [f for f in fields if f not in (header or [])]

@@ -34,8 +34,8 @@ class Benchmark:
     return f"{self.name}.{lang}"
 
 
-# family name -> Benchmark, for language checks and reports.
-BENCHMARKS: dict[str, Benchmark] = {}
+# family name -> Benchmark (or generation.GenerationBenchmark), for language checks.
+BENCHMARKS: dict = {}
 
 
 def check_language(benchmark: Benchmark, lang: str) -> None:
