@@ -135,3 +135,17 @@ def test_bad_t5x_checkpoints_fail_naming_the_parameter_and_write_nothing(tmp_pat
     t5x_legacy.load(ckpt)
   with pytest.raises(FileNotFoundError, match=r"legacy T5X"):
     t5x_legacy.load(str(tmp_path / "nowhere"))
+
+
+def test_array_locations_resolve_under_the_real_checkpoint_dir_local_or_gcs():
+  # The msgpack's kvstore path is relative to the checkpoint; its GCS bucket is a dummy.
+  assert t5x_legacy._kvstore("gs://t5-data/pretrained_models/t5x/mt5_small/checkpoint_1000000",
+                             "target.encoder.encoder_norm.scale") == {
+      "driver": "gcs", "bucket": "t5-data",
+      "path": "pretrained_models/t5x/mt5_small/checkpoint_1000000/target.encoder.encoder_norm.scale"}
+  assert t5x_legacy._kvstore("/ckpt/checkpoint_5", "target.x") == {"driver": "file", "path": "/ckpt/checkpoint_5/target.x"}
+  # T5X's scalable layout names a scanned stack after itself; it unscans like ours.
+  flat = {"encoder/encoder/mlp/wo/kernel": np.arange(12.0).reshape(3, 2, 2), "encoder/encoder_norm/scale": np.ones(3)}
+  out = layout.unscan(flat)
+  assert sorted(out) == ["encoder/encoder_norm/scale", "encoder/layers_0/mlp/wo/kernel", "encoder/layers_1/mlp/wo/kernel"]
+  np.testing.assert_array_equal(out["encoder/layers_1/mlp/wo/kernel"], flat["encoder/encoder/mlp/wo/kernel"][:, 1])

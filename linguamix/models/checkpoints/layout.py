@@ -14,7 +14,9 @@ import numpy as np
 from linguamix.models.mt5 import PARAM_SCAN_AXIS, MT5Config
 
 _LAYER = re.compile(r"^(encoder|decoder)/layers_(\d+)/(.+)$")
-_SCANNED = re.compile(r"^(encoder|decoder)/layers/(.+)$")
+# T5X's scalable_t5 names the scanned stack after the stack (`encoder/encoder/...`); ours
+# is `encoder/layers/...`. Both unscan.
+_SCANNED = re.compile(r"^(encoder|decoder)/(?:layers|\1)/(.+)$")
 
 
 class CheckpointMismatchError(ValueError):
