@@ -9,6 +9,7 @@ checks the required macros, before any JAX compilation.
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import pathlib
 import re
@@ -92,6 +93,39 @@ def macro_value(name: str, default=None):
     return default
 
 
+def _referenced_macros() -> set[str]:
+  """Macro names some binding refers to (`%NAME`)."""
+  from gin import config as gin_config
+  found: set[str] = set()
+
+  def walk(v):
+    if type(v).__name__ == "ConfigurableReference":
+      sel = v.scoped_selector
+      if sel.endswith("/gin.macro"):
+        found.add(sel[:-len("/gin.macro")])
+    elif isinstance(v, dict):
+      for x in v.values():
+        walk(x)
+    elif isinstance(v, (list, tuple)):
+      for x in v:
+        walk(x)
+
+  for params in gin_config._CONFIG.values():  # no public API lists the bindings
+    walk(params)
+  return found
+
+
+def _check_unused_macros(bindings: list[str]) -> None:
+  """A macro set on the command line that nothing uses is a typo (`--gin.TRAIN_STEP=`)."""
+  used = _referenced_macros()
+  for b in bindings:
+    name = b.split("=", 1)[0].strip()
+    if re.fullmatch(r"[A-Z][A-Z0-9_]*", name) and name not in used:
+      close = difflib.get_close_matches(name, sorted(used), n=3)
+      hint = f"; did you mean {', '.join(close)}?" if close else ""
+      raise UsageError(f"gin macro {name} is set ({b!r}) but no configuration uses it{hint}")
+
+
 def _is_required(value) -> bool:
   return type(value).__name__ == "ConfigurableReference" and "REQUIRED" in repr(value)
 
@@ -114,6 +148,7 @@ def parse_and_configure(argv: list[str], *, prog: str, description: str, run_gin
   if model is None or _is_required(model):
     files = [run_file] + user_files + [_resolve(default_gin, search)]
     _parse(files, bindings)
+  _check_unused_macros(bindings)
   unset = object()
   missing = [m for m in required_macros
              if (v := macro_value(m, unset)) is unset or _is_required(v)]
