@@ -38,6 +38,19 @@ def skip_malformed_rows(skip: bool = False) -> bool:
   return skip
 
 
+@gin.configurable
+def tfds_benchmarks(names: Sequence[str] = ()) -> tuple[str, ...]:
+  """Benchmarks read through their TFDS builder (`xnli`, `paws_x`, `xquad`) instead of
+  release files, e.g. gin `tfds_benchmarks.names = ["xnli"]`; TFDS's data dir applies."""
+  return tuple(names)
+
+
+def tfds_examples(name: str, split: str) -> list[dict[str, Any]]:
+  """All examples of a TFDS split as numpy dicts, in the builder's order."""
+  import tensorflow_datasets as tfds  # only when a benchmark is read from TFDS
+  return list(tfds.as_numpy(tfds.load(name, split=split, shuffle_files=False)))
+
+
 def data_root() -> str:
   """$LINGUAMIX_EVAL_DATA_ROOT, else the instruction data root (gin `data_root.root`,
   $LINGUAMIX_DATA_ROOT): benchmarks keep their release layout under it."""
@@ -114,6 +127,11 @@ def read_tsv(path: str, fields: Sequence[str]) -> list[tuple[int, dict[str, str]
     if _check_fields(path, line_no, row, fields):
       rows.append((line_no, row))
   return rows
+
+
+def text(value: Any) -> str:
+  """TFDS strings arrive as bytes."""
+  return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
 def label_index(path: str, line: int, value: Any, labels: Iterable[Any]) -> int | None:

@@ -128,9 +128,15 @@ XQUAD_PROMPT = "Context: {context}\n\nQuestion: {question}\n\nAnswer:"
 
 
 def load_xquad(lang: str, split: str) -> list[Request]:
-  """Release file `xquad/xquad.{lang}.json` (SQuAD v1.1 JSON); XQuAD has only a test set."""
+  """Release file `xquad/xquad.{lang}.json` (SQuAD v1.1 JSON), or TFDS `xquad/{lang}`
+  (`tfds_benchmarks.names = ["xquad"]`); XQuAD has only a test set."""
   del split
   registry.check_language(XQUAD, lang)
+  if "xquad" in data.tfds_benchmarks():
+    return [Request(i, XQUAD_PROMPT.format(context=data.text(ex["context"]),
+                                          question=data.text(ex["question"])),
+                    tuple(data.text(t) for t in ex["answers"]["text"]))
+            for i, ex in enumerate(data.tfds_examples(f"xquad/{lang}", "test"))]
   path = data.benchmark_path("xquad", f"xquad.{lang}.json")
   try:
     articles = json.loads(data.read_text(path))["data"]

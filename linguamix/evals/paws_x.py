@@ -1,6 +1,8 @@
 """PAWS-X (7 languages): paraphrase identification as whole-sentence rank classification.
 
-Release files `paws_x/{lang}/{dev_2k,test_2k}.tsv` (`id, sentence1, sentence2, label`).
+Release files `paws_x/{lang}/{dev_2k,test_2k}.tsv` (`id, sentence1, sentence2, label`),
+or TFDS `paws_x_wiki/{lang}` with `tfds_benchmarks.names = ["paws_x"]` (that builder
+itself drops rows whose label is not 0/1).
 Two templates, both registered:
 * `paws_x.{lang}`: lm-evaluation-harness v0.4.9+: empty delimiter; for en/de/es/fr the
   sentences are detokenised, s1 loses a trailing `.`, `,` or `;`, s2's first character
@@ -57,9 +59,16 @@ def choices(lang: str, s1: str, s2: str, legacy: bool) -> list[str]:
 def _loader(legacy: bool):
   def load(lang: str, split: str) -> list[rank.Example]:
     registry.check_language(PAWS_X, lang)
-    path = data.benchmark_path("paws_x", lang, f"{_FILE_SPLIT[split]}.tsv")
+    if "paws_x" in data.tfds_benchmarks():
+      path = f"tfds:paws_x_wiki/{lang}/{split}"
+      rows = [(i, {"sentence1": data.text(ex["sentence1"]), "sentence2": data.text(ex["sentence2"]),
+                   "label": str(ex["label"])})
+              for i, ex in enumerate(data.tfds_examples(f"paws_x_wiki/{lang}", split), start=1)]
+    else:
+      path = data.benchmark_path("paws_x", lang, f"{_FILE_SPLIT[split]}.tsv")
+      rows = data.read_tsv(path, _FIELDS)
     examples = []
-    for position, (line, row) in enumerate(data.read_tsv(path, _FIELDS)):
+    for position, (line, row) in enumerate(rows):
       label = data.label_index(path, line, row["label"], ("0", "1"))
       if label is None:
         continue

@@ -1,6 +1,7 @@
 """XNLI (15 languages): entailment as whole-sentence rank classification.
 
-Release files `xnli/xnli.{dev,test}.tsv` (one row per language and pair). Empty context;
+Release files `xnli/xnli.{dev,test}.tsv` (one row per language and pair), or TFDS
+`xnli` with `tfds_benchmarks.names = ["xnli"]`. Empty context;
 the choices are the whole sentence `premise, QUESTION? WORD, hypothesis` for WORD in
 (entailment, neutral, contradiction), lm-eval's template.
 """
@@ -54,10 +55,26 @@ def examples_from_rows(lang: str, rows, path: str) -> list[rank.Example]:
   return examples
 
 
+def tfds_rows(lang: str, split: str):
+  """TFDS `xnli` (one example per pair, 15 languages each) exploded to one language."""
+  for position, ex in enumerate(data.tfds_examples("xnli", split)):
+    languages = [data.text(l) for l in ex["hypothesis"]["language"]]
+    if lang not in languages:
+      data.report_bad_row(f"tfds:xnli/{split}", position, f"hypothesis lacks language {lang!r}")
+      continue
+    yield position, {"language": lang, "gold_label": LABELS[int(ex["label"])],
+                     "sentence1": data.text(ex["premise"][lang]),
+                     "sentence2": data.text(ex["hypothesis"]["translation"][languages.index(lang)])}
+
+
 def load(lang: str, split: str) -> list[rank.Example]:
   registry.check_language(XNLI, lang)
-  path = data.benchmark_path("xnli", f"xnli.{_FILE_SPLIT[split]}.tsv")
-  examples = examples_from_rows(lang, data.read_tsv(path, _FIELDS), path)
+  if "xnli" in data.tfds_benchmarks():
+    path = f"tfds:xnli/{split}"
+    examples = examples_from_rows(lang, tfds_rows(lang, split), path)
+  else:
+    path = data.benchmark_path("xnli", f"xnli.{_FILE_SPLIT[split]}.tsv")
+    examples = examples_from_rows(lang, data.read_tsv(path, _FIELDS), path)
   if not examples:
     raise ValueError(f"{path} has no rows for language {lang!r}")
   return examples
