@@ -25,14 +25,15 @@ NUM_REAL_TARGET_TOKENS = "NUM_REAL_TARGET_TOKENS"
 DECODE_METHODS = ("greedy", "sample", "beam")
 
 
+def _segment_ids(batch: Mapping[str, Array], prefix: str, tokens: str) -> Array:
+  ids = batch.get(f"{prefix}_segment_ids")
+  return (batch[tokens] > 0).astype(jnp.int32) if ids is None else ids
+
+
 def segment_ids(batch: Mapping[str, Array]) -> tuple[Array, Array]:
-  enc = batch.get("encoder_segment_ids")
-  if enc is None:
-    enc = (batch["encoder_input_tokens"] > 0).astype(jnp.int32)
-  dec = batch.get("decoder_segment_ids")
-  if dec is None:
-    dec = (batch["decoder_target_tokens"] > 0).astype(jnp.int32)
-  return enc, dec
+  """(encoder, decoder) segment ids: the packed ones, else non-padding as one segment."""
+  return (_segment_ids(batch, "encoder", "encoder_input_tokens"),
+          _segment_ids(batch, "decoder", "decoder_target_tokens"))
 
 
 def loss_weights(batch: Mapping[str, Array]) -> Array:
@@ -153,9 +154,7 @@ class EncoderDecoderModel(base.BaseModel):
       raise TypeError(f"unknown decode options {sorted(unknown)}; known: {sorted(opts)}")
     opts.update(decode_kwargs)
     enc_tokens = batch["encoder_input_tokens"]
-    enc_seg, _ = segment_ids({"encoder_input_tokens": enc_tokens,
-                              "encoder_segment_ids": batch.get("encoder_segment_ids"),
-                              "decoder_target_tokens": batch["decoder_target_tokens"]})
+    enc_seg = _segment_ids(batch, "encoder", "encoder_input_tokens")
     max_length = batch["decoder_target_tokens"].shape[1]
     b = enc_tokens.shape[0]
     eos_id = self.vocabulary.eos_id

@@ -15,7 +15,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from linguamix.models.checkpoints import layout
-from linguamix.models.mt5 import MT5Config
+from linguamix.models.mt5 import MT5Config, param_shapes
 
 _ATTN = {"query": "q", "key": "k", "value": "v", "out": "o"}
 
@@ -106,7 +106,6 @@ def hf_from_params(flat: Mapping[str, np.ndarray], cfg: MT5Config) -> dict[str, 
 
 
 def _expected(cfg: MT5Config) -> dict:
-  from linguamix.models.mt5 import param_shapes
   return param_shapes(MT5Config(**{**cfg.__dict__, "scan_layers": False}))
 
 
