@@ -2,6 +2,7 @@
 
 import pathlib
 
+import flax.linen as nn
 import gin
 import jax
 import numpy as np
@@ -76,3 +77,21 @@ def test_tiny_gin_uses_the_bundled_vocabulary_and_trains(parse):
   assert losses[-1] < 0.5 * losses[0]
   predicted = np.asarray(jax.jit(model.predict_batch)(params, batch))[0].tolist()
   assert predicted == tgt  # memorised: decoding reproduces the target, EOS included
+
+
+def test_params_carry_logical_axis_names_for_the_mesh_rules():
+  cfg = mt5.MT5Config(vocab_size=32, emb_dim=8, num_heads=2, head_dim=4, mlp_dim=16, num_encoder_layers=2,
+                      num_decoder_layers=1, dtype="float32")
+  names = lambda cfg: jax.tree.map(  # noqa: E731
+      lambda x: x.names, jax.eval_shape(lambda: mt5.Transformer(cfg).init(
+          jax.random.key(0), *[np.ones((1, 2), np.int32)] * 4))["params"],
+      is_leaf=lambda x: isinstance(x, nn.Partitioned))
+  plain = names(cfg)
+  assert plain["token_embedder"]["embedding"] == ("vocab", "embed")
+  assert plain["encoder"]["layers_0"]["attention"]["query"]["kernel"] == ("embed", "joined_kv")
+  assert plain["decoder"]["layers_0"]["encoder_decoder_attention"]["out"]["kernel"] == ("joined_kv", "embed")
+  assert plain["decoder"]["layers_0"]["mlp"]["wi_1"]["kernel"] == ("embed", "mlp")
+  assert plain["encoder"]["relpos_bias"]["rel_embedding"] == ("heads", "relpos_buckets")
+  assert plain["decoder"]["logits_dense"]["kernel"] == ("embed", "vocab")
+  scanned = names(mt5.MT5Config(**{**cfg.__dict__, "scan_layers": True}))
+  assert scanned["encoder"]["layers"]["mlp"]["wo"]["kernel"] == ("mlp", "layers", "embed")

@@ -133,3 +133,13 @@ def test_bad_hf_checkpoints_name_the_tensor(reference, tmp_path):
   small_vocab = mt5.MT5Config(**{**cfg.__dict__, "vocab_size": 64})
   with pytest.raises(layout.CheckpointMismatchError, match=r"vocabulary size mismatch.*100 rows.*vocab_size=64"):
     hf_mt5.params_from_hf(state, small_vocab)
+
+
+def test_bfloat16_compute_keeps_float32_params_and_stays_close(reference):
+  model, params = _ours(reference["dir"])
+  cfg = mt5.MT5Config(**{**model.config.__dict__, "dtype": "bfloat16"})
+  bf16 = EncoderDecoderModel(cfg, model.vocabulary)
+  loss32 = jax.jit(model.loss_fn)(params, _batch(), None)[0]
+  loss16, grads = jax.jit(jax.value_and_grad(lambda p: bf16.loss_fn(p, _batch(), None)[0]))(params)
+  np.testing.assert_allclose(loss16, loss32, rtol=2e-2)
+  assert {x.dtype for x in jax.tree.leaves(grads)} == {jnp.dtype(jnp.float32)}
