@@ -1,5 +1,8 @@
 """mT5 against the reference `transformers.MT5ForConditionalGeneration` (PyTorch, CPU)."""
 
+import os
+import shutil
+
 import numpy as np
 import pytest
 import seqio
@@ -41,6 +44,7 @@ def reference(tmp_path_factory):
   state["lm_head.weight"] = np.random.default_rng(0).normal(size=state["shared.weight"].shape).astype(np.float32)
   directory = tmp_path_factory.mktemp("hf_mt5")
   save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
+  config.architectures = ["MT5ForConditionalGeneration"]  # as save_pretrained of a model writes
   config.save_pretrained(directory)
   model = transformers.MT5ForConditionalGeneration.from_pretrained(str(directory)).eval()
   assert not np.allclose(model.lm_head.weight.detach().numpy(), model.shared.weight.detach().numpy())
@@ -143,3 +147,31 @@ def test_bfloat16_compute_keeps_float32_params_and_stays_close(reference):
   loss16, grads = jax.jit(jax.value_and_grad(lambda p: bf16.loss_fn(p, _batch(), None)[0]))(params)
   np.testing.assert_allclose(loss16, loss32, rtol=2e-2)
   assert {x.dtype for x in jax.tree.leaves(grads)} == {jnp.dtype(jnp.float32)}
+
+
+def test_sharded_hf_checkpoint_and_convert_import_hf(reference, tmp_path):
+  import json
+  import orbax.checkpoint as ocp
+  from linguamix import cli
+
+  state = hf_mt5.read_safetensors(reference["dir"])
+  names = sorted(state)
+  shards = {"model-00001-of-00002.safetensors": names[:10], "model-00002-of-00002.safetensors": names[10:]}
+  sharded = tmp_path / "sharded"
+  sharded.mkdir()
+  shutil.copy(os.path.join(reference["dir"], "config.json"), sharded / "config.json")
+  for shard, keys in shards.items():
+    save_file({k: state[k] for k in keys}, str(sharded / shard))
+  (sharded / "model.safetensors.index.json").write_text(json.dumps(
+      {"weight_map": {k: shard for shard, keys in shards.items() for k in keys}}))
+  want, _ = hf_mt5.load(reference["dir"])
+
+  assert cli.main(["convert", "import-hf", str(sharded), str(tmp_path / "orbax"), "--scan_layers"]) == 0
+  restored = layout.flatten(ocp.PyTreeCheckpointer().restore(str(tmp_path / "orbax")))
+  assert "encoder/layers/attention/query/kernel" in restored  # stacked for scan_layers=True
+  for k, v in layout.unscan(restored).items():
+    np.testing.assert_array_equal(v, want[k])
+
+  os.remove(sharded / "model-00002-of-00002.safetensors")
+  with pytest.raises(FileNotFoundError, match="model-00002-of-00002.safetensors"):
+    hf_mt5.load(str(sharded))
