@@ -367,6 +367,8 @@ def params_from_hf(arch: str, cfg: decoder.DecoderConfig, tensors: dict[str, np.
   for name in list(tensors):
     if not name.startswith(base_prefix) and name != "lm_head.weight":
       tensors[base_prefix + name] = tensors.pop(name)
+  if cfg.tie_embeddings:
+    tensors.pop("lm_head.weight", None)  # some tied checkpoints store the shared matrix twice
   expected = _expected_shapes(cfg)
   flat = {}
   for e in entries(family, cfg):
