@@ -88,11 +88,14 @@ def evaluate(model: base.BaseModel, params: Any, task_or_mixture_names: str | Se
     lacking = [t.name for t in tasks if split not in t.splits]
     if lacking:
       raise ValueError(f"split {split!r} not offered by {lacking}")
-    evaluator = seqio.Evaluator(
-        name, feature_converter=converter, eval_split=split,
-        sequence_length=sequence_length, num_examples=num_examples,
-        logger_cls=logger_cls if writes else (), log_dir=output_dir,
-        async_compute_metrics=False)
+    try:
+      evaluator = seqio.Evaluator(
+          name, feature_converter=converter, eval_split=split,
+          sequence_length=sequence_length, num_examples=num_examples,
+          logger_cls=logger_cls if writes else (), log_dir=output_dir,
+          async_compute_metrics=False)
+    except tf.errors.InvalidArgumentError as e:  # e.g. rank.check_fits: name the task
+      raise ValueError(f"{name}: {e.message.split('assertion failed: ')[-1].splitlines()[0]}") from None
     metrics, _ = evaluator.evaluate(
         compute_metrics=True, step=step,
         score_fn=_model_fn(lambda b: score(params, b), batch_size, name, float),
