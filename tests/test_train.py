@@ -184,3 +184,29 @@ def test_model_dir_and_initial_checkpoint_of_another_model(tmp_path, capsys):
   assert train_main.main(_argv(tmp_path, tmp_path / "ft", "--gin.TRAIN_STEPS=2", *common[1:],
                                f"--gin.INITIAL_CHECKPOINT_PATH='{small}/checkpoint_1'")) == 0
   assert (tmp_path / "ft" / "checkpoint_2").is_dir()
+
+
+@pytest.mark.slow
+def test_lora_on_a_decoder_trains_only_the_adapters(tmp_path):
+  """AdamW on decoder_tiny; LoRA (models/lora.gin) from a base checkpoint that has no
+  adapters: the base stays bit-identical, the adapters learn."""
+  task_gin = tmp_path / "task.gin"
+  task_gin.write_text("import train_helpers\nMIXTURE_OR_TASK_NAME = 'train_tiny.reverse'\n")
+  common = [f"--gin_file={task_gin}", "--gin_file=models/decoder_tiny.gin",
+            "--gin.BATCH_SIZE=4", "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 16}",
+            "--gin.USE_CACHED_TASKS=False", "--gin.RANDOM_SEED=0",
+            "--gin.trainer.train.train_eval_dataset_cfg=None",
+            "--gin.trainer.train.infer_eval_dataset_cfg=None"]
+  base = tmp_path / "base"
+  assert train_main.main([*common, f'--gin.MODEL_DIR="{base}"', "--gin.TRAIN_STEPS=1",
+                          "--gin.INITIAL_CHECKPOINT_PATH=None"]) == 0
+  lora = tmp_path / "lora"
+  assert train_main.main([*common, "--gin_file=models/lora.gin", f'--gin.MODEL_DIR="{lora}"',
+                          "--gin.TRAIN_STEPS=3", f"--gin.INITIAL_CHECKPOINT_PATH='{base}/checkpoint_1'",
+                          "--gin.LEARNING_RATE=0.01"]) == 0
+  before, after = _params(base, 1), _params(lora, 3)
+  adapters = [k for k in after if "'lora'" in k]
+  assert adapters and set(after) - set(adapters) == set(before)
+  for k in before:
+    np.testing.assert_array_equal(after[k], before[k], err_msg=k)
+  assert any(np.abs(after[k]).max() > 0 for k in adapters if k.endswith("['b']"))

@@ -1,6 +1,6 @@
-"""Sharding is transparent: 8 simulated CPU devices with data, FSDP and tensor-parallel
-meshes, and two processes over jax.distributed (loopback, gloo CPU collectives), give
-the losses of one device."""
+"""Sharding is transparent: 8 simulated CPU devices on a data x FSDP x tensor-parallel
+mesh, two processes over jax.distributed (loopback, gloo CPU collectives) and gradient
+accumulation over microbatches give the losses of one device and one batch."""
 
 from __future__ import annotations
 
@@ -18,12 +18,13 @@ import train_helpers
 from linguamix.train import main as train_main
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-COMMON = ("--gin.TRAIN_STEPS=3", "--gin.trainer.train.log_period=1",
+COMMON = ("--gin.TRAIN_STEPS=2", "--gin.trainer.train.log_period=1",
           "--gin.trainer.train.infer_eval_dataset_cfg=None",
           "--gin.trainer.train.train_eval_dataset_cfg=None",
           "--gin.trainer.train.progress_bar=False",
           "--gin.train/data.DatasetConfig.shard_by='rows'")
-MESHES = {"data2_fsdp2_model2": (2, 2, 2), "fsdp2_model4": (1, 2, 4)}
+# One mesh with all three axes > 1: batch over data x fsdp, weights over fsdp and model.
+MESHES = {"data2_fsdp2_model2": (2, 2, 2)}
 
 _MESH_SCRIPT = """
 import json, sys
@@ -66,7 +67,7 @@ def test_meshes_on_8_devices_match_one_device(tmp_path, one_device_losses):
        json.dumps(COMMON)],
       env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=8"), cwd=REPO, check=True,
       stdout=subprocess.DEVNULL)
-  assert len(one_device_losses) == 3
+  assert len(one_device_losses) == 2
   for name in MESHES:
     np.testing.assert_allclose(_losses(tmp_path / name), one_device_losses, rtol=2e-5, err_msg=name)
 
@@ -87,4 +88,11 @@ def test_two_processes_match_one(tmp_path, one_device_losses):
     _, err = p.communicate(timeout=300)
     assert p.returncode == 0, err.decode()[-3000:]
   np.testing.assert_allclose(_losses(tmp_path / "run"), one_device_losses, rtol=2e-5)
-  assert (tmp_path / "run" / "checkpoint_3" / "state").is_dir()
+  assert (tmp_path / "run" / "checkpoint_2" / "state").is_dir()
+
+
+def test_microbatches_accumulate_to_the_full_batch(tmp_path, one_device_losses):
+  gin_file = train_helpers.write_gin(tmp_path)
+  assert train_main.main([f"--gin_file={gin_file}", f'--gin.MODEL_DIR="{tmp_path}/run"', *COMMON,
+                          "--gin.trainer.train.num_microbatches=4"]) == 0
+  np.testing.assert_allclose(_losses(tmp_path / "run"), one_device_losses, rtol=2e-5)

@@ -11,7 +11,7 @@ import json
 import os
 from typing import Any
 
-import flax.linen as nn
+from flax import traverse_util
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
@@ -69,6 +69,10 @@ def _tree_shapes(tree: Any) -> dict[str, tuple]:
           for p, x in jax.tree_util.tree_leaves_with_path(tree)}
 
 
+def _tree_shapes_values(tree: Any) -> dict[str, Any]:
+  return {jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_leaves_with_path(tree)}
+
+
 def _params_subtree(metadata: Any) -> tuple[Any, tuple[str, ...]]:
   """Where the params sit in a checkpoint: our `state/params`, a bare params tree, or
   under `params` / `target` (T5X's optimizer target)."""
@@ -80,9 +84,14 @@ def _params_subtree(metadata: Any) -> tuple[Any, tuple[str, ...]]:
   return tree, path
 
 
-def load_params(path: str, abstract_params: Any, shardings: Any) -> Any:
+def load_params(path: str, abstract_params: Any, shardings: Any,
+                missing_ok: Any = None) -> Any:
   """Params only, from an Orbax checkpoint at `path` (a `checkpoint_<step>` dir of a
-  linguamix run, or any Orbax params tree, e.g. what `linguamix convert` writes)."""
+  linguamix run, or any Orbax params tree, e.g. what `linguamix convert` writes).
+
+  `missing_ok` (a tree of bools like the params, e.g. the LoRA trainable mask) names
+  leaves the checkpoint may lack; they come back as None, for the caller to initialise.
+  """
   path = os.path.abspath(path)
   if not os.path.exists(path):
     raise ValueError(f"INITIAL_CHECKPOINT_PATH {path} does not exist")
@@ -96,7 +105,9 @@ def load_params(path: str, abstract_params: Any, shardings: Any) -> Any:
   tree = getattr(tree, "tree", tree)
   sub, prefix = _params_subtree(tree)
   want, have = _tree_shapes(abstract_params), _tree_shapes(sub)
-  problems = [f"{k}: checkpoint has none, model wants {v}" for k, v in want.items() if k not in have]
+  allowed = {k for k, ok in _tree_shapes_values(missing_ok).items() if ok} if missing_ok else set()
+  absent = {k for k in want if k not in have}
+  problems = [f"{k}: checkpoint has none, model wants {want[k]}" for k in sorted(absent - allowed)]
   problems += [f"{k}: checkpoint {have[k]} != model {v}" for k, v in want.items()
                if k in have and tuple(have[k]) != tuple(v)]
   if problems:
@@ -106,6 +117,11 @@ def load_params(path: str, abstract_params: Any, shardings: Any) -> Any:
                      f"({len(problems)} parameter mismatches):\n  {shown}{more}")
   target = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                         abstract_params, shardings)
+  if absent:  # restore only what the checkpoint has (params are nested dicts)
+    flat = traverse_util.flatten_dict(target)
+    target = traverse_util.unflatten_dict(
+        {k: v for k, v in flat.items()
+         if jax.tree_util.keystr(tuple(jax.tree_util.DictKey(x) for x in k)) not in absent})
   for key in reversed(prefix):
     target = {key: target}
   # Partial restore: only the params subtree is read (not optimizer state).
@@ -115,4 +131,8 @@ def load_params(path: str, abstract_params: Any, shardings: Any) -> Any:
       partial_restore=True))
   for key in prefix:
     restored = restored[key]
+  if absent:  # put the absent leaves back as None, in the model's tree structure
+    flat = {jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_leaves_with_path(restored)}
+    restored = jax.tree_util.tree_map_with_path(
+        lambda p, _: flat.get(jax.tree_util.keystr(p)), abstract_params)
   return restored

@@ -48,6 +48,10 @@ def abstract_params(model, task_feature_lengths, *, batch_size: int = 1):
   return _params_of(jax.eval_shape(init, jax.random.PRNGKey(0))), shapes
 
 
+def _is_none(x) -> bool:
+  return x is None
+
+
 def _initial_step(path: str | None) -> int:
   m = re.search(r"checkpoint_(\d+)/?$", path or "")
   return int(m.group(1)) if m else 0
@@ -131,16 +135,18 @@ def train(
         f"MODEL_DIR {model_dir} holds checkpoints of another model (checkpoint_{latest}: "
         f"parameter fingerprint {meta.get('fingerprint')} != this model's {fp}); "
         "use a fresh MODEL_DIR")
+  trainable = getattr(model, "trainable_mask", lambda p: None)(abstract)  # LoRA: adapters only
+  loaded = None
   if meta is None and initial_checkpoint_path:
-    init_params = ckpt_lib.load_params(initial_checkpoint_path, abstract, param_shardings)
+    # With LoRA, a base checkpoint lacks the adapters: they start from their init.
+    loaded = ckpt_lib.load_params(initial_checkpoint_path, abstract, param_shardings,
+                                  missing_ok=trainable)
   seed = int(meta["seed"]) if meta else (
       random_seed if random_seed is not None else int(np.random.SeedSequence().entropy % 2**31))
   # --- optimizer and state ---------------------------------------------------------
   lr_schedule = learning_rate or optim.schedule()
-  trainable = getattr(model, "trainable_mask", None)
   tx = optim.build(optimizer or default_optimizer_name(model), lr_schedule,
-                   max_grad_norm=max_grad_norm,
-                   trainable=trainable(abstract) if trainable else None)
+                   max_grad_norm=max_grad_norm, trainable=trainable)
   shardings = step_lib.state_shardings(param_shardings, tx, abstract, partitioner)
   if meta is not None:
     abstract_state = jax.tree.map(
@@ -154,11 +160,19 @@ def train(
            f"{batches_done} batches consumed)")
   else:
     initial_step = _initial_step(initial_checkpoint_path)
-    if initial_checkpoint_path is None:
+    if loaded is None or any(x is None for x in jax.tree.leaves(loaded, is_leaf=_is_none)):
       rng = jax.random.PRNGKey(seed)
       shapes = abstract_params(model, train_dataset_cfg.task_feature_lengths)[1]
       init_params = jax.jit(lambda r: nn.unbox(_params_of(model.init_variables(r, shapes))),
                             out_shardings=param_shardings)(rng)
+      if loaded is not None:
+        old = {jax.tree_util.keystr(p): x for p, x in
+               jax.tree_util.tree_flatten_with_path(loaded, is_leaf=_is_none)[0]}
+        init_params = jax.tree_util.tree_map_with_path(
+            lambda p, new: new if old[jax.tree_util.keystr(p)] is None else old[jax.tree_util.keystr(p)],
+            init_params)
+    else:
+      init_params = loaded
     opt_state = jax.jit(tx.init, out_shardings=shardings["opt_state"])(init_params)
     state = {"params": init_params, "opt_state": opt_state,
              "step": jax.device_put(np.int32(initial_step), partitioner.replicated())}
