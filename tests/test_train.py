@@ -210,3 +210,14 @@ def test_lora_on_a_decoder_trains_only_the_adapters(tmp_path):
   for k in before:
     np.testing.assert_array_equal(after[k], before[k], err_msg=k)
   assert any(np.abs(after[k]).max() > 0 for k in adapters if k.endswith("['b']"))
+
+
+def test_checkpointer_keeps_the_latest_and_the_best(tmp_path):
+  from linguamix.train.checkpoints import Checkpointer
+  c = Checkpointer(str(tmp_path), keep=1, best_metric="training_eval/loss", best_mode="min")
+  for step, loss in [(1, 5.0), (2, 3.0), (3, 4.0), (4, 6.0), (5, 4.5)]:
+    c.save(step, {"x": np.full(3, step, np.float32)}, {"batches": step},
+           metrics={"training_eval/loss": loss})
+    c.wait()
+  c.close()
+  assert sorted(p.name for p in tmp_path.glob("checkpoint_*")) == ["checkpoint_2", "checkpoint_5"]
