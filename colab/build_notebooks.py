@@ -390,6 +390,13 @@ run(f"python -m linguamix.eval --gin_file={MODEL_GIN} --gin.CHECKPOINT_PATH=\\"'
     f"--gin.EVAL_OUTPUT_DIR=\\"'{EVAL_DIR}'\\" {EVAL_FLAGS}")
 print(open(f"{EVAL_DIR}/summary.md").read())
 """),
+    ("code", """
+from IPython.display import Image, display
+
+run(f"linguamix report {EVAL_DIR} --out {WORK}/finetune_report")
+for family in ("xnli", "paws_x", "xcopa"):
+  display(Image(f"{WORK}/finetune_report/{family}_acc.png"))
+"""),
     ("md", """
 ## 4. Export to Hugging Face
 
