@@ -3,6 +3,7 @@ against a real OpenAI-compatible HTTP server on loopback."""
 
 import http.server
 import json
+import re
 import threading
 
 import pytest
@@ -46,10 +47,11 @@ class _Judge(http.server.BaseHTTPRequestHandler):
   def do_POST(self):
     body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
     type(self).requests.append((self.headers.get("Authorization"), body))
-    user = body["messages"][1]["content"]
-    if "Assistant A" in user:
-      a, b = user.split("Assistant A's Answer]")[1], user.split("Assistant B's Answer]")[1]
-      text = "[[A]]" if "biased" in user or "good" in a else "[[B]]" if "good" in b else "[[C]]"
+    system, user = (m["content"] for m in body["messages"])
+    if "[[A]]" in system:  # pairwise, in any language: B's answer follows its first mention
+      b_start, good = re.search(r"Assist\w* B", user).start(), user.find("good")
+      text = ("[[A]]" if "biased" in user or -1 < good < b_start else
+              "[[B]]" if good > b_start else "[[C]]")
     else:
       text = "Rating: [[8]]" if "good" in user else "Rating: [[3]]"
     payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": "ok " + text}}],
@@ -115,3 +117,27 @@ def test_unreachable_judge_keeps_finished(shared_data, monkeypatch, server, tmp_
   # The two finished judgements survived and are reused: no request is needed for them.
   result = judge.single(dead, "en", QUESTIONS[:2], A, prompts, {}, cache)
   assert [r["verdict"] for r in result["records"]] == [8.0, 3.0]
+
+
+def test_judge_command(shared_data, monkeypatch, server, tmp_path, capsys):
+  from linguamix import cli
+  monkeypatch.setenv("LINGUAMIX_EVAL_DATA_ROOT", str(shared_data))
+  monkeypatch.setenv("OPENAI_BASE_URL", server)
+  # Answers in the ScoresLogger shape: even questions get a "good" answer from A only.
+  for name, good in (("a", lambda i: i % 2 == 0), ("b", lambda i: False)):
+    (tmp_path / f"{name}.jsonl").write_text("".join(
+        json.dumps({"idx": i, "inputs": "...", "target": [""],
+                    "prediction": f"Das ist eine {'good ' if good(i) else ''}Antwort auf Deutsch."}) + "\n"
+        for i in range(80)))
+  args = ["judge", "--lang", "de", "--answers", str(tmp_path / "a.jsonl"), "--judge-model", "j",
+          "--cache", str(tmp_path / "cache")]
+  assert cli.main(args + ["--out", str(tmp_path / "single.json")]) == 0
+  out = capsys.readouterr().out
+  assert "mt_bench_x.de: score 5.50 over 80 answers (0 judgements without a rating)" in out
+  assert "language consistency of A: 100.0%" in out
+  assert cli.main(args + ["--answers-b", str(tmp_path / "b.jsonl")]) == 0
+  # A wins the 40 good ones in both orders; the other 40 are ties ([[C]]).
+  assert "A wins 40, B wins 0, ties 40" in capsys.readouterr().out
+  (tmp_path / "b.jsonl").write_text('{"idx": 0}\n')
+  assert cli.main(args + ["--answers-b", str(tmp_path / "b.jsonl")]) == 2
+  assert "b.jsonl:1: not a ScoresLogger generation line" in capsys.readouterr().err

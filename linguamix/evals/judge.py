@@ -10,15 +10,20 @@ grades against a reference (math, reasoning, coding) use the `*-math-v1` prompts
 
 from __future__ import annotations
 
+import argparse
 import concurrent.futures
+import json
 import os
 import re
+import sys
 from typing import Any, Callable, Mapping, Sequence
 
 from absl import logging
 
 from linguamix.augment import cache as cache_lib
 from linguamix.augment import client as client_lib
+from linguamix.evals import consistency
+from linguamix.evals import open_prompts
 
 BASE_URL_ENV = "OPENAI_BASE_URL"
 REFERENCE_CATEGORIES = ("math", "reasoning", "coding")
@@ -145,3 +150,67 @@ def pairwise(client, lang: str, questions: Sequence[Mapping[str, Any]], answers_
   return {"wins_a": wins_a, "wins_b": wins_b, "ties": ties,
           "win_rate_a": 100.0 * (wins_a + ties / 2) / max(len(outcomes), 1),
           "outcomes": outcomes, "records": records}
+
+
+def _answers(path: str, questions: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+  """question_id -> prediction from a `scores/mt_bench_x.{lang}.jsonl` file (ScoresLogger)."""
+  answers = {}
+  with open(path, encoding="utf-8") as f:
+    for number, line in enumerate(f, start=1):
+      try:
+        row = json.loads(line)
+        answers[questions[int(row["idx"])]["question_id"]] = row["prediction"]
+      except (json.JSONDecodeError, KeyError, IndexError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}:{number}: not a ScoresLogger generation line with idx "
+                         f"and prediction ({e!r})") from None
+  missing = [q["question_id"] for q in questions if q["question_id"] not in answers]
+  if missing:
+    raise ValueError(f"{path}: no answer for questions {missing[:5]} ({len(missing)} missing)")
+  return answers
+
+
+def main(argv: list[str]) -> int:
+  parser = argparse.ArgumentParser(
+      prog="linguamix judge",
+      description="MT-Bench-X LLM judge against an OpenAI-compatible endpoint (base URL "
+                  f"--base-url or ${BASE_URL_ENV}, key from $OPENAI_API_KEY). Answers are the "
+                  "scores/mt_bench_x.{lang}.jsonl files that evaluation writes; one file grades "
+                  "answers 1-10, two files compare them in both orders.")
+  parser.add_argument("--lang", required=True, help="MT-Bench-X language (de en es fr it)")
+  parser.add_argument("--answers", required=True, help="model A's scores/mt_bench_x.{lang}.jsonl")
+  parser.add_argument("--answers-b", help="model B's file: pairwise comparison instead of grading")
+  parser.add_argument("--judge-model", required=True, help="model name the endpoint serves")
+  parser.add_argument("--base-url", help=f"endpoint base URL (default ${BASE_URL_ENV})")
+  parser.add_argument("--cache", required=True, help="folder of finished judgements (resumable)")
+  parser.add_argument("--workers", type=int, default=8, help="concurrent requests")
+  parser.add_argument("--out", help="write the summary and every judgement as JSON here")
+  args = parser.parse_args(argv)
+
+  try:
+    questions = open_prompts.mt_bench_x_questions(args.lang)
+    prompts = open_prompts.mt_bench_x_judge_prompts(args.lang)
+    references = open_prompts.mt_bench_x_references(args.lang)
+    answers_a = _answers(args.answers, questions)
+    client = judge_client(args.judge_model, args.base_url)
+    if args.answers_b:
+      answers_b = _answers(args.answers_b, questions)
+      result = pairwise(client, args.lang, questions, answers_a, answers_b, prompts, references,
+                        args.cache, args.workers)
+      print(f"mt_bench_x.{args.lang}: A wins {result['wins_a']}, B wins {result['wins_b']}, "
+            f"ties {result['ties']} (incl. order disagreements); win rate A {result['win_rate_a']:.2f}")
+    else:
+      result = single(client, args.lang, questions, answers_a, prompts, references,
+                      args.cache, args.workers)
+      print(f"mt_bench_x.{args.lang}: score {result['score']:.2f} over {len(questions)} answers "
+            f"({result['num_unparsed']} judgements without a rating)")
+    result["consistency"] = consistency.language_consistency(
+        (args.lang, a) for a in answers_a.values())[args.lang]["consistency"]
+    print(f"language consistency of A: {result['consistency']:.1f}%")
+  except (client_lib.ChatError, ValueError, FileNotFoundError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  if args.out:
+    with open(args.out, "w", encoding="utf-8") as f:
+      json.dump(result, f, indent=2, ensure_ascii=False)
+    print(f"wrote {args.out}")
+  return 0

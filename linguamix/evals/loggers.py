@@ -8,7 +8,8 @@ Given to `seqio.Evaluator(logger_cls=...)` (T5X style). Under `output_dir`:
   several evaluator runs into one folder add up;
 * `scores/{task}.jsonl`   one line per example: for rank tasks the id, gold label, each
   choice's inputs/targets text, summed log-likelihood and character length, the
-  `acc` / `acc_norm` predictions; for generation tasks the input, target and prediction.
+  `acc` / `acc_norm` predictions; for generation tasks the id, input, references and
+  prediction.
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ class ScoresLogger(seqio.Logger):
     if "score" in inferences:
       lines = self._rank_lines(rows, targets, inferences["score"])
     else:
-      lines = [{"inputs": _text(r.get("inputs_pretokenized")),
+      lines = [{"idx": int(r["idx"]), "inputs": _text(r.get("inputs_pretokenized")),
                 "target": t if isinstance(t, str) else _text(r.get("targets_pretokenized")),
                 "prediction": p}
                for r, t, p in zip(rows, targets, inferences.get("prediction", []))]
