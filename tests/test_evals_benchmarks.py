@@ -172,3 +172,14 @@ def test_bad_input(root, tmp_path):
     assert data.SKIPPED == {path: 2}
   finally:
     gin.clear_config()
+
+
+def test_eos_scored_only_when_asked(root):
+  eos = registry.output_features()["targets"].vocabulary.eos_id
+  assert all(r["targets"][-1] != eos for r in _rows("xnli.en"))
+  with gin.unlock_config():
+    gin.bind_parameter("score_eos.enabled", True)
+  try:
+    assert all(r["targets"][-1] == eos for r in _rows("xnli.en"))
+  finally:
+    gin.clear_config()

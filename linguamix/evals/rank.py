@@ -2,7 +2,8 @@
 
 A benchmark example becomes one (inputs, targets) pair per choice: inputs = the context,
 targets = the continuation (target delimiter + choice). The model's `score_batch` sums
-the log-likelihood of the target tokens (no EOS appended, so none is scored); the score
+the log-likelihood of the target tokens (no EOS appended, so none is scored, unless gin
+`score_eos.enabled = True`); the score
 metrics below regroup the pairs by their global example id (the row's position in its
 release file, assigned before any host sharding).
 
@@ -17,6 +18,7 @@ import collections
 import dataclasses
 from typing import Any, Mapping, Sequence
 
+import gin
 import numpy as np
 import seqio
 from sklearn import metrics as sk_metrics
@@ -91,6 +93,13 @@ def rank_classification(ds: tf.data.Dataset) -> tf.data.Dataset:
   return ds.flat_map(expand)
 
 
+@gin.configurable
+def score_eos(enabled: bool = False) -> bool:
+  """Whether an EOS ends each continuation and is scored (lm-eval scores none; some
+  encoder-decoder evaluations do): gin `score_eos.enabled = True`."""
+  return enabled
+
+
 def tokenize_pairs(ds: tf.data.Dataset,
                    output_features: Mapping[str, seqio.Feature]) -> tf.data.Dataset:
   """Tokenizes context + continuation together and splits at the context's length.
@@ -101,6 +110,7 @@ def tokenize_pairs(ds: tf.data.Dataset,
   For mT5's vocabulary both ways agree. Keeps `*_pretokenized` copies of the text.
   """
   vocab = output_features["targets"].vocabulary
+  eos = [vocab.eos_id] if score_eos() else []
 
   def tokenize(ex):
     ex = dict(ex)
@@ -108,7 +118,8 @@ def tokenize_pairs(ds: tf.data.Dataset,
     whole_ids = vocab.encode_tf(tf.strings.join([ex["inputs"], ex["targets"]]))
     ex["inputs_pretokenized"], ex["targets_pretokenized"] = ex["inputs"], ex["targets"]
     ex["inputs"] = tf.cast(context_ids, tf.int32)
-    ex["targets"] = tf.cast(whole_ids[tf.size(context_ids):], tf.int32)
+    ex["targets"] = tf.concat([tf.cast(whole_ids[tf.size(context_ids):], tf.int32),
+                               tf.constant(eos, tf.int32)], axis=0)
     return ex
   return ds.map(tokenize, num_parallel_calls=tf.data.AUTOTUNE)
 
