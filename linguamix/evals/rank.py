@@ -3,9 +3,8 @@
 A benchmark example becomes one (inputs, targets) pair per choice: inputs = the context,
 targets = the continuation (target delimiter + choice). The model's `score_batch` sums
 the log-likelihood of the target tokens (no EOS appended, so none is scored, unless gin
-`score_eos.enabled = True`); the score
-metrics below regroup the pairs by their global example id (the row's position in its
-release file, assigned before any host sharding).
+`score_eos.enabled = True`); the score metrics below regroup the pairs by their global
+example id (the row's position in its release file, assigned before any host sharding).
 
 The same pairs serve encoder-decoder models (context -> encoder, continuation ->
 decoder targets) and decoder-only models (prefix-LM: context + continuation, loss on
