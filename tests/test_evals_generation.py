@@ -49,7 +49,8 @@ def test_xquad_and_flores_metrics(root, tmp_path):
   assert results["flores.en_de"]["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hyps, refs).score)
   assert results["flores.en_de"]["chrf"] == pytest.approx(sacrebleu.corpus_chrf(hyps, refs).score)
   lines = (tmp_path / "out" / "scores" / "flores.en_de.jsonl").read_text().splitlines()
-  assert json.loads(lines[1])["prediction"] == "Es regnet heute."
+  assert json.loads(lines[1]) == {"idx": 1, "inputs": flores.format("It is raining today."),
+                                 "references": ["Heute regnet es."], "prediction": "Es regnet heute."}
 
 
 def test_generation_bad_input(root):

@@ -126,7 +126,7 @@ def test_judge_command(shared_data, monkeypatch, server, tmp_path, capsys):
   # Answers in the ScoresLogger shape: even questions get a "good" answer from A only.
   for name, good in (("a", lambda i: i % 2 == 0), ("b", lambda i: False)):
     (tmp_path / f"{name}.jsonl").write_text("".join(
-        json.dumps({"idx": i, "inputs": "...", "target": [""],
+        json.dumps({"idx": i, "inputs": "...", "references": [""],
                     "prediction": f"Das ist eine {'good ' if good(i) else ''}Antwort auf Deutsch."}) + "\n"
         for i in range(80)))
   args = ["judge", "--lang", "de", "--answers", str(tmp_path / "a.jsonl"), "--judge-model", "j",

@@ -146,7 +146,7 @@ class ScoresLogger(seqio.Logger):
       lines = self._rank_lines(rows, targets, inferences["score"])
     else:
       lines = [{"idx": int(r["idx"]), "inputs": _text(r.get("inputs_pretokenized")),
-                "target": t if isinstance(t, str) else _text(r.get("targets_pretokenized")),
+                "references": list(t) if isinstance(t, (list, tuple)) else [t],
                 "prediction": p}
                for r, t, p in zip(rows, targets, inferences.get("prediction", []))]
     _write(os.path.join(self.output_dir, "scores", f"{task_name}.jsonl"),
