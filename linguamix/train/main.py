@@ -34,6 +34,8 @@ def _init_distributed() -> None:
 
 def run(argv: list[str], *, prog: str, description: str, run_gin: str,
         required: tuple[str, ...], entry, default_gin: str = flags.QUICKSTART_GIN) -> int:
+  from absl import logging as absl_logging
+  absl_logging.set_verbosity(absl_logging.ERROR)  # SeqIO's per-dataset warnings drown the bar
   try:
     flags.parse_and_configure(argv, prog=prog, description=description, run_gin=run_gin,
                               required_macros=required, default_gin=default_gin)

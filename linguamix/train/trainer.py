@@ -20,6 +20,7 @@ import gin
 import jax
 import numpy as np
 import seqio
+from jax.experimental import multihost_utils
 from tqdm import tqdm
 
 from linguamix.train import checkpoints as ckpt_lib
@@ -143,6 +144,8 @@ def train(
                                   missing_ok=trainable)
   seed = int(meta["seed"]) if meta else (
       random_seed if random_seed is not None else int(np.random.SeedSequence().entropy % 2**31))
+  if jax.process_count() > 1:  # a drawn seed must be the same on every host
+    seed = int(multihost_utils.broadcast_one_to_all(np.int32(seed)))
   # --- optimizer and state ---------------------------------------------------------
   lr_schedule = learning_rate or optim.schedule()
   tx = optim.build(optimizer or default_optimizer_name(model), lr_schedule,
