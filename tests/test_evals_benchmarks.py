@@ -75,11 +75,12 @@ def test_xnli_prompt_from_spec(root):
 def test_paws_x_templates_from_spec(root):
   en = _rows("paws_x.en")
   # v0.4.9+: empty delimiter, detokenised, s1 loses its final ".", s2 lower-cased first.
+  # lm-eval strips s1 before dropping the mark, not after: "true ;" -> "true ".
   assert [r["targets_pretokenized"] for r in en] == [
       "In 1995, he was born in `` Paris'', right? No, he was born in Paris in 1995.",
       "In 1995, he was born in `` Paris'', right? Yes, he was born in Paris in 1995.",
-      "It isn't (really) true, right? No, this is not true.",
-      "It isn't (really) true, right? Yes, this is not true."]
+      "It isn't (really) true , right? No, this is not true.",
+      "It isn't (really) true , right? Yes, this is not true."]
   assert [r["label"] for r in en[::2]] == [1, 0]
   legacy = _rows("paws_x_legacy.en")
   assert legacy[0]["targets_pretokenized"] == (
@@ -108,7 +109,7 @@ def test_whitespace_moves_to_continuation():
   ex = rank.multiple_choice(7, "Question: why?  ", ["A", "B"], 1)
   rows = list(rank.rank_classification(rank.to_dataset([ex])).as_numpy_iterator())
   assert [(r["inputs"], r["targets"], r["length"]) for r in rows] == [
-      (b"Question: why?", b"   A", 4), (b"Question: why?", b"   B", 4)]
+      (b"Question: why?", b"   A", 1), (b"Question: why?", b"   B", 1)]  # acc_norm: len(choice)
 
 
 def test_evaluate_writes_tables_and_scores(root, tmp_path):
@@ -143,7 +144,7 @@ def test_evaluate_writes_tables_and_scores(root, tmp_path):
       (0, 0, 0, True), (1, 2, 0, False), (2, 1, 0, False)]
   first = lines[0]["choices"][0]
   assert first["targets"] == ' Er sagte "Hallo"., richtig? Ja, Er grüßte.'
-  assert first["score"] == -len(first["targets"].strip()) and first["length"] == len(first["targets"])
+  assert first["score"] == -len(first["targets"].strip()) and first["length"] == len(first["targets"]) - 1
   run = json.loads((out / "run.json").read_text())
   assert run["split"] == "default" and run["metrics"]["xnli.en"]["acc"] == 50.0
 

@@ -50,7 +50,7 @@ def choices(lang: str, s1: str, s2: str, legacy: bool) -> list[str]:
   question, yes, no = WORDS[lang]
   if not legacy and lang in DETOKENIZED:
     s1, s2 = detokenize(s1).strip(), detokenize(s2).strip()
-    s1 = s1[:-1].rstrip() if s1.endswith((".", ",", ";")) else s1  # "true ;" -> "true"
+    s1 = s1[:-1] if s1.endswith((".", ",", ";")) else s1  # as lm-eval: no strip after
     s2 = s2[:1].lower() + s2[1:]
   words = (yes, no) if legacy else (no, yes)
   return [f"{s1}, {question}? {word}, {s2}" for word in words]

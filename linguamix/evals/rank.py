@@ -35,22 +35,28 @@ class Example:
   continuations: tuple[str, ...]
   label: int
   flag: str = ""  # why the row is notable (e.g. a PAWS-X "NS" placeholder), counted
+  # acc_norm's per-choice lengths in characters: lm-eval divides by len(choice), the
+  # choice without the target delimiter (for partial scoring: the choice's context).
+  norm_lengths: tuple[int, ...] = ()
 
 
 def multiple_choice(idx: int, context: str, choices: Sequence[str], label: int,
                     delimiter: str = " ", flag: str = "") -> Example:
   """Same context for every choice; continuation = delimiter + choice."""
-  return Example(idx, (context,) * len(choices), tuple(delimiter + c for c in choices), label, flag)
+  return Example(idx, (context,) * len(choices), tuple(delimiter + c for c in choices), label,
+                 flag, tuple(len(c) for c in choices))
 
 
 def partial_scoring(idx: int, contexts: Sequence[str], continuation: str, label: int,
                     delimiter: str = " ") -> Example:
   """One context per choice, one shared continuation (XWinograd)."""
-  return Example(idx, tuple(contexts), (delimiter + continuation,) * len(contexts), label)
+  return Example(idx, tuple(contexts), (delimiter + continuation,) * len(contexts), label,
+                 norm_lengths=tuple(len(c) for c in contexts))
 
 
 def to_dataset(examples: Sequence[Example]) -> tf.data.Dataset:
-  """Examples as a tf.data.Dataset of `idx, contexts[n], continuations[n], label, flag`."""
+  """Examples as a tf.data.Dataset of `idx, contexts[n], continuations[n], label, flag,
+  norm_length[n]`."""
   if not examples:
     raise ValueError("no examples to evaluate")
   n = {len(ex.contexts) for ex in examples}
@@ -62,6 +68,7 @@ def to_dataset(examples: Sequence[Example]) -> tf.data.Dataset:
       "continuations": np.array([list(ex.continuations) for ex in examples], object),
       "label": np.array([ex.label for ex in examples], np.int32),
       "flag": np.array([ex.flag for ex in examples], object),
+      "norm_length": np.array([list(ex.norm_lengths) for ex in examples], np.int32),
   })
 
 
@@ -69,8 +76,8 @@ def rank_classification(ds: tf.data.Dataset) -> tf.data.Dataset:
   """One (inputs, targets) row per choice, with lm-eval's whitespace rule.
 
   Whitespace at the end of a context moves to the start of its continuation. Each row
-  keeps `idx`, `choice`, `label`, `num_choices`, `flag` and `length` (the
-  continuation's length in characters, for `acc_norm`).
+  keeps `idx`, `choice`, `label`, `num_choices`, `flag` and `length` (the choice's
+  length in characters without the delimiter, lm-eval's `acc_norm` divisor).
   """
   def expand(ex):
     contexts, continuations = ex["contexts"], ex["continuations"]
@@ -85,7 +92,7 @@ def rank_classification(ds: tf.data.Dataset) -> tf.data.Dataset:
         "label": tf.fill([n], ex["label"]),
         "num_choices": tf.fill([n], n),
         "flag": tf.fill([n], ex["flag"]),
-        "length": tf.strings.length(targets, unit="UTF8_CHAR"),
+        "length": ex["norm_length"],
         "inputs": stripped,
         "targets": targets,
     })
