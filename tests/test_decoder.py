@@ -26,12 +26,21 @@ FAMILIES = {
 }
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _fast_init_compile():
+  # partitionable threefry makes XLA:CPU compile each parameter initialiser for seconds
+  previous = jax.config.jax_threefry_partitionable
+  jax.config.update("jax_threefry_partitionable", False)
+  yield
+  jax.config.update("jax_threefry_partitionable", previous)
+
 def _model(cfg, **kwargs):
   return decoder.DecoderOnlyModel(cfg, seqio.PassThroughVocabulary(VOCAB, eos_id=EOS), **kwargs)
 
 
 def _params(model, length=16, seed=0):
-  variables = model.init_variables(jax.random.PRNGKey(seed), {"decoder_input_tokens": (1, length)})
+  variables = jax.jit(lambda r: model.init_variables(r, {"decoder_input_tokens": (1, length)}))(
+      jax.random.PRNGKey(seed))
   # larger than init scale, so decoding does not collapse onto one token
   return jax.tree.map(lambda x: x * 3.0, nn.meta.unbox(variables))["params"]
 

@@ -32,6 +32,14 @@ def base(tmp_path_factory):
   return hf_model, directory, arch, cfg, params
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _fast_init_compile():
+  # partitionable threefry makes XLA:CPU compile each parameter initialiser for seconds
+  previous = jax.config.jax_threefry_partitionable
+  jax.config.update("jax_threefry_partitionable", False)
+  yield
+  jax.config.update("jax_threefry_partitionable", previous)
+
 def _models(cfg):
   vocab = seqio.PassThroughVocabulary(96)
   return decoder.DecoderOnlyModel(cfg, vocab), decoder.DecoderOnlyModel(dataclasses.replace(cfg, lora=LORA), vocab)
@@ -97,7 +105,8 @@ def test_scanned_merge_matches_and_fused_families_refuse_peft_export():
   cfg = decoder.DecoderConfig(vocab_size=96, d_model=32, num_layers=2, num_heads=4, mlp_dim=64,
                               scan_layers=True, lora=LORA)
   model = decoder.DecoderOnlyModel(cfg, None)
-  params = nn.meta.unbox(model.init_variables(jax.random.PRNGKey(0), {"decoder_input_tokens": (1, 8)}))["params"]
+  params = nn.meta.unbox(jax.jit(lambda r: model.init_variables(r, {"decoder_input_tokens": (1, 8)}))(
+      jax.random.PRNGKey(0)))["params"]
   params = jax.tree_util.tree_map_with_path(
       lambda p, x: x + 0.1 if lora.is_adapter(p) else x, params)  # nonzero B
   merged_model = decoder.DecoderOnlyModel(dataclasses.replace(cfg, lora=None), None)

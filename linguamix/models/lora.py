@@ -98,7 +98,7 @@ def combine_params(adapters: dict, frozen: dict) -> dict:
 
 def add_adapters(base_params: dict, model, rng: jax.Array, length: int = 8) -> dict:
   """Base params (e.g. from `linguamix convert`) plus freshly initialised adapters of `model`."""
-  variables = model.init_variables(rng, {"decoder_input_tokens": (1, length)})
+  variables = jax.jit(lambda r: model.init_variables(r, {"decoder_input_tokens": (1, length)}))(rng)
   adapters, _ = split_params(nn.meta.unbox(variables)["params"])
   return combine_params(adapters, base_params)
 
