@@ -1,8 +1,9 @@
 """colab/*.ipynb run top to bottom on the CPU in smoke mode (nbclient, a real kernel).
 
-Each notebook runs in a temporary working directory with the bundled instruction sample
-set and a benchmark root holding the real XCOPA files (../shared/data) plus small XNLI
-and PAWS-X files in their release layouts; the checks read what the notebook wrote.
+Each notebook runs in its own kernel and temporary folder, two at a time, with the
+bundled instruction sample set and a benchmark root holding the real XCOPA files
+(../shared/data) plus small XNLI and PAWS-X files in their release layouts; the checks
+read what the notebook wrote and printed.
 """
 
 from __future__ import annotations
@@ -12,13 +13,17 @@ import importlib.util
 import json
 import os
 import pathlib
+import subprocess
+import sys
+import time
 
 import nbformat
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 COLAB = REPO / "colab"
-NOTEBOOKS = ("quickstart.ipynb", "recipes.ipynb", "finetune_mt5_tpu.ipynb", "transfer_matrix.ipynb")
+# Longest first: two run at a time.
+NOTEBOOKS = ("transfer_matrix.ipynb", "finetune_mt5_tpu.ipynb", "quickstart.ipynb", "recipes.ipynb")
 
 XNLI_HEADER = ["language", "gold_label", "sentence1_binary_parse", "sentence2_binary_parse",
                "sentence1_parse", "sentence2_parse", "sentence1", "sentence2", "promptID",
@@ -44,10 +49,8 @@ def _tsv(path: pathlib.Path, rows) -> None:
   path.write_text("\n".join("\t".join(map(str, r)) for r in rows) + "\n", encoding="utf-8")
 
 
-@pytest.fixture
-def eval_root(tmp_path, shared_data) -> pathlib.Path:
-  root = tmp_path / "benchmarks"
-  root.mkdir()
+def _write_eval_root(root: pathlib.Path, shared_data: pathlib.Path) -> None:
+  root.mkdir(parents=True)
   (root / "xcopa").symlink_to(shared_data / "xcopa")
   xnli = [XNLI_HEADER]
   for lang, pairs in XNLI_PAIRS.items():
@@ -59,21 +62,61 @@ def eval_root(tmp_path, shared_data) -> pathlib.Path:
     _tsv(root / "paws_x" / lang / "test_2k.tsv",
          [["id", "sentence1", "sentence2", "label"]] +
          [[i, s1, s2, 1 - i % 2] for i, (s1, s2) in enumerate(pairs)])
-  return root
 
 
-def _execute(name: str, tmp_path: pathlib.Path, eval_root: pathlib.Path, monkeypatch):
-  """Runs the notebook in tmp_path; returns (work folder, all text the cells printed)."""
-  from nbclient import NotebookClient
-  work = tmp_path / "work"
-  monkeypatch.setenv("LINGUAMIX_SMOKE", "1")
-  monkeypatch.setenv("LINGUAMIX_WORK", str(work))
-  monkeypatch.setenv("LINGUAMIX_EVAL_DATA_ROOT", str(eval_root))
-  monkeypatch.setenv("JAX_PLATFORMS", "cpu")
-  monkeypatch.delenv("LINGUAMIX_DATA_ROOT", raising=False)  # the bundled sample set
-  nb = nbformat.read(COLAB / name, as_version=4)
-  NotebookClient(nb, timeout=600, kernel_name="python3",
-                 resources={"metadata": {"path": str(tmp_path)}}).execute()
+# Executes one notebook in a child process (its own kernel) and saves it with outputs.
+_RUNNER = """
+import sys, nbformat
+from nbclient import NotebookClient
+src, out, cwd = sys.argv[1:]
+nb = nbformat.read(src, as_version=4)
+try:
+  NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": cwd}}).execute()
+finally:
+  nbformat.write(nb, out)
+"""
+
+
+@pytest.fixture(scope="session")
+def executed(request, tmp_path_factory, shared_data):
+  """{notebook: (work folder, printed text, notebook with outputs)} for the selected
+  notebooks, executed two at a time (the machine's two cores) in smoke mode."""
+  selected = [item.callspec.params["name"] for item in request.session.items
+              if getattr(item, "originalname", "") == "test_notebook"]
+  base = tmp_path_factory.mktemp("notebooks")
+  eval_root = base / "benchmarks"
+  _write_eval_root(eval_root, shared_data)
+  env = {k: v for k, v in os.environ.items() if k != "LINGUAMIX_DATA_ROOT"}  # the sample set
+  env.update(LINGUAMIX_SMOKE="1", LINGUAMIX_EVAL_DATA_ROOT=str(eval_root), JAX_PLATFORMS="cpu")
+
+  def start(name):
+    cwd = base / name.split(".")[0]
+    cwd.mkdir()
+    log = open(cwd / "runner.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _RUNNER, str(COLAB / name), str(cwd / name), str(cwd)],
+        cwd=cwd, env={**env, "LINGUAMIX_WORK": str(cwd / "work")}, stdout=log, stderr=log)
+    return proc, cwd
+
+  pending = [n for n in NOTEBOOKS if n in selected]  # longest first
+  running, results = {}, {}
+  while pending or running:
+    while pending and len(running) < 2:
+      name = pending.pop(0)
+      running[name] = start(name)
+    for name, (proc, cwd) in list(running.items()):
+      if proc.poll() is not None:
+        del running[name]
+        results[name] = (proc.returncode, cwd)
+    time.sleep(0.5)
+  out = {}
+  for name, (status, cwd) in results.items():
+    nb = nbformat.read(cwd / name, as_version=4) if (cwd / name).exists() else None
+    out[name] = (status, cwd, nb)
+  return out
+
+
+def _text(nb) -> str:
   text = []
   for cell in nb.cells:
     for out in cell.get("outputs", []):
@@ -81,9 +124,7 @@ def _execute(name: str, tmp_path: pathlib.Path, eval_root: pathlib.Path, monkeyp
         text.append(out.text)
       elif "text/plain" in out.get("data", {}):
         text.append(out.data["text/plain"])
-  assert any("image/png" in out.get("data", {}) for c in nb.cells for out in c.get("outputs", [])), \
-      f"{name} displayed no chart"
-  return work, "".join(text)
+  return "".join(text)
 
 
 def _png(path: pathlib.Path) -> None:
@@ -97,9 +138,7 @@ def _metrics(eval_dir: pathlib.Path) -> dict:
 SMOKE_TASKS = {"xnli.en", "xnli.sw", "paws_x.en", "paws_x.de", "xcopa.it", "xcopa.sw"}
 
 
-@pytest.mark.slow
-def test_quickstart(tmp_path, eval_root, monkeypatch):
-  work, text = _execute("quickstart.ipynb", tmp_path, eval_root, monkeypatch)
+def check_quickstart(work: pathlib.Path, text: str) -> None:
   assert "runtime: cpu x 1; smoke mode: True" in text
   assert "mixture pinch_40shot" in text and "total      4,640" in text
   _png(work / "pinch_40shot.png")
@@ -116,9 +155,7 @@ def test_quickstart(tmp_path, eval_root, monkeypatch):
     _png(work / "quickstart_report" / f"{family}_acc.png")
 
 
-@pytest.mark.slow
-def test_recipes(tmp_path, eval_root, monkeypatch):
-  work, text = _execute("recipes.ipynb", tmp_path, eval_root, monkeypatch)
+def check_recipes(work: pathlib.Path, text: str) -> None:
   for name in ("pinch_40shot", "better_alpaca_multi", "opengptx_bactrianx_endefrites",
                "li_typo_k14_s66", "sphinx_tiers"):
     assert f"mixture {name}:" in text
@@ -132,21 +169,19 @@ def test_recipes(tmp_path, eval_root, monkeypatch):
     _png(work / png)
 
 
-@pytest.mark.slow
-def test_finetune_mt5(tmp_path, eval_root, monkeypatch):
-  work, text = _execute("finetune_mt5_tpu.ipynb", tmp_path, eval_root, monkeypatch)
+def check_finetune(work: pathlib.Path, text: str) -> None:
   assert "mT5-tiny on cpu x 1" in text
   summary = json.loads((work / "finetune_tiny" / "summary.json").read_text())
   # Started from the stand-in checkpoint's step 2, as from the public checkpoint's 1,000,000.
   assert summary["start_step"] == 2 and summary["final_step"] == 4
   assert "steps 2 -> 4" in text
-  assert set(_metrics(work / "finetune_eval")) == SMOKE_TASKS
-  assert all(m["step"] == 4 for m in _metrics(work / "finetune_eval").values())
+  metrics = _metrics(work / "finetune_eval")
+  assert set(metrics) == SMOKE_TASKS and all(m["step"] == 4 for m in metrics.values())
+  for family in ("xnli", "paws_x", "xcopa"):
+    _png(work / "finetune_report" / f"{family}_acc.png")
 
 
-@pytest.mark.slow
-def test_transfer_matrix(tmp_path, eval_root, monkeypatch):
-  work, text = _execute("transfer_matrix.ipynb", tmp_path, eval_root, monkeypatch)
+def check_transfer(work: pathlib.Path, text: str) -> None:
   recipes = ["pinch_p0", "pinch_bi_en_sw"]
   for recipe in recipes:
     assert set(_metrics(work / "evals" / recipe)) == SMOKE_TASKS
@@ -160,6 +195,21 @@ def test_transfer_matrix(tmp_path, eval_root, monkeypatch):
       assert [float(v) for v in row[1:]] == pytest.approx(
           [m[f"{family}.{l}"]["metrics"]["acc"] for l in langs], abs=1e-4)
   assert "xcopa acc vs pinch_p0" in text and "+0.0" in text  # the baseline row
+
+
+CHECKS = {"transfer_matrix.ipynb": check_transfer, "finetune_mt5_tpu.ipynb": check_finetune,
+          "quickstart.ipynb": check_quickstart, "recipes.ipynb": check_recipes}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook(name, executed):
+  status, cwd, nb = executed[name]
+  log = (cwd / "runner.log").read_text(errors="replace")
+  assert status == 0, f"{name} failed:\n{log[-4000:]}"
+  assert any("image/png" in out.get("data", {}) for c in nb.cells for out in c.get("outputs", [])), \
+      f"{name} displayed no chart"
+  CHECKS[name](cwd / "work", _text(nb))
 
 
 def _build_module():
