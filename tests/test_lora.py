@@ -86,7 +86,7 @@ def test_zero_init_adapters_equal_base_and_only_adapters_train(base):
 
 
 def test_merged_weights_equal_adapter_plus_base_and_peft_loads_the_export(base, tmp_path):
-  hf_model, hf_dir, arch, cfg, base_params = base
+  _, hf_dir, arch, cfg, base_params = base
   base_model, lora_model = _models(cfg)
   trained, _ = _train(lora_model, lora.add_adapters(base_params, lora_model, jax.random.PRNGKey(2)))
   want = np.asarray(jax.jit(lora_model.logits)(trained, _batch(1)))
@@ -95,7 +95,9 @@ def test_merged_weights_equal_adapter_plus_base_and_peft_loads_the_export(base, 
 
   lora.export_peft(tmp_path, trained, arch, lora_model.config, str(hf_dir))
   assert json.loads((tmp_path / "adapter_config.json").read_text())["r"] == 4
-  peft_model = peft.PeftModel.from_pretrained(hf_model, tmp_path).eval()
+  # a fresh base: peft injects its layers into the model it is given
+  fresh = transformers.AutoModelForCausalLM.from_pretrained(hf_dir)
+  peft_model = peft.PeftModel.from_pretrained(fresh, tmp_path).eval()
   with torch.no_grad():
     got = peft_model(torch.as_tensor(np.array(_batch(1)["decoder_input_tokens"]))).logits.numpy()
   np.testing.assert_allclose(got, want, atol=1e-4)
@@ -114,3 +116,31 @@ def test_scanned_merge_matches_and_fused_families_refuse_peft_export():
                              jax.jit(model.logits)(params, _batch()), atol=1e-4, rtol=1e-5)
   with pytest.raises(ValueError, match="BloomForCausalLM"):
     lora.export_peft("/nonexistent", params, "BloomForCausalLM", cfg)
+
+
+def test_convert_cli_merges_or_exports_adapters_of_a_checkpoint(base, tmp_path):
+  import orbax.checkpoint as ocp
+
+  from linguamix import cli
+
+  _, hf_dir, _, cfg, base_params = base
+  _, lora_model = _models(cfg)
+  trained, _ = _train(lora_model, lora.add_adapters(base_params, lora_model, jax.random.PRNGKey(3)))
+  want = np.asarray(jax.jit(lora_model.logits)(trained, _batch(2)))
+  ckpt = tmp_path / "checkpoint_3"
+  with ocp.StandardCheckpointer() as ckptr:
+    ckptr.save(ckpt / "state", {"params": trained})
+  config = str(hf_dir / "config.json")
+  with pytest.raises(ValueError, match="LoRA adapters: pass --lora_alpha"):
+    cli.main(["convert", "export-hf", str(ckpt), str(tmp_path / "x"), "--config", config])
+  ids = torch.as_tensor(np.array(_batch(2)["decoder_input_tokens"]))
+  assert cli.main(["convert", "export-hf", str(ckpt), str(tmp_path / "merged"), "--config", config,
+                   "--lora_alpha", "8"]) == 0
+  merged = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "merged").eval()
+  assert cli.main(["convert", "export-peft", str(ckpt), str(tmp_path / "peft"), "--config", config,
+                   "--lora_alpha", "8"]) == 0
+  with torch.no_grad():
+    np.testing.assert_allclose(merged(ids).logits.numpy(), want, atol=1e-4)
+    fresh = transformers.AutoModelForCausalLM.from_pretrained(hf_dir)
+    adapted = peft.PeftModel.from_pretrained(fresh, tmp_path / "peft").eval()
+    np.testing.assert_allclose(adapted(ids).logits.numpy(), want, atol=1e-4)

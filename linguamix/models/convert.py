@@ -1,7 +1,8 @@
 """`linguamix convert`: Hugging Face safetensors <-> Orbax parameter checkpoints.
 
   linguamix convert import-hf HF_DIR ORBAX_DIR [--scan_layers]
-  linguamix convert export-hf ORBAX_DIR HF_DIR [--config config.json] [--dtype bfloat16]
+  linguamix convert export-hf ORBAX_DIR HF_DIR [--config config.json] [--dtype bfloat16] [--lora_alpha A]
+  linguamix convert export-peft MODEL_DIR/checkpoint_N PEFT_DIR --config config.json --lora_alpha A
   linguamix convert import-t5x T5X_CHECKPOINT_DIR ORBAX_DIR [--scan_layers]   (legacy mT5)
 
 The family is read from config.json `architectures`; FAMILIES maps each architecture
@@ -77,9 +78,8 @@ def import_t5x(t5x_dir: str, out_dir: str, scan_layers: bool = False) -> dict:
   return hf_config
 
 
-def export_hf(checkpoint_dir: str, out_dir: str, config_path: str | None = None,
-              dtype: str = "float32") -> dict:
-  """Orbax params (converted or a training checkpoint) -> HF directory."""
+def _read_checkpoint(checkpoint_dir: str, config_path: str | None):
+  """(hf_config, family module, params) of a converted dir or a training checkpoint."""
   import orbax.checkpoint as ocp
 
   src = pathlib.Path(checkpoint_dir).absolute()
@@ -91,10 +91,30 @@ def export_hf(checkpoint_dir: str, out_dir: str, config_path: str | None = None,
   item = src / "state" if (src / "state").is_dir() else src
   tree = ocp.PyTreeCheckpointer().restore(item)
   params = tree["params"] if "params" in tree else tree
-  module.export_hf(params, hf_config, out_dir, dtype)
+  return hf_config, module, params
+
+
+def export_hf(checkpoint_dir: str, out_dir: str, config_path: str | None = None,
+              dtype: str = "float32", lora_alpha: float | None = None) -> dict:
+  """Orbax params (converted or a training checkpoint) -> HF directory; LoRA adapters
+  (decoder families) are merged into the weights with `lora_alpha`."""
+  hf_config, module, params = _read_checkpoint(checkpoint_dir, config_path)
+  module.export_hf(params, hf_config, out_dir, dtype,
+                   **({"lora_alpha": lora_alpha} if lora_alpha is not None else {}))
+  src = pathlib.Path(checkpoint_dir).absolute()
   for name in _TOKENIZER_FILES:
     if (src / name).exists():
       shutil.copy(src / name, pathlib.Path(out_dir) / name)
+  return hf_config
+
+
+def export_peft(checkpoint_dir: str, out_dir: str, config_path: str | None, lora_alpha: float,
+                lora_dropout: float = 0.0) -> dict:
+  """LoRA adapters of a training checkpoint -> PEFT adapter directory."""
+  hf_config, module, params = _read_checkpoint(checkpoint_dir, config_path)
+  if not hasattr(module, "export_peft"):
+    raise ValueError(f"{hf_config['architectures'][0]} has no LoRA adapters to export")
+  module.export_peft(params, hf_config, out_dir, lora_alpha, lora_dropout)
   return hf_config
 
 
@@ -116,6 +136,14 @@ def main(argv: list[str]) -> int:
   exp.add_argument("--config", help=f"config.json of the model (default: CHECKPOINT_DIR/{HF_CONFIG_FILE})")
   exp.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
                    help="dtype of the written tensors")
+  exp.add_argument("--lora_alpha", type=float,
+                   help="merge the checkpoint's LoRA adapters (scale alpha / rank) into the weights")
+  peft_ = sub.add_parser("export-peft", help="LoRA adapters of a checkpoint -> PEFT adapter directory")
+  peft_.add_argument("checkpoint_dir", help="training checkpoint (MODEL_DIR/checkpoint_N) of a LoRA run")
+  peft_.add_argument("out_dir", help="directory to write adapter_config.json + adapter_model.safetensors")
+  peft_.add_argument("--config", help="config.json of the base model")
+  peft_.add_argument("--lora_alpha", type=float, required=True, help="the run's LoraConfig alpha")
+  peft_.add_argument("--lora_dropout", type=float, default=0.0, help="recorded in adapter_config.json")
   t5x = sub.add_parser("import-t5x", help="legacy T5X mT5 checkpoint_<step> dir (local or gs://) -> Orbax params")
   t5x.add_argument("t5x_dir", help="T5X checkpoint_<step> directory (msgpack `checkpoint` + zarr arrays)")
   t5x.add_argument("out_dir", help="Orbax directory to create")
@@ -129,7 +157,12 @@ def main(argv: list[str]) -> int:
   elif args.command == "import-hf":
     hf_config = import_hf(args.hf_dir, args.out_dir, scan_layers=args.scan_layers)
     print(f"imported {hf_config['architectures'][0]} from {args.hf_dir} -> {args.out_dir}")
+  elif args.command == "export-peft":
+    hf_config = export_peft(args.checkpoint_dir, args.out_dir, args.config, args.lora_alpha,
+                            args.lora_dropout)
+    print(f"exported LoRA adapters of {hf_config['architectures'][0]} from {args.checkpoint_dir} "
+          f"-> {args.out_dir}")
   else:
-    hf_config = export_hf(args.checkpoint_dir, args.out_dir, args.config, args.dtype)
+    hf_config = export_hf(args.checkpoint_dir, args.out_dir, args.config, args.dtype, args.lora_alpha)
     print(f"exported {hf_config['architectures'][0]} from {args.checkpoint_dir} -> {args.out_dir}")
   return 0

@@ -21,7 +21,7 @@ import numpy as np
 from safetensors import numpy as st_numpy
 from safetensors import safe_open
 
-from linguamix.models import decoder
+from linguamix.models import decoder, lora
 
 Path = tuple[str, ...]
 
@@ -430,10 +430,37 @@ def import_hf(hf_dir: str, scan_layers: bool = False) -> tuple[dict, dict]:
   return params, hf_config
 
 
-def export_hf(params: dict, hf_config: dict, out_dir: str, dtype: str = "float32") -> None:
-  """`linguamix convert` hook: writes `params` as the model `hf_config` describes."""
+def _adapter_config(params: dict, alpha: float | None, dropout: float = 0.0) -> lora.LoraConfig | None:
+  """The LoraConfig of the adapters in `params` (rank read off their shapes), or None."""
+  adapters, _ = lora.split_params(params)
+  ranks = {a.shape[-1] for k, a in flax.traverse_util.flatten_dict(adapters).items() if k[-1] == "a"}
+  if not ranks:
+    return None
+  if alpha is None:
+    raise ValueError("the checkpoint holds LoRA adapters: pass --lora_alpha (the run's LoraConfig "
+                     "alpha) to merge them into the exported weights, or use export-peft")
+  return lora.LoraConfig(rank=ranks.pop(), alpha=alpha, dropout=dropout)
+
+
+def export_hf(params: dict, hf_config: dict, out_dir: str, dtype: str = "float32",
+              lora_alpha: float | None = None) -> None:
+  """`linguamix convert` hook: writes `params` (LoRA adapters merged) as `hf_config` describes."""
+  adapters = _adapter_config(params, lora_alpha)
+  if adapters is not None:
+    params = jax.tree.map(np.asarray, lora.merge(params, adapters))
   flat = flax.traverse_util.flatten_dict(params)
   scanned = any(k[0] == "layers" for k in flat)
   arch, cfg = config_from_hf(hf_config, "config.json", scan_layers=scanned)
   keep = {k: v for k, v in hf_config.items() if k.endswith("token_id") or k == "torch_dtype"}
   save_hf(out_dir, arch, cfg, params, extra_config=keep, dtype=jax.numpy.dtype(dtype))
+
+
+def export_peft(params: dict, hf_config: dict, out_dir: str, lora_alpha: float,
+                lora_dropout: float = 0.0) -> None:
+  """`linguamix convert export-peft` hook: the adapters in `params` as a PEFT adapter."""
+  adapters = _adapter_config(params, lora_alpha, lora_dropout)
+  if adapters is None:
+    raise ValueError("the checkpoint holds no LoRA adapters")
+  scanned = any(k[0] == "layers" for k in flax.traverse_util.flatten_dict(params))
+  arch, cfg = config_from_hf(hf_config, "config.json", scan_layers=scanned, lora=adapters)
+  lora.export_peft(out_dir, params, arch, cfg, hf_config.get("_name_or_path", ""))
