@@ -24,12 +24,15 @@ HF_CONFIGS = {
     "mistral_window": transformers.MistralConfig(**_COMMON, num_key_value_heads=2, sliding_window=4),
     "qwen2_bias": transformers.Qwen2Config(**_COMMON, num_key_value_heads=1, tie_word_embeddings=True),
     "gemma_tied": transformers.GemmaConfig(**_COMMON, num_key_value_heads=1, head_dim=16),
+    "phi3_fused": transformers.Phi3Config(**_COMMON, num_key_value_heads=2, sliding_window=5,
+                                          pad_token_id=0),
     "bloom_alibi": transformers.BloomConfig(vocab_size=VOCAB, hidden_size=32, n_layer=2, n_head=4),
     "gpt2": transformers.GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=64),
 }
 ARCHS = {"llama_gqa": transformers.LlamaForCausalLM, "mistral_window": transformers.MistralForCausalLM,
          "qwen2_bias": transformers.Qwen2ForCausalLM, "gemma_tied": transformers.GemmaForCausalLM,
-         "bloom_alibi": transformers.BloomForCausalLM, "gpt2": transformers.GPT2LMHeadModel}
+         "phi3_fused": transformers.Phi3ForCausalLM, "bloom_alibi": transformers.BloomForCausalLM,
+         "gpt2": transformers.GPT2LMHeadModel}
 
 
 def _randomize(model):
@@ -81,8 +84,10 @@ def test_logits_and_scores_match_transformers(family):
 
 
 def test_export_reloads_in_transformers(family, tmp_path):
-  name, hf_model, _, arch, cfg, params, _ = family
-  hf_decoder.save_hf(tmp_path, arch, cfg, params)
+  name, hf_model, directory, arch, cfg, params, _ = family
+  original = json.loads((directory / "config.json").read_text())
+  hf_decoder.save_hf(tmp_path, arch, cfg, params,
+                     extra_config={k: v for k, v in original.items() if k.endswith("token_id")})
   reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
   assert type(reloaded) is ARCHS[name]
   ids = _ids(seed=1)

@@ -27,6 +27,7 @@ FAMILIES = {
     "MistralForCausalLM": "linguamix.models.hf_decoder",
     "Qwen2ForCausalLM": "linguamix.models.hf_decoder",
     "GemmaForCausalLM": "linguamix.models.hf_decoder",
+    "Phi3ForCausalLM": "linguamix.models.hf_decoder",
     "BloomForCausalLM": "linguamix.models.hf_decoder",
     "GPT2LMHeadModel": "linguamix.models.hf_decoder",
     "MT5ForConditionalGeneration": "linguamix.models.checkpoints.hf_mt5",

@@ -31,6 +31,7 @@ ARCHITECTURES = {
     "MistralForCausalLM": "llama",
     "Qwen2ForCausalLM": "llama",
     "GemmaForCausalLM": "llama",
+    "Phi3ForCausalLM": "phi3",
     "BloomForCausalLM": "bloom",
     "GPT2LMHeadModel": "gpt2",
 }
@@ -99,6 +100,23 @@ def _llama_layer(cfg: decoder.DecoderConfig) -> list[Entry]:
   return entries
 
 
+def _phi3_layer(cfg: decoder.DecoderConfig) -> list[Entry]:
+  """Llama's layer with q|k|v fused in `qkv_proj` and gate|up in `gate_up_proj`."""
+  n, k, h, d, f = cfg.num_heads, cfg.kv_heads, cfg.head_width, cfg.d_model, cfg.mlp_dim
+  fused = {"self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight",
+           "mlp.gate_proj.weight", "mlp.up_proj.weight"}
+  entries = [e for e in _llama_layer(cfg) if e.hf_name not in fused]
+  qkv = [("attention", name, "kernel") for name in ("query", "key", "value")]
+  entries.append(Entry(
+      "self_attn.qkv_proj.weight", tuple(qkv),
+      lambda w: [x.T.reshape(d, -1, h) for x in np.split(w, [n * h, (n + k) * h])],
+      lambda ks: np.concatenate([x.reshape(d, -1).T for x in ks])))
+  entries.append(Entry(
+      "mlp.gate_up_proj.weight", (("mlp", "wi_0", "kernel"), ("mlp", "wi_1", "kernel")),
+      lambda w: [x.T for x in np.split(w, [f])], lambda ks: np.concatenate([x.T for x in ks])))
+  return entries
+
+
 def _bloom_layer(cfg: decoder.DecoderConfig) -> list[Entry]:
   n, h, d = cfg.num_heads, cfg.head_width, cfg.d_model
   qkv = [("attention", name) for name in ("query", "key", "value")]
@@ -157,6 +175,9 @@ _LAYOUT = {
     "llama": ("model.", "layers", _llama_layer, lambda cfg: [
         _entry("embed_tokens.weight", ("token_embedder", "embedding"), _same()),
         *_norm_entries("norm", "final_norm", cfg)]),
+    "phi3": ("model.", "layers", _phi3_layer, lambda cfg: [
+        _entry("embed_tokens.weight", ("token_embedder", "embedding"), _same()),
+        *_norm_entries("norm", "final_norm", cfg)]),
     "bloom": ("transformer.", "h", _bloom_layer, lambda cfg: [
         _entry("word_embeddings.weight", ("token_embedder", "embedding"), _same()),
         *_norm_entries("word_embeddings_layernorm", "embed_norm", cfg),
@@ -190,6 +211,8 @@ def _rope_fields(hf: dict) -> dict:
   rope = {**legacy, **rope}
   theta = rope.get("rope_theta", hf.get("rope_theta", 10000.0))
   rope_type = rope.get("rope_type", rope.get("type", "default"))
+  if rope.get("partial_rotary_factor", 1.0) != 1.0:
+    raise ValueError(f"partial_rotary_factor={rope['partial_rotary_factor']} is not supported")
   fields = {"rope_base": float(theta), "rope_type": rope_type}
   if rope_type in ("linear", "llama3"):
     fields["rope_factor"] = float(rope["factor"])
@@ -221,7 +244,7 @@ def config_from_hf(hf: dict, where: str = "config.json", **overrides) -> tuple[s
     raise ValueError(f"{where}: architectures={archs!r} is not supported; "
                      f"supported: {', '.join(sorted(ARCHITECTURES))}")
   family = ARCHITECTURES[arch]
-  if family == "llama":
+  if family in ("llama", "phi3"):
     gemma = arch == "GemmaForCausalLM"
     if hf.get("use_sliding_window") and arch == "Qwen2ForCausalLM":
       raise ValueError(f"{where}: Qwen2 per-layer sliding windows (use_sliding_window=true) are not supported")
@@ -237,7 +260,7 @@ def config_from_hf(hf: dict, where: str = "config.json", **overrides) -> tuple[s
         qkv_bias=arch == "Qwen2ForCausalLM" or bool(hf.get("attention_bias", False)),
         out_bias=arch == "LlamaForCausalLM" and bool(hf.get("attention_bias", False)),
         mlp_bias=bool(hf.get("mlp_bias", False)),
-        sliding_window=hf.get("sliding_window") if arch == "MistralForCausalLM" else None,
+        sliding_window=hf.get("sliding_window") if arch in ("MistralForCausalLM", "Phi3ForCausalLM") else None,
         tie_embeddings=bool(hf.get("tie_word_embeddings", gemma)),
         norm_scale_offset=1.0 if gemma else 0.0, embed_scale=gemma,
         **_rope_fields(hf))
@@ -269,7 +292,7 @@ def config_from_hf(hf: dict, where: str = "config.json", **overrides) -> tuple[s
 def config_to_hf(arch: str, cfg: decoder.DecoderConfig, extra: dict | None = None) -> dict:
   """config.json for `arch` from a DecoderConfig (`extra`: token ids and other keys to keep)."""
   family = ARCHITECTURES[arch]
-  if family == "llama":
+  if family in ("llama", "phi3"):
     rope = {"rope_type": cfg.rope_type, "rope_theta": cfg.rope_base}
     if cfg.rope_type in ("linear", "llama3"):
       rope["factor"] = cfg.rope_factor
@@ -285,7 +308,7 @@ def config_to_hf(arch: str, cfg: decoder.DecoderConfig, extra: dict | None = Non
         rope_parameters=rope, rope_theta=cfg.rope_base)
     if arch == "LlamaForCausalLM":
       hf.update(attention_bias=cfg.qkv_bias, mlp_bias=cfg.mlp_bias)
-    if arch == "MistralForCausalLM":
+    if arch in ("MistralForCausalLM", "Phi3ForCausalLM"):
       hf["sliding_window"] = cfg.sliding_window
     if arch == "GemmaForCausalLM":
       hf["hidden_activation"] = act
@@ -300,7 +323,7 @@ def config_to_hf(arch: str, cfg: decoder.DecoderConfig, extra: dict | None = Non
                                    "silu": "silu"}[cfg.activation],
               tie_word_embeddings=cfg.tie_embeddings)
   model_type = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral", "Qwen2ForCausalLM": "qwen2",
-                "GemmaForCausalLM": "gemma", "BloomForCausalLM": "bloom", "GPT2LMHeadModel": "gpt2"}[arch]
+                "GemmaForCausalLM": "gemma", "Phi3ForCausalLM": "phi3", "BloomForCausalLM": "bloom", "GPT2LMHeadModel": "gpt2"}[arch]
   return {"architectures": [arch], "model_type": model_type, "torch_dtype": "float32",
           **(extra or {}), **hf}
 
