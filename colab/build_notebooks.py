@@ -276,8 +276,8 @@ for ax, method in zip(axes, ("typo", "geo")):
   ax.scatter(xy[:, 0], xy[:, 1], c=[d["clusters"][c] for c in d["pool"]], cmap="tab20", s=25)
   for (x, y), code in zip(xy, d["pool"]):
     chosen = code in d["selected"]
-    ax.annotate(code, (x, y), fontsize=8 if chosen else 6, weight="bold" if chosen else "normal",
-                color="black" if chosen else "grey")
+    ax.annotate(code, (x, y), fontsize=9 if chosen else 7, weight="bold" if chosen else "normal",
+                color="black" if chosen else "dimgray")
   ax.set_title(f"{method.upper()} ({d['dims']} dims): chosen in bold, colour = cluster", fontsize=9)
 fig.tight_layout()
 fig.savefig(f"{WORK}/language_selection.png", dpi=100)
@@ -349,6 +349,8 @@ elif PLATFORM == "gpu":
 else:
   SIZE, BATCH, LENGTHS = "small", 4, "{'inputs': 256, 'targets': 256}"
 MODEL_GIN = f"models/mt5_{SIZE}.gin"
+# Parameters and optimizer state sharded over all devices (FSDP), the batch too.
+SHARDING = f"--gin.partitioning.Partitioner.fsdp={N_DEVICES}"
 print(f"mT5-{SIZE} on {PLATFORM} x {N_DEVICES}: batch {BATCH}, lengths {LENGTHS}, {FINETUNE_STEPS} steps")
 """),
     ("md", """
@@ -374,7 +376,7 @@ RUN = f"{WORK}/finetune_{SIZE}"
 run(f"python -m linguamix.train --gin_file={MIXTURE_GIN} --gin_file={MODEL_GIN} "
     f"--gin.MODEL_DIR=\\"'{RUN}'\\" --gin.INITIAL_CHECKPOINT_PATH=\\"'{INITIAL}'\\" "
     f"--gin.TRAIN_STEPS={START_STEP + FINETUNE_STEPS} --gin.BATCH_SIZE={BATCH} "
-    f"--gin.TASK_FEATURE_LENGTHS=\\"{LENGTHS}\\" {SMALL_RUN}")
+    f"--gin.TASK_FEATURE_LENGTHS=\\"{LENGTHS}\\" {SHARDING} {SMALL_RUN}")
 summary = json.load(open(f"{RUN}/summary.json"))
 CHECKPOINT = summary["last_checkpoint"]
 print(f"steps {summary['start_step']} -> {summary['final_step']}: "
