@@ -161,10 +161,9 @@ def check_recipes(work: pathlib.Path, text: str) -> None:
     assert f"mixture {name}:" in text
   assert "total      4,640" in text
   assert "az,bn,de,et,fa,hi,it,ja,mk,sw,ta,tl,vi,zh" in text  # TYPO k=14 seed 66 (README)
-  from linguamix.mixtures import sphinx_tiers
-  budgets = sphinx_tiers.budgets()
-  assert f"total {sum(budgets.values()):,} items over {len(budgets)} languages" in text
-  assert "high  100,000 each x" in text
+  # The default tier table (README): 21 high x 100k + 18 mid x 50k + 12 low x 25k.
+  assert "total 3,300,000 items over 51 languages" in text
+  assert "high  100,000 each x 21" in text and "low    25,000 each x 12" in text
   for png in ("compositions.png", "language_selection.png", "sphinx_tiers.png"):
     _png(work / png)
 
