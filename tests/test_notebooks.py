@@ -231,3 +231,54 @@ def test_committed_notebooks_are_stripped_and_current(name):
   built = nbformat.writes(build.build(build.NOTEBOOKS[name]))
   assert built.rstrip("\n") == (COLAB / name).read_text().rstrip("\n"), \
       f"{name} differs from colab/build_notebooks.py: run python colab/build_notebooks.py"
+
+
+def test_benchmark_download_cell_unpacks_release_archives(tmp_path, monkeypatch):
+  """The notebooks' download cell, against a loopback server holding archives in the
+  releases' layouts (XNLI-1.0.zip, PAWS-X x-final.tar.gz, the XCOPA repository zip)."""
+  import http.server
+  import io
+  import tarfile
+  import threading
+  import zipfile
+
+  site = tmp_path / "site"
+  (site / "XNLI").mkdir(parents=True)
+  with zipfile.ZipFile(site / "XNLI" / "XNLI-1.0.zip", "w") as z:
+    z.writestr("XNLI-1.0/xnli.dev.tsv", "language\tgold_label\n")
+    z.writestr("XNLI-1.0/xnli.test.tsv", "language\tgold_label\n")
+  (site / "paws").mkdir()
+  with tarfile.open(site / "paws" / "x-final.tar.gz", "w:gz") as t:
+    data = b"id\tsentence1\tsentence2\tlabel\n"
+    info = tarfile.TarInfo("x-final/de/test_2k.tsv")
+    info.size = len(data)
+    t.addfile(info, io.BytesIO(data))
+  (site / "xcopa").mkdir()
+  with zipfile.ZipFile(site / "xcopa" / "master.zip", "w") as z:
+    z.writestr("xcopa-master/data/sw/test.sw.jsonl", "{}\n")
+    z.writestr("xcopa-master/README.md", "")
+
+  handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(site), **k)
+  server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+  threading.Thread(target=server.serve_forever, daemon=True).start()
+  base = f"http://127.0.0.1:{server.server_address[1]}"
+  try:
+    nb = nbformat.read(COLAB / "quickstart.ipynb", as_version=4)
+    source = next(c.source for c in nb.cells if "def download_benchmarks" in c.source)
+    for url, local in (("https://dl.fbaipublicfiles.com/XNLI/", f"{base}/XNLI/"),
+                       ("https://storage.googleapis.com/paws/pawsx/", f"{base}/paws/"),
+                       ("https://github.com/cambridgeltl/xcopa/archive/refs/heads/", f"{base}/xcopa/")):
+      assert url in source
+      source = source.replace(url, local)
+    monkeypatch.setenv("LINGUAMIX_EVAL_DATA_ROOT", "")  # unset for the cell; restored after
+    work = tmp_path / "work"
+    work.mkdir()
+    exec(source, {"os": os, "shutil": __import__("shutil"), "WORK": str(work)})
+  finally:
+    server.shutdown()
+    server.server_close()
+  root = work / "benchmarks"
+  assert (root / "xnli" / "xnli.dev.tsv").read_text().startswith("language\tgold_label")
+  assert (root / "paws_x" / "de" / "test_2k.tsv").exists()
+  assert (root / "xcopa" / "sw" / "test.sw.jsonl").exists()
+  assert os.environ["LINGUAMIX_EVAL_DATA_ROOT"] == str(root)
