@@ -81,8 +81,9 @@ def test_train_writes_metrics_checkpoints_and_evaluates(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_default_model_learns_the_bundled_40shot_mixture(tmp_path, capsys):
-  """The main job's path (no model gin: quickstart + mt5_tiny), shortened."""
+def test_default_model_learns_the_bundled_40shot_mixture(tmp_path, capsys, monkeypatch, shared_data):
+  """The main job's path (no model gin: quickstart + mt5_tiny), shortened; then
+  `python -m linguamix.eval` of its checkpoint on real XCOPA (sw) files."""
   rc = train_main.main(["--gin_file=mixture_40shot.gin", f'--gin.MODEL_DIR="{tmp_path}/run"',
                         "--gin.TRAIN_STEPS=30", "--gin.EVAL_PERIOD=30", "--gin.EVAL_STEPS=1",
                         "--gin.BATCH_SIZE=8", "--gin.TASK_FEATURE_LENGTHS={'inputs': 64, 'targets': 64}",
@@ -93,6 +94,16 @@ def test_default_model_learns_the_bundled_40shot_mixture(tmp_path, capsys):
   assert sorted(losses) == list(range(1, 31))
   assert np.mean([losses[s] for s in range(26, 31)]) < np.mean([losses[s] for s in range(1, 6)]) - 0.5
   assert "pinch_40shot" in (tmp_path / "run" / "checkpoint_30" / "meta" / "metadata").read_text()
+  from linguamix.train import run_eval
+  monkeypatch.setenv("LINGUAMIX_EVAL_DATA_ROOT", str(shared_data))
+  capsys.readouterr()
+  rc = run_eval.main([f'--gin.CHECKPOINT_PATH="{tmp_path}/run/checkpoint_30"',
+                      f'--gin.EVAL_OUTPUT_DIR="{tmp_path}/eval"', "--gin.EVAL_TASKS='xcopa.sw'",
+                      "--gin.run_eval.evaluate_checkpoint.num_examples=16"])
+  assert rc == 0, capsys.readouterr().err
+  assert "xcopa.sw: acc " in capsys.readouterr().out
+  run = json.loads((tmp_path / "eval" / "run.json").read_text())
+  assert 0 <= run["metrics"]["xcopa.sw"]["acc"] <= 100 and run["step"] == 30
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):

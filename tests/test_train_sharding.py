@@ -36,6 +36,9 @@ for name, (d, f, m) in meshes.items():
                   f"--gin.partitioning.Partitioner.data={d}", f"--gin.partitioning.Partitioner.fsdp={f}",
                   f"--gin.partitioning.Partitioner.model={m}"])
   assert rc == 0, name
+# 8 data-parallel devices cannot split a batch of 12: refused before compiling.
+assert main.main([f"--gin_file={gin_file}", f'--gin.MODEL_DIR="{root}/bad"', *common,
+                  "--gin.BATCH_SIZE=12"]) == 2
 """
 
 
