@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import logging
 import os
 import pathlib
 import re
@@ -58,6 +59,17 @@ def split_gin_dot_flags(argv: list[str]) -> tuple[list[str], list[str]]:
     else:
       rest.append(arg)
   return rest, bindings
+
+
+class _QuietSearchMisses(logging.Filter):
+  """gin logs an ERROR for every search path that lacks an included file; only the
+  file missing from all of them is an error (reported by _resolve or gin itself)."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Path not found: ")
+
+
+logging.getLogger().addFilter(_QuietSearchMisses())
 
 
 def _search_paths(flag_value: str) -> list[str]:
