@@ -13,7 +13,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("linguamix.train.bench", "benchmark a gin config's training step (steps/s, tokens/s, MFU) and input pipeline"),
     "augment": ("linguamix.augment.command", "sPhinX selective translated augmentation with an OpenAI-compatible endpoint"),
-    "convert": ("linguamix.models.convert", "Hugging Face safetensors <-> Orbax params (Llama, Mistral, Qwen2, Gemma, BLOOM, GPT-2)"),
+    "convert": ("linguamix.models.convert", "checkpoints to Orbax: legacy T5X (mT5) and Hugging Face safetensors (mT5, Llama-family, BLOOM, GPT-2); export back to HF and PEFT"),
     "judge": ("linguamix.evals.judge", "MT-Bench-X LLM judge (grading or pairwise, both orders) via an OpenAI-compatible endpoint"),
     "mixtures": ("linguamix.mixtures.cli", "list recipe mixtures; show one's per-language composition"),
     "report": ("linguamix.evals.report", "per-language bar charts and the cross-lingual transfer matrix of eval runs"),
