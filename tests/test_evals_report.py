@@ -39,3 +39,21 @@ def test_report_transfer_matrix(tmp_path, capsys):
 def test_report_errors(tmp_path):
   with pytest.raises(FileNotFoundError, match="no metrics"):
     cli.main(["report", str(tmp_path), "--out", str(tmp_path / "o")])
+
+
+def test_scores_logger_writes_tasks_that_are_not_rank_classification(tmp_path):
+  """A generation or plain scoring task (no `idx`, no choices) still gets its audit file."""
+  import json
+
+  import tensorflow as tf
+  dataset = tf.data.Dataset.from_tensor_slices(
+      {"inputs_pretokenized": ["a", "b"], "targets_pretokenized": ["x", "y"]})
+  logger = loggers.ScoresLogger(output_dir=str(tmp_path))
+  logger("toy.en", 0, {}, dataset, {"score": [-1.5, -2.0]}, ["x", "y"])
+  logger("toy.de", 0, {}, dataset, {"prediction": ["x", "z"]}, ["x", "y"])
+  scored = [json.loads(l) for l in (tmp_path / "scores" / "toy.en.jsonl").read_text().splitlines()]
+  assert scored == [{"idx": 0, "inputs": "a", "targets": "x", "score": -1.5},
+                    {"idx": 1, "inputs": "b", "targets": "y", "score": -2.0}]
+  predicted = [json.loads(l) for l in (tmp_path / "scores" / "toy.de.jsonl").read_text().splitlines()]
+  assert [(p["idx"], p["prediction"], p["references"]) for p in predicted] == [
+      (0, "x", ["x"]), (1, "z", ["y"])]

@@ -142,13 +142,18 @@ class ScoresLogger(seqio.Logger):
     if dataset is None or not inferences or targets is None:
       return
     rows = list(tfds.as_numpy(dataset))
-    if "score" in inferences:
+    ranked = bool(targets) and isinstance(targets[0], dict) and "choice" in targets[0]
+    if "score" in inferences and ranked:
       lines = self._rank_lines(rows, targets, inferences["score"])
+    elif "score" in inferences:  # a task that is not rank classification: one score per row
+      lines = [{"idx": int(r.get("idx", i)), "inputs": _text(r.get("inputs_pretokenized")),
+                "targets": _text(r.get("targets_pretokenized")), "score": float(score)}
+               for i, (r, score) in enumerate(zip(rows, inferences["score"]))]
     else:
-      lines = [{"idx": int(r["idx"]), "inputs": _text(r.get("inputs_pretokenized")),
+      lines = [{"idx": int(r.get("idx", i)), "inputs": _text(r.get("inputs_pretokenized")),
                 "references": list(t) if isinstance(t, (list, tuple)) else [t],
                 "prediction": p}
-               for r, t, p in zip(rows, targets, inferences.get("prediction", []))]
+               for i, (r, t, p) in enumerate(zip(rows, targets, inferences.get("prediction", [])))]
     _write(os.path.join(self.output_dir, "scores", f"{task_name}.jsonl"),
            "".join(json.dumps(line, ensure_ascii=False, default=float) + "\n" for line in lines))
 
