@@ -147,7 +147,14 @@ def test_scores_match_logits(root, tmp_path, build):
       np.testing.assert_allclose([c["score"] for c in line["choices"]], expected,
                                  rtol=1e-4, atol=1e-4)
       assert line["pred"] == int(np.argmax(expected))
-      norm = np.array(expected) / np.array([len(c) for c in continuations])
+      # lm-eval's acc_norm divides by len(choice): the continuation without its target
+      # delimiter (" " for XNLI/XCOPA/..., "" for PAWS-X); with one context per choice
+      # (XWinograd) the choices are those contexts.
+      if isinstance(context, list):
+        lengths = [len(c) for c in context]
+      else:
+        lengths = [len(c[1:]) if c.startswith(" ") else len(c) for c in continuations]
+      norm = np.array(expected) / np.array(lengths)
       assert line["pred_norm"] == int(np.argmax(norm))
     assert results[task]["acc"] == 100.0 * (lines[0]["pred"] == examples[0][0])
 
