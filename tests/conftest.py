@@ -18,3 +18,14 @@ def shared_data() -> pathlib.Path:
   if not SHARED_DATA.is_dir():
     raise FileNotFoundError(f"real test data expected at {SHARED_DATA} (the ../shared folder)")
   return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def fast_init_compile():
+  """Non-partitionable threefry while a module runs: with the partitionable default,
+  XLA:CPU compiles each parameter initialiser for seconds."""
+  import jax
+  previous = jax.config.jax_threefry_partitionable
+  jax.config.update("jax_threefry_partitionable", False)
+  yield
+  jax.config.update("jax_threefry_partitionable", previous)

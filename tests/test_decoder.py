@@ -26,13 +26,8 @@ FAMILIES = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _fast_init_compile():
-  # partitionable threefry makes XLA:CPU compile each parameter initialiser for seconds
-  previous = jax.config.jax_threefry_partitionable
-  jax.config.update("jax_threefry_partitionable", False)
-  yield
-  jax.config.update("jax_threefry_partitionable", previous)
+pytestmark = pytest.mark.usefixtures("fast_init_compile")
+
 
 def _model(cfg, **kwargs):
   return decoder.DecoderOnlyModel(cfg, seqio.PassThroughVocabulary(VOCAB, eos_id=EOS), **kwargs)

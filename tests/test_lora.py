@@ -32,13 +32,8 @@ def base(tmp_path_factory):
   return hf_model, directory, arch, cfg, params
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _fast_init_compile():
-  # partitionable threefry makes XLA:CPU compile each parameter initialiser for seconds
-  previous = jax.config.jax_threefry_partitionable
-  jax.config.update("jax_threefry_partitionable", False)
-  yield
-  jax.config.update("jax_threefry_partitionable", previous)
+pytestmark = pytest.mark.usefixtures("fast_init_compile")
+
 
 def _models(cfg):
   vocab = seqio.PassThroughVocabulary(96)

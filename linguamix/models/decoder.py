@@ -38,11 +38,6 @@ _ACTIVATIONS = {
     "gelu_tanh": functools.partial(jax.nn.gelu, approximate=True),
     "relu": jax.nn.relu,
 }
-_REMAT_POLICIES = {
-    "full": None,  # recompute everything in the backward pass
-    "dots": jax.checkpoint_policies.checkpoint_dots,
-    "dots_with_no_batch_dims": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -303,7 +298,7 @@ class Decoder(nn.Module):
 
     layer_cls = DecoderLayer
     if cfg.remat_policy != "none":
-      layer_cls = nn.remat(layer_cls, policy=_REMAT_POLICIES[cfg.remat_policy],
+      layer_cls = nn.remat(layer_cls, policy=layers.REMAT_POLICIES[cfg.remat_policy],
                            prevent_cse=not cfg.scan_layers)
     aux = (mask_Bx1xTxS, positions_BxT, key_positions_BxS, cache_index_B)
     if cfg.scan_layers:

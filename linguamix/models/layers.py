@@ -12,6 +12,14 @@ import jax.numpy as jnp
 
 Array = jax.Array
 
+# Remat policies by config name; "none" means no rematerialisation at all.
+REMAT_POLICIES = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.checkpoint_dots,
+    "dots_with_no_batch_dims": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
+}
+
 
 class RMSNorm(nn.Module):
   """RMS layer norm without bias or mean subtraction (T5, Llama; Gemma with scale_offset=1)."""

@@ -30,12 +30,7 @@ from linguamix.models import layers
 Array = jax.Array
 PARAM_SCAN_AXIS = 1  # stacked layer axis of scanned params (T5X scalable_t5 uses 1 too)
 
-REMAT_POLICIES = {
-    "none": None,
-    "full": jax.checkpoint_policies.nothing_saveable,
-    "dots": jax.checkpoint_policies.checkpoint_dots,
-    "dots_with_no_batch_dims": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
-}
+REMAT_POLICIES = layers.REMAT_POLICIES
 
 
 @dataclasses.dataclass(frozen=True)
