@@ -83,6 +83,53 @@ def test_logits_and_scores_match_transformers(family):
   np.testing.assert_allclose(model.score_batch(params, batch), ref_score, rtol=1e-5, atol=1e-4)
 
 
+def _prefix_lm_batch(contexts, continuations, length=12):
+  """Real SeqIO prefix-LM batches: DecoderFeatureConverter puts id 0 before each context."""
+  import tensorflow as tf
+  ds = tf.data.Dataset.from_generator(
+      lambda: ({"inputs": c, "targets": t} for c, t in zip(contexts, continuations)),
+      output_signature={"inputs": tf.TensorSpec([None], tf.int32),
+                        "targets": tf.TensorSpec([None], tf.int32)})
+  converted = seqio.DecoderFeatureConverter(pack=False)(ds, {"inputs": length, "targets": length})
+  rows = list(converted.batch(len(contexts)).as_numpy_iterator())[0]
+  return {k: jnp.asarray(v) for k, v in rows.items()}
+
+
+@pytest.mark.parametrize("start_token", ["none", "bos"])
+def test_start_token_scores_match_transformers_on_lm_eval_sequences(family, start_token):
+  """`none`: the model sees context + continuation and nothing before them, as
+  lm-evaluation-harness feeds causal models; `bos`: the prefix token (here EOS, the
+  vocabulary has no BOS) first. Reference: transformers on exactly those ids."""
+  _, hf_model, _, _, cfg, params, _ = family
+  model = decoder.DecoderOnlyModel(cfg, seqio.PassThroughVocabulary(VOCAB, eos_id=2),
+                                   start_token=start_token)
+  rng = np.random.default_rng(3)
+  contexts = [rng.integers(3, VOCAB, size=n).tolist() for n in (5, 2)]
+  continuations = [rng.integers(3, VOCAB, size=n).tolist() for n in (3, 4)]
+  scores = np.asarray(model.score_batch(params, _prefix_lm_batch(contexts, continuations)))
+  for score, ctx, cont in zip(scores, contexts, continuations):
+    ids = ([2] if start_token == "bos" else []) + ctx + cont
+    logp = torch.log_softmax(torch.as_tensor(_hf_logits(hf_model, [ids[:-1]])[0], dtype=torch.float64), -1)
+    first = len(ids) - len(cont) - 1  # the position predicting cont[0]
+    ref = sum(float(logp[first + i, tok]) for i, tok in enumerate(cont))
+    np.testing.assert_allclose(score, ref, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("start_token", ["none", "bos"])
+def test_start_token_greedy_decoding_matches_transformers(family, start_token):
+  _, hf_model, _, _, cfg, params, _ = family
+  model = decoder.DecoderOnlyModel(cfg, seqio.PassThroughVocabulary(VOCAB, eos_id=2),
+                                   start_token=start_token)
+  context = np.random.default_rng(4).integers(3, VOCAB, size=5).tolist()
+  batch = _prefix_lm_batch([context], [[3] * 4])
+  tokens = np.asarray(model.predict_batch(params, batch, eos_id=-1))[0, :4]
+  ids = torch.as_tensor([([2] if start_token == "bos" else []) + context])
+  with torch.no_grad():
+    ref = hf_model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=4,
+                            do_sample=False, pad_token_id=0)[0, ids.shape[1]:].numpy()
+  np.testing.assert_array_equal(tokens, ref)
+
+
 def test_export_reloads_in_transformers(family, tmp_path):
   name, hf_model, directory, arch, cfg, params, _ = family
   original = json.loads((directory / "config.json").read_text())

@@ -342,6 +342,9 @@ def _sample(logits_BxV: Array, rng: Array, temperature: float, top_k: int, top_p
   return jax.random.categorical(rng, logits_BxV, axis=-1)
 
 
+START_TOKENS = ("zero", "bos", "none")
+
+
 class DecoderOnlyModel(base.BaseModel):
   """T5X `DecoderOnlyModel` contract for `Decoder` over SeqIO's DecoderFeatureConverter.
 
@@ -350,13 +353,22 @@ class DecoderOnlyModel(base.BaseModel):
   Causal HF checkpoints were trained with a causal prefix, so the prefix attends
   bidirectionally only with `inputs_bidirectional_attention=True`. Packed batches add
   `decoder_segment_ids` and `decoder_positions`.
+
+  `start_token` says what the converter's start token (id 0 before each sequence) is:
+  `zero` keeps it (T5X); `bos` replaces it by the vocabulary's BOS, else EOS (how HF
+  checkpoints were pretrained; for fine-tuning them); `none` hides it from attention
+  and shifts positions by one, so the model sees the context's tokens first, exactly
+  as lm-evaluation-harness feeds causal models (`runs/eval.gin` selects it).
   """
 
   feature_converter_cls = seqio.DecoderFeatureConverter
 
   def __init__(self, config: DecoderConfig, vocabulary: seqio.Vocabulary, *,
                z_loss: float = 0.0, inputs_bidirectional_attention: bool = False,
-               logits_chunk_length: int | None = None, module: nn.Module | None = None):
+               logits_chunk_length: int | None = None, module: nn.Module | None = None,
+               start_token: str = "zero"):
+    if start_token not in START_TOKENS:
+      raise ValueError(f"DecoderOnlyModel.start_token={start_token!r}; expected one of {START_TOKENS}")
     if vocabulary is not None and vocabulary.vocab_size > config.vocab_size:
       raise ValueError(
           f"vocabulary has {vocabulary.vocab_size} ids but the model's embedding has "
@@ -366,6 +378,7 @@ class DecoderOnlyModel(base.BaseModel):
     self.z_loss = z_loss
     self.inputs_bidirectional_attention = inputs_bidirectional_attention
     self.logits_chunk_length = logits_chunk_length
+    self.start_token = start_token
     self.module = module if module is not None else Decoder(config)
 
   @property
@@ -381,6 +394,25 @@ class DecoderOnlyModel(base.BaseModel):
     mask = layers.attention_mask(tokens, tokens, causal=True)
     positions = jnp.broadcast_to(jnp.arange(shape[1]), shape)
     return self.module.init({"params": rng, "dropout": rng}, tokens, positions, mask, positions)
+
+  def _prefix_token_id(self) -> int:
+    try:
+      bos = self.vocabulary.bos_id
+    except (AttributeError, NotImplementedError):  # seqio's base Vocabulary raises
+      bos = None
+    return bos if bos is not None and bos >= 0 else self.vocabulary.eos_id
+
+  def _apply_start_token(self, tokens_BxL, positions_BxL, mask_Bx1xTxS):
+    """Tokens, positions and mask after the `start_token` policy (positions == 0 mark starts)."""
+    start_BxL = positions_BxL == 0
+    if self.start_token == "bos":
+      tokens_BxL = jnp.where(start_BxL, self._prefix_token_id(), tokens_BxL)
+    elif self.start_token == "none":
+      # a start is visible only to its own query, so no other position depends on it
+      hidden_Bx1xTxS = start_BxL[:, None, None, :] & ~start_BxL[:, None, :, None]
+      mask_Bx1xTxS = mask_Bx1xTxS & ~hidden_Bx1xTxS
+      positions_BxL = jnp.maximum(positions_BxL - 1, 0)
+    return tokens_BxL, positions_BxL, mask_Bx1xTxS
 
   def trainable_mask(self, params):
     """With LoRA, only the adapters train (the trainer's optimizer hook); else None: all train."""
@@ -400,6 +432,7 @@ class DecoderOnlyModel(base.BaseModel):
     mask = layers.attention_mask(
         segment_ids_BxL, segment_ids_BxL, causal=True, sliding_window=self.config.sliding_window,
         bidirectional_prefix_BxT=prefix_BxL)
+    tokens_BxL, positions_BxL, mask = self._apply_start_token(tokens_BxL, positions_BxL, mask)
     rngs = {"dropout": dropout_rng} if dropout_rng is not None else {}
     hidden_BxLxD, kernel_DxV, _ = self.module.apply(
         self._variables(params), tokens_BxL, positions_BxL, mask, positions_BxL,
@@ -468,6 +501,7 @@ class DecoderOnlyModel(base.BaseModel):
     seg_BxL = in_prompt_BxL.astype(jnp.int32)
     mask = layers.attention_mask(seg_BxL, seg_BxL, causal=True, sliding_window=cfg.sliding_window,
                                  bidirectional_prefix_BxT=prefix)
+    prompt_BxL, positions_BxL, mask = self._apply_start_token(prompt_BxL, positions_BxL, mask)
     cache_shape = (cfg.num_layers, b, length, cfg.kv_heads, cfg.head_width)
     cache = (jnp.zeros(cache_shape, cfg.dtype), jnp.zeros(cache_shape, cfg.dtype))
     variables = self._variables(params)
@@ -496,9 +530,12 @@ class DecoderOnlyModel(base.BaseModel):
       order_BxS = arange_L[None, :] <= index_B[:, None]
       if cfg.sliding_window is not None:
         order_BxS &= index_B[:, None] - arange_L[None, :] < cfg.sliding_window
+      if self.start_token == "none":
+        order_BxS &= arange_L[None, :] > 0
       step_mask = order_BxS[:, None, None, :]
+      step_positions_Bx1 = index_B[:, None] - (self.start_token == "none")
       hidden_Bx1xD, kernel_DxV, cache = self.module.apply(
-          variables, token_B[:, None], index_B[:, None], step_mask, positions_BxL, cache, index_B)
+          variables, token_B[:, None], step_positions_Bx1, step_mask, positions_BxL, cache, index_B)
       rng, step_rng = jax.random.split(rng)
       new_B = next_token(hidden_Bx1xD[:, 0], kernel_DxV, step_rng)
       out_index_B = index_B - prompt_len_B + 1

@@ -29,8 +29,18 @@ def evaluate_checkpoint(*, model, checkpoint_path: str, output_dir: str,
                         tasks: Sequence[str] | str | None = None,
                         mixture_or_task_name: str | None = None, split: str = "default",
                         batch_size: int = 32, task_feature_lengths: Mapping[str, int] | None = None,
-                        num_examples: int | None = None) -> dict:
+                        num_examples: int | None = None,
+                        decoder_start_token: str | None = "none") -> dict:
+  """`decoder_start_token`: how decoder-only models score (`DecoderOnlyModel.start_token`);
+  `none` feeds the context with nothing before it, as lm-evaluation-harness does for
+  causal models; None keeps the model gin's setting."""
   from linguamix.evals import runner  # registers the benchmark tasks
+  from linguamix.models import decoder
+  if decoder_start_token is not None and isinstance(model, decoder.DecoderOnlyModel):
+    if decoder_start_token not in decoder.START_TOKENS:
+      raise ValueError(f"evaluate_checkpoint.decoder_start_token={decoder_start_token!r}; "
+                       f"expected one of {decoder.START_TOKENS} or None")
+    model.start_token = decoder_start_token
   names = tasks or mixture_or_task_name
   if not names:
     raise ValueError("nothing to evaluate: set EVAL_TASKS (task or mixture names) or "
