@@ -230,3 +230,54 @@ def test_checkpointer_keeps_the_latest_and_the_best(tmp_path):
     c.wait()
   c.close()
   assert sorted(p.name for p in tmp_path.glob("checkpoint_*")) == ["checkpoint_2", "checkpoint_5"]
+
+
+@pytest.mark.slow
+def test_eval_scores_decoder_models_on_lm_eval_sequences(tmp_path, capsys, monkeypatch, shared_data):
+  """`python -m linguamix.eval` of a decoder checkpoint: each XCOPA choice's score is the
+  model's log-likelihood of the continuation given exactly lm-eval's token sequence
+  (context ids then continuation ids, nothing before them) — computed here from the
+  model's logits on that sequence alone."""
+  import jax
+  import jax.numpy as jnp
+  import orbax.checkpoint as ocp
+  import sentencepiece as spm
+  from linguamix.models import decoder
+  from linguamix.t5x_tasks import vocab as task_vocab
+  from linguamix.train import run_eval
+  task_gin = tmp_path / "task.gin"
+  task_gin.write_text("import train_helpers\nMIXTURE_OR_TASK_NAME = 'train_tiny.reverse'\n")
+  model_gin = ["--gin_file=models/decoder_tiny.gin"]
+  assert train_main.main([f"--gin_file={task_gin}", *model_gin, f'--gin.MODEL_DIR="{tmp_path}/run"',
+                          "--gin.BATCH_SIZE=2", "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 16}",
+                          "--gin.USE_CACHED_TASKS=False", "--gin.RANDOM_SEED=0", "--gin.TRAIN_STEPS=1",
+                          "--gin.INITIAL_CHECKPOINT_PATH=None",
+                          "--gin.trainer.train.train_eval_dataset_cfg=None",
+                          "--gin.trainer.train.infer_eval_dataset_cfg=None"]) == 0
+  monkeypatch.setenv("LINGUAMIX_EVAL_DATA_ROOT", str(shared_data))
+  capsys.readouterr()
+  assert run_eval.main([*model_gin, f'--gin.CHECKPOINT_PATH="{tmp_path}/run/checkpoint_1"',
+                        f'--gin.EVAL_OUTPUT_DIR="{tmp_path}/eval"', "--gin.EVAL_TASKS='xcopa.sw'",
+                        "--gin.run_eval.evaluate_checkpoint.num_examples=6"]) == 0, capsys.readouterr().err
+  lines = [json.loads(l) for l in (tmp_path / "eval" / "scores" / "xcopa.sw.jsonl").read_text().splitlines()]
+  assert len(lines) == 3
+
+  params = ocp.PyTreeCheckpointer().restore(str(tmp_path / "run" / "checkpoint_1" / "state"))["params"]
+  import gin
+  with gin.unlock_config():
+    model = gin.query_parameter("MODEL/macro.value").scoped_configurable_fn()  # decoder_tiny.gin
+  assert isinstance(model, decoder.DecoderOnlyModel) and model.start_token == "zero"
+  sp = spm.SentencePieceProcessor(model_file=task_vocab.SAMPLE_SPM)
+  for line in lines:
+    for choice in line["choices"]:
+      context, continuation = choice["inputs"], choice["targets"]
+      context_ids = sp.encode(context)
+      ids = context_ids + sp.encode(context + continuation)[len(context_ids):]
+      n = len(ids) - len(context_ids)
+      batch = {"decoder_input_tokens": jnp.asarray([ids[:-1]]),
+               "decoder_target_tokens": jnp.asarray([ids[1:]]),
+               "decoder_loss_weights": jnp.asarray([[0] * (len(ids) - 1 - n) + [1] * n])}
+      logp = np.asarray(jax.nn.log_softmax(model.logits(params, batch), axis=-1))[0]
+      expected = sum(logp[len(ids) - 1 - n + i, tok] for i, tok in enumerate(ids[-n:]))
+      np.testing.assert_allclose(choice["score"], expected, rtol=0, atol=2e-5)
+
