@@ -72,7 +72,8 @@ def bench_train(*, model, train_dataset_cfg, partitioner, optimizer=None, learni
     state, m = train_step(state, b, rng)
   jax.block_until_ready(m)
   dt = (time.perf_counter() - t0) / steps
-  flops = np.mean([trainer.model_flops_per_step(abstract, b) for b in host_batches[1:]])
+  flop_params = trainer.matmul_params(abstract)
+  flops = np.mean([trainer.model_flops_per_step(flop_params, b) for b in host_batches[1:]])
   peak = peak_flops or metrics_lib.peak_flops_per_device()
   out = {
       "device": jax.devices()[0].device_kind, "devices": jax.device_count(),

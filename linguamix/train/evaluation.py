@@ -6,6 +6,8 @@ functions, prediction and score metrics). Also the predict/score functions that
 
 from __future__ import annotations
 
+import functools
+
 from typing import Any, Callable, Sequence
 
 import jax
@@ -76,11 +78,19 @@ class BatchRunner:
     return out
 
 
+@functools.lru_cache(maxsize=8)
+def _jitted_fns(model, seed: int, decode_items: tuple):
+  """One jitted predict/score pair per model, kept across evals so that each
+  EVAL_PERIOD reuses the compiled decode instead of tracing it again."""
+  rng = jax.random.PRNGKey(seed)
+  decode_kwargs = dict(decode_items)
+  return (jax.jit(lambda p, b: model.predict_batch(p, b, rng, **decode_kwargs)),
+          jax.jit(model.score_batch))
+
+
 def model_fns(model, params: Any, runner: BatchRunner, seed: int = 0, **decode_kwargs):
   """seqio's predict_fn / score_fn over `params`."""
-  rng = jax.random.PRNGKey(seed)
-  predict = jax.jit(lambda p, b: model.predict_batch(p, b, rng, **decode_kwargs))
-  score = jax.jit(model.score_batch)
+  predict, score = _jitted_fns(model, seed, tuple(sorted(decode_kwargs.items())))
 
   def predict_fn(ds: tf.data.Dataset, model_feature_shapes=None):
     del model_feature_shapes

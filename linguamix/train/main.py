@@ -45,8 +45,11 @@ def run(argv: list[str], *, prog: str, description: str, run_gin: str,
   except (flags.UsageError, ValueError) as e:
     print(f"{prog}: error: {e}", file=sys.stderr)
     return 2
-  except RuntimeError as e:  # trainer.TrainingError: NaN loss, checkpoint intact
-    print(f"{prog}: stopped: {e}", file=sys.stderr)
+  except RuntimeError as e:
+    from linguamix.train import trainer
+    if not isinstance(e, trainer.TrainingError):
+      raise  # a device or runtime failure keeps its traceback
+    print(f"{prog}: stopped: {e}", file=sys.stderr)  # NaN/Inf loss; last checkpoint intact
     return 1
   return 0
 

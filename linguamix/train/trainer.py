@@ -64,9 +64,8 @@ def default_optimizer_name(model) -> str:
                                    seqio.EncDecFeatureConverter) else "adamw"
 
 
-def model_flops_per_step(abstract: Any, batch: dict) -> float:
-  """6 x matmul params x tokens; encoder params count input tokens, the rest target
-  tokens (decoder-only: all tokens); embedding lookups and attention scores left out."""
+def matmul_params(abstract: Any) -> tuple[int, int]:
+  """(encoder, other) parameter counts that enter matmuls: embedding lookups left out."""
   enc = dec = 0
   for path, x in jax.tree_util.tree_leaves_with_path(abstract):
     keys = [str(getattr(k, "key", k)) for k in path]
@@ -77,6 +76,14 @@ def model_flops_per_step(abstract: Any, batch: dict) -> float:
       enc += n
     else:
       dec += n
+  return enc, dec
+
+
+def model_flops_per_step(params: tuple[int, int], batch: dict) -> float:
+  """6 x matmul params x tokens (`params` from `matmul_params`): encoder params count
+  input tokens, the rest target tokens (decoder-only: all tokens); attention scores
+  left out."""
+  enc, dec = params
   if "encoder_input_tokens" in batch:
     return 6.0 * (enc * np.sum(batch["encoder_input_tokens"] > 0)
                   + dec * np.sum(batch["decoder_target_tokens"] > 0))
@@ -234,6 +241,7 @@ def train(
     return flat
 
   # --- loop -----------------------------------------------------------------------
+  flop_params = matmul_params(abstract)  # once: walking the tree each step costs host time
   bar = tqdm(total=total_steps, initial=start_step, disable=not (host0 and progress_bar),
              unit="step", dynamic_ncols=True)
   pending = None  # (step, device metrics, host token counts, flops) of the last dispatched step
@@ -279,7 +287,7 @@ def train(
       if pending is not None:
         drain(pending)
       pending = (step, dev_metrics, tokens, all_tok,
-                 model_flops_per_step(abstract, host_batch) * jax.process_count())
+                 model_flops_per_step(flop_params, host_batch) * jax.process_count())
       bar.update(1)
       done = step + 1
       at_eval = done % eval_period == 0 or done == total_steps
