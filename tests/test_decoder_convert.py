@@ -81,3 +81,13 @@ def test_tokenizer_larger_than_embedding_is_refused():
   cfg = decoder.DecoderConfig(vocab_size=96, d_model=32, num_layers=1, num_heads=4, mlp_dim=64)
   with pytest.raises(ValueError, match="vocabulary has 120 ids but .* vocab_size=96"):
     decoder.DecoderOnlyModel(cfg, seqio.PassThroughVocabulary(120))
+
+
+def test_export_refuses_a_config_the_params_do_not_fit(sharded, tmp_path):
+  """Reshapes would accept 2 heads x 16 for a 4-head x 8 model: the export must not."""
+  _, _, params = hf_decoder.load_hf(sharded[1])
+  wrong = {**CONFIG.to_dict(), "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16}
+  with pytest.raises(ValueError, match=r"layers_0/attention/query/kernel: params \(32, 4, 8\), "
+                                       r"config implies \(32, 2, 16\)"):
+    hf_decoder.export_hf(params, wrong, str(tmp_path / "out"))
+  assert not (tmp_path / "out" / "model.safetensors").exists()

@@ -414,8 +414,18 @@ def params_from_hf(arch: str, cfg: decoder.DecoderConfig, tensors: dict[str, np.
 
 
 def params_to_hf(arch: str, cfg: decoder.DecoderConfig, params: dict) -> dict[str, np.ndarray]:
+  """HF tensors from our params, after checking every parameter against the config
+  (reshapes alone would accept any config of the same total size)."""
   flat = flax.traverse_util.flatten_dict(flax.linen.meta.unbox(params))
   flat = {k: np.asarray(v, np.float32) for k, v in _unstack_layers(flat).items()}
+  expected = _expected_shapes(cfg)
+  problems = [f"{'/'.join(p)}: missing" if p not in flat else
+              f"{'/'.join(p)}: params {tuple(flat[p].shape)}, config implies {shape}"
+              for p, shape in sorted(expected.items())
+              if p not in flat or tuple(flat[p].shape) != shape]
+  if problems:
+    raise ValueError(f"the params do not fit this {arch} config ({len(problems)} problems): "
+                     + "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""))
   return {e.hf_name: np.ascontiguousarray(e.to_hf([flat[p] for p in e.paths]))
           for e in entries(ARCHITECTURES[arch], cfg)}
 
@@ -462,6 +472,9 @@ def _adapter_config(params: dict, alpha: float | None, dropout: float = 0.0) -> 
   if alpha is None:
     raise ValueError("the checkpoint holds LoRA adapters: pass --lora_alpha (the run's LoraConfig "
                      "alpha) to merge them into the exported weights, or use export-peft")
+  if len(ranks) > 1:
+    raise ValueError(f"the checkpoint's LoRA adapters have different ranks {sorted(ranks)}; "
+                     "merging needs one rank")
   return lora.LoraConfig(rank=ranks.pop(), alpha=alpha, dropout=dropout)
 
 
