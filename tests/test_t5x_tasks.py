@@ -163,6 +163,12 @@ def test_bad_input_missing_file_unknown_language_and_skip_report(tmp_path, caplo
   t5x_tasks.register_instruction_task("gone.sw", str(tmp_path / "gone.json.gz"), "sw")
   with pytest.raises(t5x_tasks.DataError, match=r"gone\.json\.gz: file not found"):
     seqio.get_mixture_or_task("gone.sw").num_input_examples("train")
+  _write(tmp_path / "empty.jsonl", "")
+  with pytest.raises(t5x_tasks.DataError, match=r"empty\.jsonl: no usable records for language 'sw'"):
+    readers.read_records(str(tmp_path / "empty.jsonl"), "alpaca", "sw")
+  (tmp_path / "plain.json.gz").write_bytes(b'[{"instruction": "a", "output": "b"}]')
+  with pytest.raises(t5x_tasks.DataError, match=r"plain\.json\.gz: not a valid gzip file"):
+    readers.read_records(str(tmp_path / "plain.json.gz"), "alpaca", "sw")
   rows = ['{"instruction": "a", "output": "b"}', "{oops", '{"instruction": "", "output": "b"}',
           '{"instruction": "c", "output": "d"}']
   path = _write(tmp_path / "skip.jsonl", "\n".join(rows) + "\n")
@@ -271,6 +277,9 @@ def test_aya_filters_by_language_code_and_fails_on_absent_language(tmp_path):
   rows = [{"inputs": "Ṣe àròpọ̀: 1 + 2", "targets": "3", "language": "Yoruba", "language_code": "yor",
            "annotation_type": "original-annotations", "user_id": "u"},
           {"inputs": "Add: 1 + 2", "targets": "3", "language": "English", "language_code": "eng",
+           "annotation_type": "original-annotations", "user_id": "u"},
+          # Aya holds codes no linguamix task has (Moroccan Arabic): not a bad record.
+          {"inputs": "x", "targets": "y", "language": "Moroccan Arabic", "language_code": "ary",
            "annotation_type": "original-annotations", "user_id": "u"}]
   path = _write(tmp_path / "aya.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
   recs = readers.read_records(path, "aya", "yo")

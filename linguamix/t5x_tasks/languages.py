@@ -54,6 +54,15 @@ def iso639_3(lang: str) -> str:
   return ISO639_3[lang][0]
 
 
+def is_known(code: str) -> bool:
+  """Whether `normalize` knows the code."""
+  try:
+    normalize(code)
+  except ValueError:
+    return False
+  return True
+
+
 def normalize(code: str) -> str:
   """ISO 639-1 code for an ISO 639-1 or 639-3 code (`pt-BR` -> `pt`); ValueError otherwise."""
   base = code.split("-")[0].split("_")[0].lower()

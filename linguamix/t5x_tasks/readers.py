@@ -65,7 +65,10 @@ def _open_text(path: str) -> str:
   with tf.io.gfile.GFile(path, "rb") as f:
     raw = f.read()
   if path.endswith(".gz"):
-    raw = gzip.decompress(raw)
+    try:
+      raw = gzip.decompress(raw)
+    except (OSError, EOFError) as e:
+      raise DataError(f"{path}: not a valid gzip file ({e})") from None
   try:
     return raw.decode("utf-8")
   except UnicodeDecodeError as e:
@@ -156,6 +159,8 @@ def _flat_records(path, spec, lang, bad, id_prefix):
       rec[canon] = value
     else:
       if rec.get("lang"):
+        if filter_lang and not languages.is_known(rec["lang"]):
+          continue  # a file of many languages (Aya): codes we have no task for are not ours
         code = _check_lang(rec["lang"], where, bad)
         if code is None:
           continue
@@ -283,6 +288,8 @@ def _read_cached(file_key, fields_key, lang, id_prefix, skip, thread):
   if not out and spec.get("filter_lang"):
     raise DataError(f"{path}: no records in language {lang!r} (field "
                     f"{spec['fields']['lang']!r} = {'/'.join(languages.ISO639_3[lang])})")
+  if not out:
+    raise DataError(f"{path}: no usable records for language {lang!r}")
   return tuple(out)
 
 
