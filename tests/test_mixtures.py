@@ -139,7 +139,11 @@ def test_bad_inputs_fail_at_build_or_inspect(capsys):
   # Missing SEM file, reported by the inspect command without a traceback.
   assert cli.main(["mixtures", "show", "li_sem_k14_s66"]) == 1
   assert "li_sem_k14_s66" in capsys.readouterr().err
-  assert len(languages.PINCH) == 12
+  # A budget typo is an error, not "all of de".
+  with pytest.raises(mixtures.RecipeError, match=r"recipe 'typo_budget': budgets for languages it "
+                     r"does not have \['dee'\], none for its languages \['de'\]"):
+    plan_lib.plan(mixtures.Recipe("typo_budget", "bactrian_x", ("en", "de"),
+                                  lambda n: {"en": 5, "dee": 5}))
 
 
 def test_examples_proportional_rates_with_temperature_and_cap():

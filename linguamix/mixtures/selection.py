@@ -107,7 +107,7 @@ def _compute(r: Recipe) -> dict[str, dict[str, list[str]]]:
   if r.mode == "independent":
     for l in r.langs:
       perm = _permute(pools[l], _rng(r.seed, l))
-      n = r.budgets(len(perm)).get(l)
+      n = _budgets(r, len(perm))[l]
       train[l] = perm[:_check(r, l, n, len(perm), f"{r.family}.{l} ({r.pool_split})")]
   else:
     common = set(pools[r.langs[0]]).intersection(*map(set, pools.values()))
@@ -116,10 +116,10 @@ def _compute(r: Recipe) -> dict[str, dict[str, list[str]]]:
     if r.universe_size is not None:
       perm = perm[:_check(r, "*", r.universe_size, len(perm), where)]
       where = f"the universe of {r.universe_size} sampled ids"
-    budgets = r.budgets(len(perm))
+    budgets = _budgets(r, len(perm))
     offset = 0
     for l in r.langs:
-      n = _check(r, l, budgets.get(l), len(perm) - (offset if r.mode == "disjoint" else 0),
+      n = _check(r, l, budgets[l], len(perm) - (offset if r.mode == "disjoint" else 0),
                  where + (f", after {offset} given to earlier languages" if offset and
                           r.mode == "disjoint" else ""))
       start = offset if r.mode == "disjoint" else 0
@@ -130,6 +130,18 @@ def _compute(r: Recipe) -> dict[str, dict[str, list[str]]]:
   return {l: {"train": train[l],
               "validation": [rec["id"] for rec in r.source(l).records("validation")]}
           for l in r.langs}
+
+
+def _budgets(r: Recipe, universe: int) -> dict:
+  """The recipe's budgets, which must name exactly its languages (a typo is not 'all')."""
+  budgets = r.budgets(universe)
+  # a zero budget for a language the recipe left out (Pinch at P = 0) is harmless
+  unknown = sorted(l for l in set(budgets) - set(r.langs) if budgets[l] != 0)
+  missing = sorted(set(r.langs) - set(budgets))
+  if unknown or missing:
+    raise RecipeError(f"recipe {r.name!r}: budgets for languages it does not have {unknown}, "
+                      f"none for its languages {missing}")
+  return budgets
 
 
 def _check(r: Recipe, lang: str, n: Optional[int], available: int, where: str) -> int:
