@@ -24,8 +24,9 @@ from linguamix.t5x_tasks import root
 
 ENV_DATA_ROOT = "LINGUAMIX_EVAL_DATA_ROOT"
 
-# file path -> number of malformed rows skipped (reported by the loggers and evaluate()).
-SKIPPED: dict[str, int] = collections.defaultdict(int)
+# file path -> line numbers of the malformed rows skipped (evaluate() reports the counts).
+# A set, because one file is parsed once per language (XNLI's TSV holds all 15).
+SKIPPED: dict[str, set[int]] = collections.defaultdict(set)
 
 
 class MalformedRowError(ValueError):
@@ -70,7 +71,7 @@ def benchmark_path(*parts: str) -> str:
 def report_bad_row(path: str, line: int, message: str) -> None:
   if not skip_malformed_rows():
     raise MalformedRowError(f"{path}:{line}: {message}")
-  SKIPPED[path] += 1
+  SKIPPED[path].add(line)
   logging.warning("skipping malformed row %s:%d: %s", path, line, message)
 
 

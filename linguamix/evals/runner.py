@@ -108,7 +108,7 @@ def evaluate(model: base.BaseModel, params: Any, task_or_mixture_names: str | Se
     tf.io.gfile.makedirs(output_dir)
     with tf.io.gfile.GFile(os.path.join(output_dir, "run.json"), "w") as f:
       json.dump({"tasks": names, "split": split, "step": step,
-                 "skipped_malformed_rows": dict(data.SKIPPED), "metrics": results},
+                 "skipped_malformed_rows": {p: len(lines) for p, lines in data.SKIPPED.items()}, "metrics": results},
                 f, indent=2, ensure_ascii=False)
   logging.info("evaluated %s: %s", names, results)
   return results
