@@ -2,9 +2,11 @@
 against a real OpenAI-compatible HTTP server on loopback."""
 
 import http.server
+import io
 import json
 import re
 import threading
+import time
 
 import pytest
 import seqio
@@ -115,6 +117,42 @@ def test_unreachable_judge_keeps_finished(shared_data, monkeypatch, server, tmp_
   with pytest.raises(client_lib.EndpointError, match="unreachable after 3 attempts"):
     judge.single(dead, "en", QUESTIONS, A, prompts, {}, cache)
   # The two finished judgements survived and are reused: no request is needed for them.
+  result = judge.single(dead, "en", QUESTIONS[:2], A, prompts, {}, cache)
+  assert [r["verdict"] for r in result["records"]] == [8.0, 3.0]
+
+
+class _FailingJudge(_Judge):
+  """Refuses the key at once for the 'biased' question; the others answer slowly."""
+
+  def do_POST(self):
+    length = int(self.headers["Content-Length"])
+    body = self.rfile.read(length)
+    if b"biased" in body:
+      self.send_response(401)
+      self.send_header("Content-Length", "0")
+      self.end_headers()
+      return
+    time.sleep(0.5)
+    self.rfile = io.BytesIO(body)
+    super().do_POST()
+
+
+def test_judgements_in_flight_when_the_endpoint_fails_are_kept(shared_data, monkeypatch, tmp_path):
+  monkeypatch.setenv("LINGUAMIX_EVAL_DATA_ROOT", str(shared_data))
+  _Judge.requests = []
+  httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FailingJudge)
+  threading.Thread(target=httpd.serve_forever, daemon=True).start()
+  try:
+    prompts = open_prompts.mt_bench_x_judge_prompts("en")
+    cache = str(tmp_path / "cache")
+    client = judge.judge_client("j", base_url=f"http://127.0.0.1:{httpd.server_address[1]}/v1")
+    with pytest.raises(client_lib.EndpointError):
+      judge.single(client, "en", QUESTIONS, A, prompts, {}, cache, workers=3)
+  finally:
+    httpd.shutdown()
+    httpd.server_close()
+  # Both slow judgements were answered while the 401 stopped the run: they are cached.
+  dead = judge.judge_client("j", base_url="http://127.0.0.1:9/v1", max_retries=0, backoff=0.01)
   result = judge.single(dead, "en", QUESTIONS[:2], A, prompts, {}, cache)
   assert [r["verdict"] for r in result["records"]] == [8.0, 3.0]
 

@@ -67,7 +67,14 @@ def _run(client, lang: str, items: list[dict[str, Any]], cache_dir: str, workers
   cache.load(lang)
   todo = [item for item in items if item["key"] not in cache]
   logging.info("judge %s: %d of %d judgements cached", lang, len(items) - len(todo), len(items))
-  failed = []
+  failed, stored, error = [], set(), None
+
+  def store(item, reply):
+    # Only the main thread writes the cache; a record is on disk before the next.
+    cache.put(lang, {"key": item["key"], "id": item["id"], "judgement": reply.text,
+                     "verdict": parse(reply.text)})
+    stored.add(item["key"])
+
   try:
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
       futures = {pool.submit(client.chat, item["messages"]): item for item in todo}
@@ -75,17 +82,24 @@ def _run(client, lang: str, items: list[dict[str, Any]], cache_dir: str, workers
         item = futures[future]
         try:
           reply = future.result()
-        except client_lib.EndpointError:
+        except client_lib.EndpointError as e:
+          error = e
           for other in futures:
             other.cancel()
-          raise
+          break
         except client_lib.ChatFailed as e:
           failed.append(item["key"])
           logging.warning("judge %s %s failed: %s", lang, item["id"], e)
           continue
-        # Only the main thread writes the cache; a record is on disk before the next.
-        cache.put(lang, {"key": item["key"], "id": item["id"], "judgement": reply.text,
-                         "verdict": parse(reply.text)})
+        store(item, reply)
+    if error is not None:
+      # Requests in flight when the endpoint failed have finished (the pool waited for
+      # them): keep what was paid for, then stop.
+      for future, item in futures.items():
+        if (item["key"] not in stored and future.done() and not future.cancelled()
+            and future.exception() is None):
+          store(item, future.result())
+      raise error
   finally:
     cache.close()
   if failed:
