@@ -1,4 +1,4 @@
-"""Test-wide settings: quiet TensorFlow, CPU only, paths to the shared real data."""
+"""Test-wide settings: quiet TensorFlow, CPU only, the path to the bundled real data."""
 
 import os
 import pathlib
@@ -10,14 +10,14 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import pytest
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+# Real XCOPA and MT-Bench-X, vendored in the package (see its README for provenance).
+REAL_DATA = REPO_ROOT / "linguamix" / "evals" / "bundled"
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> pathlib.Path:
-  if not SHARED_DATA.is_dir():
-    raise FileNotFoundError(f"real test data expected at {SHARED_DATA} (the ../shared folder)")
-  return SHARED_DATA
+def real_data() -> pathlib.Path:
+  """An eval data root holding the real `xcopa/` and `mt_bench_x/` release files."""
+  return REAL_DATA
 
 
 @pytest.fixture(scope="module")

@@ -28,11 +28,11 @@ def test_language_consistency():
   assert result["fr"]["consistency"] == 50.0 and result["fr"]["most_common_other"] == "(empty)"
 
 
-def test_mt_bench_x_tasks(shared_data, monkeypatch):
-  monkeypatch.setenv("LINGUAMIX_EVAL_DATA_ROOT", str(shared_data))
+def test_mt_bench_x_tasks(real_data, monkeypatch):
+  monkeypatch.setenv("LINGUAMIX_EVAL_DATA_ROOT", str(real_data))
   ds = seqio.get_mixture_or_task("mt_bench_x.it").get_dataset(None, split="default", shuffle=False)
   rows = list(ds.as_numpy_iterator())
-  first = json.loads((shared_data / "mt_bench_x" / "IT" / "question.jsonl").read_text().splitlines()[0])
+  first = json.loads((real_data / "mt_bench_x" / "IT" / "question.jsonl").read_text().splitlines()[0])
   assert len(rows) == 80
   # The Alpaca template without input (spec/datasets.md), byte-exact.
   assert rows[0]["inputs_pretokenized"].decode() == (
@@ -85,8 +85,8 @@ A = {"1": "a good poem", "2": "4", "3": "x"}
 B = {"1": "a poem", "2": "a good 4", "3": "y"}
 
 
-def test_judge_single_and_pairwise(shared_data, monkeypatch, server, tmp_path):
-  monkeypatch.setenv("LINGUAMIX_EVAL_DATA_ROOT", str(shared_data))
+def test_judge_single_and_pairwise(real_data, monkeypatch, server, tmp_path):
+  monkeypatch.setenv("LINGUAMIX_EVAL_DATA_ROOT", str(real_data))
   monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-test-key")
   prompts = open_prompts.mt_bench_x_judge_prompts("en")
   refs = {"2": ["4"]}
@@ -108,8 +108,8 @@ def test_judge_single_and_pairwise(shared_data, monkeypatch, server, tmp_path):
   assert not any("sk-secret" in p.read_text() for p in (tmp_path / "cache").iterdir())
 
 
-def test_unreachable_judge_keeps_finished(shared_data, monkeypatch, server, tmp_path):
-  monkeypatch.setenv("LINGUAMIX_EVAL_DATA_ROOT", str(shared_data))
+def test_unreachable_judge_keeps_finished(real_data, monkeypatch, server, tmp_path):
+  monkeypatch.setenv("LINGUAMIX_EVAL_DATA_ROOT", str(real_data))
   prompts = open_prompts.mt_bench_x_judge_prompts("en")
   cache = str(tmp_path / "cache")
   judge.single(judge.judge_client("j", base_url=server), "en", QUESTIONS[:2], A, prompts, {}, cache)
@@ -137,8 +137,8 @@ class _FailingJudge(_Judge):
     super().do_POST()
 
 
-def test_judgements_in_flight_when_the_endpoint_fails_are_kept(shared_data, monkeypatch, tmp_path):
-  monkeypatch.setenv("LINGUAMIX_EVAL_DATA_ROOT", str(shared_data))
+def test_judgements_in_flight_when_the_endpoint_fails_are_kept(real_data, monkeypatch, tmp_path):
+  monkeypatch.setenv("LINGUAMIX_EVAL_DATA_ROOT", str(real_data))
   _Judge.requests = []
   httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FailingJudge)
   threading.Thread(target=httpd.serve_forever, daemon=True).start()
@@ -157,9 +157,9 @@ def test_judgements_in_flight_when_the_endpoint_fails_are_kept(shared_data, monk
   assert [r["verdict"] for r in result["records"]] == [8.0, 3.0]
 
 
-def test_judge_command(shared_data, monkeypatch, server, tmp_path, capsys):
+def test_judge_command(real_data, monkeypatch, server, tmp_path, capsys):
   from linguamix import cli
-  monkeypatch.setenv("LINGUAMIX_EVAL_DATA_ROOT", str(shared_data))
+  monkeypatch.setenv("LINGUAMIX_EVAL_DATA_ROOT", str(real_data))
   monkeypatch.setenv("OPENAI_BASE_URL", server)
   # Answers in the ScoresLogger shape: even questions get a "good" answer from A only.
   for name, good in (("a", lambda i: i % 2 == 0), ("b", lambda i: False)):

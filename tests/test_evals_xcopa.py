@@ -21,9 +21,9 @@ SPEC_CONNECTORS = {
 
 
 @pytest.fixture
-def data_root(shared_data, monkeypatch):
-  monkeypatch.setenv("LINGUAMIX_EVAL_DATA_ROOT", str(shared_data))
-  return shared_data
+def data_root(real_data, monkeypatch):
+  monkeypatch.setenv("LINGUAMIX_EVAL_DATA_ROOT", str(real_data))
+  return real_data
 
 
 def _expected(root, lang, file_split):

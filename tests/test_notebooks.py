@@ -2,7 +2,7 @@
 
 Each notebook runs in its own kernel and temporary folder, two at a time, with the
 bundled instruction sample set and a benchmark root holding the real XCOPA files
-(../shared/data) plus small XNLI and PAWS-X files in their release layouts; the checks
+(the real files bundled in linguamix/evals/bundled) plus small XNLI and PAWS-X files in their release layouts; the checks
 read what the notebook wrote and printed.
 """
 
@@ -49,9 +49,9 @@ def _tsv(path: pathlib.Path, rows) -> None:
   path.write_text("\n".join("\t".join(map(str, r)) for r in rows) + "\n", encoding="utf-8")
 
 
-def _write_eval_root(root: pathlib.Path, shared_data: pathlib.Path) -> None:
+def _write_eval_root(root: pathlib.Path, real_data: pathlib.Path) -> None:
   root.mkdir(parents=True)
-  (root / "xcopa").symlink_to(shared_data / "xcopa")
+  (root / "xcopa").symlink_to(real_data / "xcopa")
   xnli = [XNLI_HEADER]
   for lang, pairs in XNLI_PAIRS.items():
     for i, ((s1, s2), label) in enumerate(zip(pairs, XNLI_LABELS)):
@@ -78,14 +78,14 @@ finally:
 
 
 @pytest.fixture(scope="session")
-def executed(request, tmp_path_factory, shared_data):
+def executed(request, tmp_path_factory, real_data):
   """{notebook: (work folder, printed text, notebook with outputs)} for the selected
   notebooks, executed two at a time (the machine's two cores) in smoke mode."""
   selected = [item.callspec.params["name"] for item in request.session.items
               if getattr(item, "originalname", "") == "test_notebook"]
   base = tmp_path_factory.mktemp("notebooks")
   eval_root = base / "benchmarks"
-  _write_eval_root(eval_root, shared_data)
+  _write_eval_root(eval_root, real_data)
   env = {k: v for k, v in os.environ.items() if k != "LINGUAMIX_DATA_ROOT"}  # the sample set
   env.update(LINGUAMIX_SMOKE="1", LINGUAMIX_EVAL_DATA_ROOT=str(eval_root), JAX_PLATFORMS="cpu")
 

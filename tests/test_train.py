@@ -81,7 +81,7 @@ def test_train_writes_metrics_checkpoints_and_evaluates(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_default_model_learns_the_bundled_40shot_mixture(tmp_path, capsys, monkeypatch, shared_data):
+def test_default_model_learns_the_bundled_40shot_mixture(tmp_path, capsys, monkeypatch, real_data):
   """The main job's path (no model gin: quickstart + mt5_tiny), shortened; then
   `python -m linguamix.eval` of its checkpoint on real XCOPA (sw) files."""
   rc = train_main.main(["--gin_file=mixture_40shot.gin", f'--gin.MODEL_DIR="{tmp_path}/run"',
@@ -95,7 +95,7 @@ def test_default_model_learns_the_bundled_40shot_mixture(tmp_path, capsys, monke
   assert np.mean([losses[s] for s in range(26, 31)]) < np.mean([losses[s] for s in range(1, 6)]) - 0.5
   assert "pinch_40shot" in (tmp_path / "run" / "checkpoint_30" / "meta" / "metadata").read_text()
   from linguamix.train import run_eval
-  monkeypatch.setenv("LINGUAMIX_EVAL_DATA_ROOT", str(shared_data))
+  monkeypatch.setenv("LINGUAMIX_EVAL_DATA_ROOT", str(real_data))
   capsys.readouterr()
   rc = run_eval.main([f'--gin.CHECKPOINT_PATH="{tmp_path}/run/checkpoint_30"',
                       f'--gin.EVAL_OUTPUT_DIR="{tmp_path}/eval"', "--gin.EVAL_TASKS='xcopa.sw'",
@@ -233,7 +233,7 @@ def test_checkpointer_keeps_the_latest_and_the_best(tmp_path):
 
 
 @pytest.mark.slow
-def test_eval_scores_decoder_models_on_lm_eval_sequences(tmp_path, capsys, monkeypatch, shared_data):
+def test_eval_scores_decoder_models_on_lm_eval_sequences(tmp_path, capsys, monkeypatch, real_data):
   """`python -m linguamix.eval` of a decoder checkpoint: each XCOPA choice's score is the
   model's log-likelihood of the continuation given exactly lm-eval's token sequence
   (context ids then continuation ids, nothing before them) — computed here from the
@@ -254,7 +254,7 @@ def test_eval_scores_decoder_models_on_lm_eval_sequences(tmp_path, capsys, monke
                           "--gin.INITIAL_CHECKPOINT_PATH=None",
                           "--gin.trainer.train.train_eval_dataset_cfg=None",
                           "--gin.trainer.train.infer_eval_dataset_cfg=None"]) == 0
-  monkeypatch.setenv("LINGUAMIX_EVAL_DATA_ROOT", str(shared_data))
+  monkeypatch.setenv("LINGUAMIX_EVAL_DATA_ROOT", str(real_data))
   capsys.readouterr()
   assert run_eval.main([*model_gin, f'--gin.CHECKPOINT_PATH="{tmp_path}/run/checkpoint_1"',
                         f'--gin.EVAL_OUTPUT_DIR="{tmp_path}/eval"', "--gin.EVAL_TASKS='xcopa.sw'",
