@@ -22,6 +22,12 @@ def main(argv: list[str]) -> int:
   show.add_argument("--json", action="store_true", help="print JSON instead of a table")
   show.add_argument("--plot", metavar="FILE.png", help="also write a bar chart")
   show.add_argument("--no-tokens", action="store_true", help="skip token counting (faster)")
+  show.add_argument("--packing", metavar="INPUTS,TARGETS", nargs="?", const="",
+                    help="also: length distribution, SeqIO packing efficiency at these lengths "
+                         "and suggested TASK_FEATURE_LENGTHS (>= 90%% non-pad); --model decoder "
+                         "for decoder-only packing")
+  show.add_argument("--model", choices=("encoder-decoder", "decoder"), default="encoder-decoder",
+                    help="the feature converter --packing packs for")
   args = parser.parse_args(argv)
   from linguamix import mixtures
   from linguamix.mixtures import inspect, registry
@@ -44,7 +50,21 @@ def main(argv: list[str]) -> int:
   except (mixtures.RecipeError, ValueError, KeyError) as e:
     print(f"linguamix mixtures show: {e}", file=sys.stderr)
     return 1
+  if args.packing is not None:
+    from linguamix.mixtures import packing
+    try:
+      values = [int(v) for v in args.packing.split(",")] if args.packing else None
+      if values is not None and (len(values) != 2 or min(values) < 1):
+        raise ValueError
+    except ValueError:
+      print(f"linguamix mixtures show: error: --packing {args.packing!r}: expected INPUTS,TARGETS "
+            "(two integers)", file=sys.stderr)
+      return 2
+    lengths = dict(zip(("inputs", "targets"), values)) if values else None
+    comp["packing"] = packing.report(args.name, lengths, model=args.model, num_examples=1000)
   print(json.dumps(comp, indent=1) if args.json else inspect.format_table(comp))
+  if "packing" in comp and not args.json:
+    print(packing.format_report(comp["packing"]))
   if args.plot:
     inspect.plot(comp, args.plot)
     print(f"wrote {args.plot}", file=sys.stderr)
