@@ -44,9 +44,10 @@ def length_stats(examples: Sequence[Mapping[str, np.ndarray]]) -> dict:
   return stats
 
 
-def _dataset(examples):
+def _dataset(examples, lengths):
+  """The examples trimmed to `lengths`, as a Task's get_dataset(sequence_length) trims them."""
   return tf.data.Dataset.from_generator(
-      lambda: iter(examples),
+      lambda: ({k: e[k][:lengths[k]] for k in FEATURES} for e in examples),
       output_signature={k: tf.TensorSpec([None], tf.int32) for k in FEATURES})
 
 
@@ -57,7 +58,7 @@ def efficiency(examples: Sequence[Mapping[str, np.ndarray]], lengths: Mapping[st
   The last packed row is left out: in training the stream goes on and fills it.
   """
   converter = CONVERTERS[model](pack=pack)
-  rows = list(converter(_dataset(examples), dict(lengths)).as_numpy_iterator())
+  rows = list(converter(_dataset(examples, lengths), dict(lengths)).as_numpy_iterator())
   if pack and len(rows) > 1:
     rows = rows[:-1]
   keys = [k for k in ("encoder_input_tokens", "decoder_target_tokens") if k in rows[0]]

@@ -166,7 +166,12 @@ def _fused_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, mask_Bx1xTxS, bias_BxNxTxS
   """
   q, k, v = (x.astype(dtype) for x in (q_BxTxNxH, k_BxSxKxH, v_BxSxKxH))
   impl = "cudnn" if _use_cudnn(q) else "xla"
-  bias = None if bias_BxNxTxS is None else bias_BxNxTxS.astype(dtype if impl == "cudnn" else jnp.float32)
+  bias = None
+  if bias_BxNxTxS is not None and impl == "cudnn":
+    # the large negative jax's cuDNN path uses itself: cuDNN mishandles two near -max values
+    bias = jnp.maximum(bias_BxNxTxS, -float(2 << 40)).astype(dtype)
+  elif bias_BxNxTxS is not None:
+    bias = bias_BxNxTxS.astype(jnp.float32)
   out_BxTxNxH = jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask_Bx1xTxS, scale=1.0,
                                              implementation=impl)
   if mask_Bx1xTxS is not None:  # the reference's zeros for fully masked (padding) rows
