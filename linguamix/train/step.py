@@ -39,7 +39,24 @@ def _is_count(name: str) -> bool:
 
 
 def _grads(model, params, batch, rng):
-  (loss, metrics), grads = jax.value_and_grad(model.loss_fn, has_aux=True)(params, batch, rng)
+  """Loss, metrics and gradients; with a trainable mask (LoRA) only the trainable leaves are
+  differentiated (frozen ones get zeros, which their optimizer ignores), so the backward
+  pass computes no weight gradient of the frozen base model."""
+  mask = getattr(model, "trainable_mask", lambda p: None)(params)
+  if mask is None:
+    (loss, metrics), grads = jax.value_and_grad(model.loss_fn, has_aux=True)(params, batch, rng)
+    return loss, dict(metrics), grads
+  leaves, treedef = jax.tree.flatten(params)
+  keep = jax.tree.leaves(mask)
+
+  def loss_of(trained):
+    it = iter(trained)
+    full = [next(it) if k else jax.lax.stop_gradient(p) for p, k in zip(leaves, keep)]
+    return model.loss_fn(treedef.unflatten(full), batch, rng)
+
+  (loss, metrics), g = jax.value_and_grad(loss_of, has_aux=True)([p for p, k in zip(leaves, keep) if k])
+  it = iter(g)
+  grads = treedef.unflatten([next(it) if k else jnp.zeros_like(p) for p, k in zip(leaves, keep)])
   return loss, dict(metrics), grads
 
 
