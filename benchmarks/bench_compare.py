@@ -16,8 +16,8 @@ and the load average before and after.
 Threads: both processes are pinned to cores 0..N-1 (`--threads N`, sched_setaffinity);
 torch uses N intra-op threads (`torch.set_num_threads`, interop 1); XLA:CPU sizes its
 pool from the cores it is allowed. `--ynn` picks the XLA:CPU YNNPACK fusions of the
-linguamix step (`dot`: the step's default, see linguamix/train/step.py; `default`:
-jaxlib's; `off`: none), to measure that choice.
+linguamix step (`off`: none, the step's default, see linguamix/train/step.py; `dot`:
+dots only; `default`: jaxlib's), to measure that choice.
 """
 
 from __future__ import annotations
@@ -269,7 +269,7 @@ def main() -> int:
   p.add_argument("--steps", type=int, default=2, help="steps per round per framework")
   p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1),
                  help="cores both processes are pinned to; torch intra-op threads")
-  p.add_argument("--ynn", choices=sorted(YNN), default="dot", help="XLA:CPU YNNPACK fusions (linguamix)")
+  p.add_argument("--ynn", choices=sorted(YNN), default="off", help="XLA:CPU YNNPACK fusions (linguamix)")
   p.add_argument("--json", action="store_true", help="also print each case's figures as JSON")
   p.add_argument("--_child", nargs=2, metavar=("FRAMEWORK", "CASE"), help=argparse.SUPPRESS)
   args = p.parse_args()

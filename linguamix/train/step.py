@@ -18,9 +18,10 @@ from linguamix.train import partitioning
 
 # XLA:CPU (jaxlib 0.10) hands reductions and elementwise fusions to YNNPACK by default;
 # there a [B, N, T, S] -> [N, T, S] reduction (the gradient of T5's shared relative
-# position bias) ran at ~50M elements/s, ~18% of the tiny mT5 step in a profile. Only
-# dots go to YNNPACK in the steps.
-CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
+# position bias) ran at ~50M elements/s, ~18% of the tiny mT5 step in a profile. The
+# steps use no YNNPACK fusion (interleaved, idle machine: 0.147 s/step vs 0.187 with
+# jaxlib's default and slower still with dots only; benchmarks/bench_compare.py --ynn).
+CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
 
 def compiler_options() -> dict:
