@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import atexit
 import faulthandler
+import fcntl
 import os
 import re
 import select
 import sys
+import termios
 import threading
 import time
 
@@ -74,19 +76,24 @@ def install(verbose: bool) -> None:
     _installed = False
 
 
-def stderr_is_terminal() -> bool:
-  """Whether the real stderr (not the filter's pipe) is a terminal."""
-  return os.isatty(_installed.real_fd if _installed else 2)
-
-
 class _Stderr:
-  """fd 2 -> pipe -> this thread -> the real stderr, line by line."""
+  """fd 2 -> pipe (or pseudo-terminal) -> this thread -> the real stderr, line by line."""
 
   def __init__(self, *, drop_noise: bool, plain_bars: bool):
     self.drop_noise, self.plain_bars = drop_noise, plain_bars
     sys.stderr.flush()
     self.real_fd = os.dup(2)
-    read_fd, write_fd = os.pipe()
+    if os.isatty(self.real_fd):
+      # A terminal stays a terminal for whoever writes (isatty, its width for tqdm): a
+      # pseudo-terminal of the same size, without output processing (no \n -> \r\n).
+      read_fd, write_fd = os.openpty()
+      attrs = termios.tcgetattr(write_fd)
+      attrs[1] &= ~termios.OPOST
+      termios.tcsetattr(write_fd, termios.TCSANOW, attrs)
+      fcntl.ioctl(write_fd, termios.TIOCSWINSZ,
+                  fcntl.ioctl(self.real_fd, termios.TIOCGWINSZ, b"\0" * 8))
+    else:
+      read_fd, write_fd = os.pipe()
     os.dup2(write_fd, 2)
     os.close(write_fd)
     self.read_fd = read_fd
@@ -168,7 +175,10 @@ class _Stderr:
           self._write(buf)
           buf = b""
         continue
-      chunk = os.read(self.read_fd, 65536)
+      try:
+        chunk = os.read(self.read_fd, 65536)
+      except OSError:  # a pseudo-terminal whose writers are all gone (EIO)
+        chunk = b""
       if not chunk:
         break
       *complete, buf = re.split(rb"(?<=[\r\n])", buf + chunk)
