@@ -67,7 +67,8 @@ def register_li(method: str, k: int, seed: int, name: str | None = None) -> str:
   if not isinstance(k, int) or k < 1:
     raise RecipeError(f"linguistically-informed: k must be a positive integer, got {k!r}")
   name = name or f"li_{method}_k{k}_s{seed}"
-  registry.register(name, lambda: recipe(name, method, k, seed), family="linguistic", config=li_config,
+  registry.register(name, lambda: recipe(name, method, k, seed), family="linguistic",
+                    config=li_config,
                     description=f"linguistically-informed {method.upper()}, k={k}, seed {seed}")
   return name
 

@@ -89,4 +89,5 @@ def register_all() -> None:
                       description=f"Pinch, budget split over {' '.join(langs)}")
   for a, b in itertools.combinations(languages.PINCH, 2):
     registry.register(f"pinch_bi_{a}_{b}", lambda a=a, b=b: split_recipe(
-        f"pinch_bi_{a}_{b}", (a, b)), family="pinch", config=pinch_config, description=f"Pinch, bilingual {a}+{b} 50/50")
+        f"pinch_bi_{a}_{b}", (a, b)), family="pinch",
+        config=pinch_config, description=f"Pinch, bilingual {a}+{b} 50/50")

@@ -91,8 +91,9 @@ class RecipeMixture(seqio.Mixture):
         try:
           recipe = dataclasses.replace(recipe, **options)
         except TypeError as e:
+          fields = ", ".join(f.name for f in dataclasses.fields(Recipe))
           raise RecipeError(f"mixture_options.overrides[{self._name!r}] = {options!r}: {e}; "
-                            f"Recipe fields: {', '.join(f.name for f in dataclasses.fields(Recipe))}") from None
+                            f"Recipe fields: {fields}") from None
       for lang in recipe.langs:
         task_lib.add_task(recipe.task_name(lang), recipe.source(lang),
                           selector=_selector(recipe, lang), use_langit=recipe.use_langit)

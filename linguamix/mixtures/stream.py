@@ -73,9 +73,8 @@ def dataset(tasks: Sequence[seqio.Task], keys: set[str], sequence_length, split:
     index = index.shard(shard_info.num_shards, shard_info.index)
   ds = index.map(lambda i: {k: tf.gather(v, i) for k, v in table.items()})
   first = tasks[0]  # a recipe's tasks share preprocessors and output features
-  pre_seed = None if seed is None else seed
-  ds = first.preprocess_precache(ds, seed=pre_seed)
-  ds = first.preprocess_postcache(ds, sequence_length=sequence_length, seed=pre_seed)
+  ds = first.preprocess_precache(ds, seed=seed)
+  ds = first.preprocess_postcache(ds, sequence_length=sequence_length, seed=seed)
   if trim_output_features:
     ds = first._trim_output_features(ds, sequence_length)  # pylint: disable=protected-access
   ds = ds.map(lambda ex: {k: v for k, v in ex.items() if k in keys})
