@@ -45,13 +45,6 @@ def positions(n: int, *, shuffle: bool, seed, num_epochs: Optional[int]) -> tf.d
   return epochs.flat_map(epoch)
 
 
-def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
-  """The rows of one epoch, in stream order (what `positions` yields for that epoch)."""
-  idx = tf.range(n, dtype=tf.int64)
-  return tf.random.experimental.index_shuffle(
-      idx, tf.constant([seed, epoch], tf.int64), tf.constant(n - 1, tf.int64)).numpy()
-
-
 def dataset(tasks: Sequence[seqio.Task], keys: set[str], sequence_length, split: str, *,
             shuffle: bool, seed, shard_info: Optional[seqio.ShardInfo],
             num_epochs: Optional[int], trim_output_features: bool = True) -> tf.data.Dataset:
@@ -67,7 +60,8 @@ def dataset(tasks: Sequence[seqio.Task], keys: set[str], sequence_length, split:
   if shuffle and seed is None:  # SeqIO's meaning of seed=None: a fresh order each call
     seed = int(np.random.SeedSequence().entropy % 2**31)
     logging.warning("recipe stream: shuffle without a seed; drew seed %d", seed)
-  table = {k: tf.constant(v) for k, v in cols.items()}
+  specs = tasks[0].source.specs()
+  table = {k: tf.constant(v, dtype=specs[k].dtype) for k, v in cols.items()}
   index = positions(n, shuffle=shuffle, seed=seed, num_epochs=num_epochs)
   if shard_info and shard_info.num_shards > 1:
     index = index.shard(shard_info.num_shards, shard_info.index)
