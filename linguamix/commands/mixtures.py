@@ -29,7 +29,24 @@ def parser() -> argparse.ArgumentParser:
   show.add_argument("--json", action="store_true", help="print JSON instead of a table")
   show.add_argument("--plot", metavar="FILE.png", help="also write a bar chart")
   show.add_argument("--no-tokens", action="store_true", help="skip token counting (faster)")
+  show.add_argument("--lengths", metavar="IN[,TGT]", type=_lengths,
+                    help="also count one epoch's packed rows and batches at these lengths, "
+                         "e.g. 512 or 512,256 (inputs,targets)")
+  show.add_argument("--batch-size", type=int, default=128, help="for --lengths (default 128)")
+  show.add_argument("--seed", type=int, default=0, help="the order packed for --lengths")
+  show.add_argument("--decoder", action="store_true",
+                    help="pack for a decoder-only model (default: mT5 encoder-decoder)")
   return p
+
+
+def _lengths(text: str) -> dict:
+  try:
+    values = [int(v) for v in text.split(",")]
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"--lengths {text!r}: expected IN or IN,TGT (integers)")
+  if len(values) not in (1, 2) or min(values) < 1:
+    raise argparse.ArgumentTypeError(f"--lengths {text!r}: expected IN or IN,TGT (integers > 0)")
+  return {"inputs": values[0], "targets": values[-1]}
 
 
 def names() -> dict[str, tuple[str, str]]:

@@ -13,7 +13,9 @@ from linguamix.mixtures import inspect, registry
 
 def run(args) -> int:
   try:
-    comp = inspect.composition(args.name, count_tokens=not args.no_tokens)
+    comp = inspect.composition(args.name, count_tokens=not args.no_tokens,
+                               lengths=args.lengths, batch_size=args.batch_size,
+                               seed=args.seed, decoder=args.decoder)
   except (mixtures.RecipeError, ValueError, KeyError) as e:
     print(f"linguamix mixtures show: {e}", file=sys.stderr)
     return 1
