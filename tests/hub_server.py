@@ -12,7 +12,7 @@ use (huggingface_hub 1.x/2.x, read from its source):
 * errors as the Hub sends them: 404 + `X-Error-Code: EntryNotFound|RepoNotFound|
   RevisionNotFound`; gated repos 401 (no token) or 403 (another token).
 Faults for tests: `drop_once[path] = n` sends the full Content-Length but only n bytes
-of that file's first download, then closes the connection. `requests` logs every call.
+of that file's first download, then closes the connection. `requests` logs every call (header names lower-cased).
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
   def _serve(self, body: bool):
     url = urllib.parse.urlsplit(self.path)
     path = urllib.parse.unquote(url.path)
-    self.hub.requests.append((self.command, path, dict(self.headers)))
+    self.hub.requests.append((self.command, path, {k.lower(): v for k, v in self.headers.items()}))
     if path.startswith("/cdn/"):
       return self._blob(path[len("/cdn/"):], body)
     if path.startswith("/api/"):

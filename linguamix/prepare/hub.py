@@ -78,11 +78,16 @@ def hub_errors(repo_id: str, repo_type: str, filename: str | None = None):
     if status == 404:
       raise PrepareError(f"{where}: repository not found (HTTP 404)") from None
     raise PrepareError(f"{where}: the Hub answered HTTP {status}") from None
-  except (OSError, ValueError) as e:
-    if isinstance(e, PrepareError):
+  except PrepareError:
+    raise
+  except Exception as e:  # noqa: BLE001 - sorted below: network and disk errors are the user's
+    # connection failures (the HTTP client's own exception types), a size that does not
+    # match (truncated transfer), a full disk; anything else is a bug and keeps its traceback
+    if not (isinstance(e, (OSError, ValueError))
+            or type(e).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore", "httpcore2", "h11")):
       raise
-    # connection failures, a size that does not match (truncated transfer), disk full
-    raise PrepareError(f"{where}: {type(e).__name__}: {_first_line(e)}") from None
+    raise PrepareError(f"{where}: {type(e).__name__}: {_first_line(e)} (finished files are "
+                       "kept: run again to continue)") from None
 
 
 def _first_line(e: Exception) -> str:
