@@ -52,7 +52,8 @@ class FakeHub:
                     for host in ("127.0.0.1", "127.0.0.2")]
     self.url, self.cdn_url = (f"http://{s.server_address[0]}:{s.server_address[1]}"
                               for s in self.servers)
-    self._threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in self.servers]
+    self._threads = [threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.05},
+                                      daemon=True) for s in self.servers]
 
   def __enter__(self):
     for t in self._threads:
