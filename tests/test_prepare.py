@@ -343,6 +343,13 @@ def test_model_downloads_converts_and_a_second_run_does_nothing(hub, tmp_path, c
   assert sum(n.startswith("model-") for n in files) > 1  # sharded, with an index
   hub.add("org/tiny-llama", {**files, "README.md": b"card"}, kind="models")
   out = tmp_path / "ckpt"
+  rc, stdout, err = run(["model", "org/tiny-llama", "--out", str(out), "--dry-run"], capsys)
+  assert rc == 0, err
+  shard = sorted(n for n in files if n.startswith("model-"))[0]
+  from linguamix.prepare.hub import human
+  assert f"org/tiny-llama/{shard} ({human(len(files[shard]))})" in stdout
+  assert f"would download {len(files)} file(s)" in stdout
+  assert hub.downloads() == [] and not out.exists()
   rc, stdout, err = run(["model", "org/tiny-llama", "--out", str(out)], capsys)
   assert rc == 0, err
   assert "converted LlamaForCausalLM" in stdout and "check: tokenizer 96 ids" in stdout

@@ -26,6 +26,7 @@ import pathlib
 from typing import Callable, Sequence
 
 from linguamix.prepare import formats, jobs
+from linguamix.prepare.hub import PrepareError
 
 BUNDLED = pathlib.Path(__file__).resolve().parents[1] / "evals" / "bundled"
 
@@ -43,7 +44,8 @@ def _xnli(langs: Sequence[str]):
         where = f"{paths[0]} row {i}"
         label = formats.field(r, "label", where)
         if label not in (0, 1, 2):
-          continue  # -1: no gold label; the release's own files carry none of these
+          raise PrepareError(f"{where}: label {label!r} is not 0, 1 or 2 (entailment, "
+                             "neutral, contradiction)")
         out.append((lang, labels[label], formats.field(r, "premise", where),
                     formats.field(r, "hypothesis", where)))
     return formats.tsv(("language", "gold_label", "sentence1", "sentence2"), out, "xnli")
@@ -51,10 +53,11 @@ def _xnli(langs: Sequence[str]):
 
 
 def _paws_x(local):
-  rows = _rows(local)
+  where = local[0][0]
   return formats.tsv(("id", "sentence1", "sentence2", "label"),
-                     [(r.get("id", i), r["sentence1"], r["sentence2"], r["label"])
-                      for i, r in enumerate(rows)], local[0][0])
+                     [[r.get("id", i)] + [formats.field(r, k, where) for k in
+                                          ("sentence1", "sentence2", "label")]
+                      for i, r in enumerate(_rows(local))], where)
 
 
 _STORY = ("InputStoryid", "InputSentence1", "InputSentence2", "InputSentence3", "InputSentence4",

@@ -71,8 +71,12 @@ def check_checkpoint(out: str, log=print) -> int:
 
 # --- Hugging Face Hub ---------------------------------------------------------------------
 
-def _weight_files(snap: hub.Snapshot) -> list[str]:
+def _weight_files(snap: hub.Snapshot, dry_run: bool = False) -> list[str]:
   if "model.safetensors.index.json" in snap.sizes:
+    if dry_run and not hub.is_cached(snap, "model.safetensors.index.json"):
+      # fetch nothing: the shards are taken to be the top-level safetensors files
+      return ["model.safetensors.index.json"] + sorted(
+          p for p in snap.sizes if "/" not in p and p.endswith(".safetensors"))
     with open(hub.fetch(snap, "model.safetensors.index.json")) as f:
       shards = sorted(set(json.load(f).get("weight_map", {}).values()))
     missing = [s for s in shards if s not in snap.sizes]
@@ -95,7 +99,8 @@ def prepare_model(hub_id: str, out: str, revision: str | None, scan_layers: bool
   snap = hub.snapshot(hub_id, "model", revision)
   if "config.json" not in snap.sizes:
     raise hub.PrepareError(f"{hub.page(hub_id, 'model')} (commit {snap.commit[:12]}) has no config.json")
-  files = ["config.json"] + _weight_files(snap) + [f for f in TOKENIZER_FILES if f in snap.sizes]
+  files = (["config.json"] + _weight_files(snap, dry_run)
+           + [f for f in TOKENIZER_FILES if f in snap.sizes])
   source = {"repo": hub_id, "commit": snap.commit, "files": files, "scan_layers": scan_layers}
   if dry_run:
     todo = [f for f in files if not hub.is_cached(snap, f)]
