@@ -454,3 +454,16 @@ def test_env_vars_are_honoured_end_to_end_and_help_is_instant(tmp_path):
   for path in tmp_path.rglob("*"):
     if path.is_file() and not path.is_symlink():
       assert TOKEN.encode() not in path.read_bytes(), path
+
+
+def test_a_non_local_root_is_written_and_checked_through_tf_io_gfile(hub, capsys):
+  """gs:// roots take the same path: TensorFlow's in-memory `ram://` filesystem stands in."""
+  import tensorflow as tf
+  files = add_bactrian(hub, langs=("et",))
+  rc, out, err = run(["data", "bactrian_x", "--langs", "et", "--root", "ram://instruct"], capsys)
+  assert rc == 0, err
+  with tf.io.gfile.GFile("ram://instruct/bactrian_x/et.json.gz", "rb") as f:
+    assert f.read() == files["data/et.json.gz"]
+  assert "check (bactrian_x tasks' reader, ram://instruct)" in out and "et 38/2" in out
+  rc, out, err = run(["data", "bactrian_x", "--langs", "et", "--root", "ram://instruct"], capsys)
+  assert rc == 0 and "nothing downloaded: 1 of 1 outputs up to date" in out
