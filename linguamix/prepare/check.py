@@ -15,6 +15,16 @@ from typing import Sequence
 from linguamix.prepare.hub import PrepareError
 
 
+def _wrap(items, width: int = 100) -> str:
+  """Items two spaces apart, indented, lines of at most `width` (an item never split)."""
+  lines = [""]
+  for item in items:
+    if lines[-1] and len(lines[-1]) + 2 + len(item) > width - 2:
+      lines.append("")
+    lines[-1] += ("  " if lines[-1] else "") + item
+  return "\n".join("  " + line for line in lines)
+
+
 def _under(root: str, pattern: str | None) -> str | None:
   return None if pattern is None else root.rstrip("/") + "/" + pattern
 
@@ -31,12 +41,12 @@ def data_counts(family: str, root: str, langs: Sequence[str], sparse: bool, log=
     try:
       counts[lang] = (len(src.records("train")), len(src.records("validation")))
     except readers.DataError as e:
-      if sparse and "no records in language" in str(e) or sparse and "no usable records" in str(e):
-        absent.append(lang)
+      if sparse and ("no records in language" in str(e) or "no usable records" in str(e)):
+        absent.append(lang)  # one multilingual file: not every language of the family is in it
         continue
       raise PrepareError(f"check failed, the tasks cannot read what was written: {e}") from None
   log(f"check ({family} tasks' reader, {root}): train / validation records per language")
-  log("  " + "  ".join(f"{l} {t}/{v}" for l, (t, v) in counts.items()))
+  log(_wrap(f"{l} {t}/{v}" for l, (t, v) in counts.items()))
   if absent:
     log(f"  no records for {len(absent)} of the family's languages: {' '.join(absent)}")
   return counts
@@ -71,6 +81,6 @@ def benchmark_counts(name: str, root: str, langs: Sequence[str], log=print) -> d
         raise PrepareError(f"check failed, the {name} loader cannot read what was written: "
                            f"{e}") from None
   log(f"check ({name} loader, {root}): examples per language and split")
-  log("  " + "  ".join(f"{l} " + "/".join(str(n) for n in c.values()) for l, c in counts.items())
+  log(_wrap(f"{l} " + "/".join(str(n) for n in c.values()) for l, c in counts.items())
       + f"   ({'/'.join(bench.splits)})")
   return counts
