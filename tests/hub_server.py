@@ -10,7 +10,8 @@ use (huggingface_hub 1.x/2.x, read from its source):
   `X-Linked-Size` and `X-Repo-Commit`.
 * `GET /cdn/{sha256}` with `Range: bytes=N-` answered 206 with `Content-Range`.
 * errors as the Hub sends them: 404 + `X-Error-Code: EntryNotFound|RepoNotFound|
-  RevisionNotFound`; gated repos 401 (no token) or 403 (another token).
+  RevisionNotFound`; gated repos, as on the Hub, list publicly but answer file requests
+  401 (no token) or 403 (a token without access), with `X-Error-Code: GatedRepo`.
 Faults for tests: `drop_once[path] = n` sends the full Content-Length but only n bytes
 of that file's first download, then closes the connection. `requests` logs every call (header names lower-cased).
 """
@@ -148,8 +149,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
       repo, repo_id, tail = self._repo(kind, rest)
       if repo is None:
         return self._error(404, "RepoNotFound", body)
-      if status := self._authorised(repo):
-        return self._error(status, "GatedRepo", body)
       rev_name = urllib.parse.unquote(url.path).split("/revision/", 1)[1] if "/revision/" in url.path else "main"
       rev = self._revision(repo, rev_name)
       if rev is None:

@@ -296,7 +296,9 @@ def test_gated_flores_names_the_page_to_accept_and_the_token_is_written_nowhere(
   flores_repo(hub, TOKEN)
   root = tmp_path / "eval"
   argv = ["benchmarks", "flores", "--langs", "en_de", "de_en", "--root", str(root)]
-  rc, out, err = run(argv, capsys)  # no token: 401
+  rc, out, err = run(argv + ["--dry-run"], capsys)  # the listing is public, as on the Hub
+  assert rc == 0 and "would download 4 file(s)" in out
+  rc, out, err = run(argv, capsys)  # no token: the files answer 401
   assert rc == 1
   page = f"{hub.url}/datasets/openlanguagedata/flores_plus"
   assert err.startswith(f"error: {page} refused access (HTTP 401/403)") and "accept its terms" in err
