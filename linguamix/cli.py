@@ -34,7 +34,8 @@ def _usage() -> str:
       "commands:",
   ]
   lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in sorted(COMMANDS.items())]
-  lines += ["", "Run `linguamix COMMAND --help` for a command's options."]
+  lines += ["", "Run `linguamix COMMAND --help` for a command's options; `--verbose` (or",
+            "LINGUAMIX_VERBOSE=1) adds the traceback to an error line."]
   return "\n".join(lines)
 
 
@@ -47,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
   if name not in COMMANDS:
     print(f"linguamix: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
     return 2
-  module = importlib.import_module(COMMANDS[name][0])
-  return int(module.main(rest) or 0)
+  from linguamix import errors  # one error line per failure, see linguamix/errors.py
+  return errors.run_main(lambda a: importlib.import_module(COMMANDS[name][0]).main(a), rest,
+                         prog=f"linguamix {name}")
 
 
 if __name__ == "__main__":
