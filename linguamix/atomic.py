@@ -19,7 +19,8 @@ def _remote(path: str) -> bool:
 
 
 @contextlib.contextmanager
-def atomic_write(path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
+def atomic_write(path, mode: str = "w", encoding: str | None = "utf-8",
+                 newline: str | None = None) -> Iterator[IO]:
   """`with atomic_write(path) as f:` — `path` is replaced only when the block succeeds."""
   path = str(path)
   tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex[:8]}")
@@ -33,7 +34,7 @@ def atomic_write(path, mode: str = "w", encoding: str | None = "utf-8") -> Itera
   else:
     if os.path.dirname(path):
       os.makedirs(os.path.dirname(path), exist_ok=True)
-    f = open(tmp, mode, **({} if binary else {"encoding": encoding}))
+    f = open(tmp, mode, **({} if binary else {"encoding": encoding, "newline": newline}))
     commit = lambda: os.replace(tmp, path)  # noqa: E731
     discard = lambda: os.path.exists(tmp) and os.remove(tmp)  # noqa: E731
   try:

@@ -82,7 +82,7 @@ def _read_error(e: Exception) -> str:
   return (f"array {m.group(1)} is unreadable: " if m else "") + text
 
 
-def _check_directory(path: str, what: str) -> None:
+def check_directory(path: str, what: str) -> None:
   """A path that is, or lies under, a file cannot hold checkpoints."""
   if os.path.exists(path) and not os.path.isdir(path):
     raise errors.UserError(f"{what} {path} is a file, not a directory")
@@ -106,7 +106,7 @@ class Checkpointer:
   def __init__(self, model_dir: str, *, keep: int = 3, best_metric: str | None = None,
                best_mode: str = "min", keep_best: int = 1):
     self.directory = os.path.abspath(model_dir)
-    _check_directory(self.directory, "MODEL_DIR")
+    check_directory(self.directory, "MODEL_DIR")
     keep_policy = [policies.LatestN(n=keep)]
     if best_metric:
       keep_policy.append(policies.BestN(

@@ -126,6 +126,7 @@ def train(
   t_start = time.time()
   partitioner = partitioner or partitioning.Partitioner()
   model_dir = os.path.abspath(model_dir)
+  ckpt_lib.check_directory(model_dir, "MODEL_DIR")
   host0 = jax.process_index() == 0
   # --- checks on shapes only, before any compilation -----------------------------
   data_lib.get_mixture_or_task(train_dataset_cfg.mixture_or_task_name)
