@@ -45,16 +45,26 @@ def _bits(x: jax.Array) -> jax.Array:
   return jax.lax.bitcast_convert_type(x, width).astype(jnp.uint32)
 
 
+def _mix(x: jax.Array) -> jax.Array:
+  """A bijective 32-bit integer hash (lowbias32): every input bit moves every output bit."""
+  x = x ^ (x >> 16)
+  x = x * jnp.uint32(0x7FEB352D)
+  x = x ^ (x >> 15)
+  x = x * jnp.uint32(0x846CA68B)
+  return x ^ (x >> 16)
+
+
 @jax.jit
 def _checksums(tree):
   def one(x):
     u = _bits(x)
-    # Position-weighted (elementwise iotas, no reshape of a sharded array): a swap of
-    # two chunks changes the sum too. uint32 arithmetic wraps.
-    w = jnp.ones(u.shape, jnp.uint32)
-    for axis, prime in zip(range(u.ndim), (2654435761, 40503, 2246822519, 3266489917, 668265263)):
-      w = w + jax.lax.broadcasted_iota(jnp.uint32, u.shape, axis) * jnp.uint32(prime)
-    return jnp.sum(u * w, dtype=jnp.uint32)
+    # Each element hashed with its position (elementwise iotas, no reshape of a sharded
+    # array), then summed (uint32 wraps): a flipped bit, a swapped chunk or a sign
+    # change of the whole array changes the sum.
+    pos = jnp.zeros(u.shape, jnp.uint32)
+    for axis in range(u.ndim):
+      pos = _mix(pos + jax.lax.broadcasted_iota(jnp.uint32, u.shape, axis))
+    return jnp.sum(_mix(u ^ _mix(pos + jnp.uint32(0x9E3779B9))), dtype=jnp.uint32)
   return jax.tree.map(one, tree)
 
 
@@ -73,6 +83,17 @@ def verify(tree: Any, expected: dict[str, int] | None, where: str, prefix: str =
     if want is not None and want != value:
       raise CorruptCheckpoint(f"{where}: array {prefix + name} does not match its checksum "
                               f"(saved {want}, read {value}): the checkpoint is corrupt")
+
+
+# What TensorStore says when bytes on disk are bad or gone (vs. a tree that does not
+# match, e.g. another optimizer: that is the user's configuration, not corruption).
+_READ_FAILURES = ("DATA_LOSS", "checksum", "Error reading", "Error opening", "OCDBT",
+                  "tensorstore", "NOT_FOUND", "OUT_OF_RANGE")
+
+
+def is_read_failure(e: BaseException) -> bool:
+  return isinstance(e, (OSError, json.JSONDecodeError)) or (
+      isinstance(e, ValueError) and any(m in str(e) for m in _READ_FAILURES))
 
 
 def _read_error(e: Exception) -> str:
@@ -138,7 +159,9 @@ class Checkpointer:
     try:
       out = self.manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
-    except (ValueError, OSError, json.JSONDecodeError) as e:  # TensorStore: ValueError
+    except (ValueError, OSError) as e:  # TensorStore read errors are ValueErrors
+      if not is_read_failure(e):
+        raise
       raise CorruptCheckpoint(f"{where}: {_read_error(e)}") from e
     verify(out["state"], out["meta"].get("checksums"), where)
     return out["state"], out["meta"]
@@ -148,8 +171,10 @@ class Checkpointer:
     while (step := self.latest_step()) is not None:
       try:
         return step, self.read_meta(step)
-      except (ValueError, OSError, KeyError) as e:
-        self.set_aside(step, f"its meta cannot be read ({_read_error(e)})")
+      except (ValueError, OSError) as e:
+        if not is_read_failure(e):
+          raise
+        self.set_aside(step, f"{self.path(step)}: its meta cannot be read ({_read_error(e)})")
     return None, None
 
   def restore_latest(self, abstract_state: Any) -> tuple[int, Any, dict]:
@@ -235,10 +260,14 @@ def load_params(path: str, abstract_params: Any, shardings: Any,
     raise ValueError(f"INITIAL_CHECKPOINT_PATH {path} does not exist")
   item = os.path.join(path, "state") if os.path.isdir(os.path.join(path, "state")) else path
   ckptr = ocp.PyTreeCheckpointer()
-  try:
-    metadata = ckptr.metadata(item)
+  try:  # the handler raises what the checkpointer only logs (a corrupt OCDBT index)
+    from etils import epath  # pylint: disable=g-import-not-at-top
+    metadata = ocp.PyTreeCheckpointHandler().metadata(epath.Path(item))
   except Exception as e:  # noqa: BLE001 - any unreadable dir is the same user error
-    raise ValueError(f"INITIAL_CHECKPOINT_PATH {path} is not an Orbax checkpoint: {e}") from e
+    if is_read_failure(e) and os.path.exists(os.path.join(item, "_METADATA")):
+      raise CorruptCheckpoint(f"INITIAL_CHECKPOINT_PATH {path}: {_read_error(e)}") from e
+    raise ValueError(f"INITIAL_CHECKPOINT_PATH {path} is not an Orbax checkpoint: "
+                     f"{_read_error(e)}") from e
   tree = getattr(metadata, "item_metadata", metadata)
   tree = getattr(tree, "tree", tree)
   sub, prefix = _params_subtree(tree)
@@ -269,6 +298,8 @@ def load_params(path: str, abstract_params: Any, shardings: Any,
             lambda t: ocp.ArrayRestoreArgs(sharding=t.sharding), target),
         partial_restore=True))
   except (ValueError, OSError) as e:  # TensorStore read errors are ValueErrors
+    if not is_read_failure(e):
+      raise
     raise CorruptCheckpoint(f"INITIAL_CHECKPOINT_PATH {path}: {_read_error(e)}") from e
   for key in prefix:
     restored = restored[key]
