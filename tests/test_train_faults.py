@@ -133,6 +133,21 @@ def test_corrupt_initial_checkpoint_names_path_and_array(run3, tmp_path, capsys)
     assert not any(model_dir.glob("checkpoint_*"))
 
 
+def test_eval_with_a_missing_benchmark_file_names_it(run3, tmp_path, capsys, monkeypatch):
+  from linguamix.train import run_eval
+  monkeypatch.setenv("LINGUAMIX_EVAL_DATA_ROOT", str(tmp_path / "no_data"))
+  capsys.readouterr()
+  rc = run_eval.main([f"--gin_file={train_helpers.write_gin(tmp_path)}",
+                      f'--gin.CHECKPOINT_PATH="{run3}/checkpoint_3"',
+                      f'--gin.EVAL_OUTPUT_DIR="{tmp_path}/eval"', "--gin.EVAL_TASKS='xcopa.sw'"])
+  err = capsys.readouterr().err
+  lines = [l for l in err.splitlines() if ": error: " in l]
+  assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err
+  assert lines[0].startswith("python -m linguamix.eval: error: benchmark file not found: "
+                             f"{tmp_path}/no_data/xcopa/sw/")
+  assert not (tmp_path / "eval" / "run.json").exists()
+
+
 @pytest.mark.slow
 def test_sigterm_checkpoints_the_current_step_and_resumes_bit_exact(tmp_path):
   killed, straight = tmp_path / "killed", tmp_path / "straight"
