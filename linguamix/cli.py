@@ -40,8 +40,9 @@ def _usage() -> str:
       "commands:",
   ]
   lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in sorted(COMMANDS.items())]
-  lines += ["", "Run `linguamix COMMAND --help` for a command's options; add --verbose "
-            "(or set LINGUAMIX_VERBOSE=1) to see TensorFlow's, XLA's and SentencePiece's logs."]
+  lines += ["", "Run `linguamix COMMAND --help` for a command's options. --verbose (or",
+            "LINGUAMIX_VERBOSE=1) shows TensorFlow's, XLA's and SentencePiece's logs and",
+            "adds the traceback to an error line."]
   return "\n".join(lines)
 
 
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
   if argv is None:
     argv = sys.argv[1:]
     _quiet.install(verbose=_quiet.verbose_requested(argv))
+  verbose = _quiet.verbose_requested(list(argv))
   argv = _quiet.strip_verbose(list(argv))
   if not argv or argv[0] in ("-h", "--help", "help"):
     print(_usage())
@@ -58,8 +60,9 @@ def main(argv: list[str] | None = None) -> int:
   if name not in COMMANDS:
     print(f"linguamix: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
     return 2
-  module = importlib.import_module(COMMANDS[name][0])
-  return int(module.main(rest) or 0)
+  from linguamix import errors  # one error line per failure, see linguamix/errors.py
+  return errors.run_main(lambda a: importlib.import_module(COMMANDS[name][0]).main(a), rest,
+                         prog=f"linguamix {name}", verbose=verbose)
 
 
 if __name__ == "__main__":

@@ -208,7 +208,8 @@ def run(args) -> int:
     print(f"error: {e}", file=sys.stderr)
     return 2
   if args.out:
-    with open(args.out, "w", encoding="utf-8") as f:
+    from linguamix import atomic  # pylint: disable=g-import-not-at-top
+    with atomic.atomic_write(args.out) as f:
       json.dump(result, f, indent=2, ensure_ascii=False)
     print(f"wrote {args.out}")
   return 0

@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from linguamix import atomic  # noqa: E402
 from linguamix.evals import loggers  # noqa: E402
 
 
@@ -40,7 +41,7 @@ def load_runs(run_dirs: Sequence[str], labels: Sequence[str] | None):
 
 def _save(fig, path: str) -> None:
   fig.tight_layout()
-  with tf.io.gfile.GFile(path, "wb") as f:
+  with atomic.atomic_write(path, "wb") as f:
     fig.savefig(f, format="png", dpi=120)
   plt.close(fig)
 
@@ -101,7 +102,7 @@ def run(args) -> int:
       recipes, langs, values = transfer_matrix(runs, family, args.metric)
       stem = os.path.join(args.out, f"transfer_{family}_{args.metric}")
       heatmap(recipes, langs, values, f"{family} {args.metric}: recipe x language", stem + ".png")
-      with tf.io.gfile.GFile(stem + ".csv", "w") as f:
+      with atomic.atomic_write(stem + ".csv", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["recipe"] + langs)
         writer.writerows([r] + [f"{v:.4f}" for v in row] for r, row in zip(recipes, values))

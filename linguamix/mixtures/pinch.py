@@ -70,6 +70,9 @@ def split_recipe(name: str, langs, *, budget=None, seed=None, family=None) -> Re
 
 
 def register_all() -> None:
+  registry.NAME_RULES.append((r"pinch(?:_partial)?_p(\d+)", lambda m: None if int(m[1]) in P_VALUES
+                              else f"Pinch's P (percent multilingual) must be in 0..100, one of "
+                                   f"{', '.join(map(str, P_VALUES))}; got {m[1]}"))
   for p in P_VALUES:
     registry.register(f"pinch_p{p}", lambda p=p: pinch_recipe(f"pinch_p{p}", p),
                       family="pinch", config=pinch_config,

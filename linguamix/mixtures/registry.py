@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import re
 from typing import Callable, Optional
 
 import gin
@@ -34,6 +35,8 @@ from linguamix.t5x_tasks import tasks as task_lib
 _LAZY = ("_task_to_rate", "_task_map", "_tasks", "_sub_mixtures", "_sample_fn", "_source_info")
 FAMILY_OF: dict[str, str] = {}      # mixture name -> recipe family (for `mixtures list`)
 DESCRIPTIONS: dict[str, str] = {}
+# Names with a parameter (pinch_p{P}): pattern -> why a name of that shape is not registered.
+NAME_RULES: list[tuple[str, Callable[[re.Match], Optional[str]]]] = []
 
 
 @gin.configurable(module="linguamix.mixtures")
@@ -162,7 +165,17 @@ def register(name: str, build: Callable[[], Recipe], *, family: str, description
   FAMILY_OF[name], DESCRIPTIONS[name] = family, description
 
 
+def explain_unknown(name: str) -> Optional[str]:
+  """Why `name` is not a mixture, when a recipe's name pattern says (else None)."""
+  for pattern, explain in NAME_RULES:
+    if (m := re.fullmatch(pattern, name)):
+      return explain(m)
+  return None
+
+
 def get(name: str) -> RecipeMixture:
+  if name not in seqio.MixtureRegistry.names() and (why := explain_unknown(name)):
+    raise RecipeError(f"{name!r} is not a mixture: {why}")
   mixture = seqio.get_mixture_or_task(name)
   if not isinstance(mixture, RecipeMixture):
     raise RecipeError(f"{name!r} is not a linguamix recipe mixture")

@@ -43,6 +43,8 @@ def get_mixture_or_task(name: str) -> seqio.Task | seqio.Mixture:
     known = sorted(seqio.MixtureRegistry.names()) + sorted(seqio.TaskRegistry.names())
     close = difflib.get_close_matches(name, known, n=5)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
+    from linguamix.mixtures import registry  # pylint: disable=g-import-not-at-top
+    hint = f": {why}" if (why := registry.explain_unknown(name)) else hint
     raise ValueError(
         f"unknown mixture or task {name!r} (MIXTURE_OR_TASK_NAME); {len(known)} are "
         f"registered by the imported modules{hint}") from None

@@ -1,14 +1,15 @@
 """Entry points: flags -> gin -> `trainer.train` (and eval / infer, see run_eval, run_infer).
 
 Bad flags, gin typos, unknown mixtures and missing macros are reported as one line on
-stderr with exit status 2, before any compilation.
+stderr with exit status 2, before any compilation; every other user error too, through
+`linguamix.errors.run_main` (`--verbose` adds the traceback). A NaN loss stops with
+status 1; a preemption (SIGTERM) checkpoints and exits with `trainer.EXIT_PREEMPTED`.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-import sys
 
 import gin
 
@@ -34,26 +35,21 @@ def _init_distributed() -> None:
 
 def run(argv: list[str], *, prog: str, description: str, run_gin: str,
         required: tuple[str, ...], entry, default_gin: str = flags.QUICKSTART_GIN) -> int:
-  if not _quiet.verbose_requested(argv):
+  verbose = _quiet.verbose_requested(argv)
+  if not verbose:
     from absl import logging as absl_logging
     absl_logging.set_verbosity(absl_logging.ERROR)  # SeqIO's per-dataset warnings drown the bar
-  argv = _quiet.strip_verbose(argv)
-  try:
-    flags.parse_and_configure(argv, prog=prog, description=description, run_gin=run_gin,
+  from linguamix import errors
+
+  def go(args: list[str]) -> int:
+    flags.parse_and_configure(args, prog=prog, description=description, run_gin=run_gin,
                               required_macros=required, default_gin=default_gin)
     _init_distributed()
     with gin.unlock_config():
       entry()
-  except (flags.UsageError, ValueError) as e:
-    print(f"{prog}: error: {e}", file=sys.stderr)
-    return 2
-  except RuntimeError as e:
-    from linguamix.train import trainer
-    if not isinstance(e, trainer.TrainingError):
-      raise  # a device or runtime failure keeps its traceback
-    print(f"{prog}: stopped: {e}", file=sys.stderr)  # NaN/Inf loss; last checkpoint intact
-    return 1
-  return 0
+    return 0
+
+  return errors.run_main(go, argv, prog=prog, verbose=verbose)
 
 
 def _call(module: str, function: str):

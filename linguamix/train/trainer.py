@@ -23,17 +23,22 @@ import seqio
 from jax.experimental import multihost_utils
 from tqdm import tqdm
 
+from linguamix import atomic
+from linguamix import errors
 from linguamix.train import checkpoints as ckpt_lib
 from linguamix.train import data as data_lib
 from linguamix.train import evaluation
 from linguamix.train import metrics as metrics_lib
 from linguamix.train import optim
 from linguamix.train import partitioning
+from linguamix.train import preemption
 from linguamix.train import step as step_lib
 
 
-class TrainingError(RuntimeError):
+class TrainingError(errors.UserError, RuntimeError):
   """A run that cannot go on (NaN loss); the last good checkpoint is intact."""
+  label = "stopped"
+  exit_code = errors.EXIT_STOPPED
 
 
 def _params_of(variables):
@@ -127,6 +132,7 @@ def train(
   t_start = time.time()
   partitioner = partitioner or partitioning.Partitioner()
   model_dir = os.path.abspath(model_dir)
+  ckpt_lib.check_directory(model_dir, "MODEL_DIR")
   host0 = jax.process_index() == 0
   # --- checks on shapes only, before any compilation -----------------------------
   data_lib.get_mixture_or_task(train_dataset_cfg.mixture_or_task_name)
@@ -142,8 +148,7 @@ def train(
   fp = ckpt_lib.fingerprint(abstract)
   checkpointer = ckpt_lib.Checkpointer(model_dir, keep=keep_checkpoints,
                                        best_metric=best_metric, best_mode=best_mode)
-  latest = checkpointer.latest_step()
-  meta = checkpointer.read_meta(latest) if latest is not None else None
+  latest, meta = checkpointer.latest_meta()
   if meta is not None and meta.get("fingerprint") != fp:
     raise ValueError(
         f"MODEL_DIR {model_dir} holds checkpoints of another model (checkpoint_{latest}: "
@@ -176,7 +181,7 @@ def train(
         lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
         jax.eval_shape(lambda p: {"params": p, "opt_state": tx.init(p), "step": np.int32(0)},
                        abstract), shardings)
-    state, _ = checkpointer.restore(latest, abstract_state)
+    latest, state, meta = checkpointer.restore_latest(abstract_state)  # corrupt: the one before
     batches_done = int(meta["batches"])
     initial_step = int(meta["initial_step"])
     print_(f"restored {model_dir}/checkpoint_{latest} (step {latest}, "
@@ -213,7 +218,7 @@ def train(
                                         num_microbatches)
   eval_step = step_lib.make_eval_step(model, partitioner, shardings["params"])
   base_rng = jax.device_put(jax.random.PRNGKey(seed + 1), partitioner.replicated())
-  writer = metrics_lib.MetricWriter(model_dir)
+  writer = metrics_lib.MetricWriter(model_dir, resume_step=start_step)  # drops steps > start
   evaluator = None
   if infer_eval_dataset_cfg is not None:
     evaluator = evaluation.make_evaluator(
@@ -226,7 +231,10 @@ def train(
                              "total_steps": total_steps, "seed": seed, "fingerprint": fp,
                              "devices": jax.device_count(), "processes": jax.process_count()}
 
+  saved = [start_step if meta is not None else None]
+
   def save(step: int, last_metrics: dict | None, eval_metrics: dict | None):
+    saved[0] = step
     meta_out = {"batches": step - initial_step, "initial_step": initial_step, "seed": seed,
                 "fingerprint": fp, "mixture": train_dataset_cfg.mixture_or_task_name,
                 "batch_size": train_dataset_cfg.batch_size}
@@ -290,6 +298,7 @@ def train(
     last.update(m)
     return m
 
+  watch = preemption.Watch().__enter__()
   try:
     for step in range(start_step, total_steps):
       host_batch = next(batches)
@@ -314,9 +323,21 @@ def train(
           shown = {k: round(v, 4) for k, v in eval_metrics.items()
                    if k.count("/") == 1 or k.startswith("inference_eval")}
           bar.write(f"step {done}: " + json.dumps(shown)) if host0 else None
+      if watch.reached(done) and done < total_steps:
+        if pending is not None:
+          drain(pending)
+          pending = None
+        if saved[0] != done:
+          save(done, last, None)
+        checkpointer.wait()
+        raise preemption.Preempted(
+            f"{'SIGTERM' if watch.signal else 'preemption notice'} at step {done}: wrote "
+            f"{model_dir}/checkpoint_{done}; run the same command to resume "
+            f"(exit status {preemption.EXIT_PREEMPTED})")
     if pending is not None:
       drain(pending)
   finally:
+    watch.__exit__()
     bar.close()
     checkpointer.wait()
     checkpointer.close()
@@ -328,7 +349,7 @@ def train(
 
   def write_summary():
     if host0:
-      with open(os.path.join(model_dir, "summary.json"), "w") as f:
+      with atomic.atomic_write(os.path.join(model_dir, "summary.json")) as f:
         json.dump(summary, f, indent=1, default=float)
 
   write_summary()  # before the benchmark: a failing one loses nothing of the run
