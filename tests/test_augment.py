@@ -267,3 +267,52 @@ def test_retry_after_header_forms():
   assert _retry_after("0") == 0 and _retry_after("2.5") == 2.5 and _retry_after(None) is None
   soon = email.utils.formatdate(time.time() + 30, usegmt=True)
   assert 25 <= _retry_after(soon) <= 31
+
+
+def test_a_later_run_never_loses_earlier_output(tmp_path, key_env, capsys):
+  """Issue 16: a finished output folder, then the same command with another --model and
+  the endpoint down: the 3 rows stay (they used to become 0); then another model that
+  answers adds its rows, replacing the same ids, keeping the rest."""
+  inp = _write(tmp_path / "orca.jsonl", _pool(5))
+  out = tmp_path / "out"
+  with FakeChatEndpoint(KEY) as endpoint:
+    assert command.main(_args(inp, out, endpoint, "--budgets", "de=3", "--no-register")) == 0
+  before = (out / "de.jsonl").read_text()
+  assert len(before.splitlines()) == 3
+  argv = _args(inp, out, endpoint, "--budgets", "de=3", "--no-register", "--max-retries", "1")
+  argv[argv.index("fake-translator")] = "other-model"
+  capsys.readouterr()
+  assert command.main(argv) == 1  # the server is gone
+  assert "unreachable" in capsys.readouterr().err
+  assert (out / "de.jsonl").read_text() == before
+  summary = json.loads((out / "summary.json").read_text())
+  assert summary["languages"]["de"]["kept"] == 3 and summary["languages"]["de"]["pending"] == 3
+  # Another model translates a different subset (another seed): old rows kept, new added.
+  with FakeChatEndpoint(KEY) as endpoint:
+    argv = _args(inp, out, endpoint, "--budgets", "de=3", "--no-register", "--seed", "5")
+    argv[argv.index("fake-translator")] = "other-model"
+    assert command.main(argv) == 0
+  new = run.sample_subsets([x["id"] for x in _pool(5)], {"de": 3}, 5)["de"]
+  old = [json.loads(l)["id"] for l in before.splitlines()]
+  rows = _read_jsonl(out / "de.jsonl")
+  assert [r["id"] for r in rows] == old + [i for i in new if i not in old]
+  summary = json.loads((out / "summary.json").read_text())["languages"]["de"]
+  assert summary["rows"] == len(set(old) | set(new)) and summary["kept"] == len(set(old) - set(new))
+  assert not list(out.glob(".*tmp*"))  # atomic writes leave no temporaries
+
+
+def test_unreadable_inputs_and_earlier_outputs_name_file_and_line(tmp_path, key_env, capsys):
+  good = json.dumps(_item(1))
+  latin1 = tmp_path / "latin1.jsonl"
+  latin1.write_bytes(good.encode() + b"\n" + good.replace("Explain", "Expliqu\xe9").encode("latin-1") + b"\n")
+  out = tmp_path / "out"
+  out.mkdir()
+  (out / "de.jsonl").write_text('{"id": "x", "question": "q"}\n{torn\n')
+  inp = _write(tmp_path / "orca.jsonl", _pool(3))
+  with FakeChatEndpoint(KEY) as endpoint:
+    assert command.main(_args(str(latin1), out, endpoint, "--budgets", "de=1")) == 2
+    assert f"{latin1}:2: not UTF-8 text (byte 0xe9 at column " in capsys.readouterr().err
+    assert command.main(_args(inp, out, endpoint, "--budgets", "de=1")) == 2
+    assert f"{out / 'de.jsonl'}:2: malformed JSON line in an earlier output" in capsys.readouterr().err
+    assert endpoint.total == 0  # nothing was asked, nothing overwritten
+  assert (out / "de.jsonl").read_text() == '{"id": "x", "question": "q"}\n{torn\n'

@@ -62,12 +62,15 @@ def _copy_with_config(hf_dir: pathlib.Path, dest: pathlib.Path, **changes) -> pa
   return dest
 
 
-def test_unsupported_architecture_is_named(sharded, tmp_path):
+def test_unsupported_architecture_is_named(sharded, tmp_path, capsys):
   bad = _copy_with_config(sharded[1], tmp_path / "bad", architectures=["FalconForCausalLM"])
   with pytest.raises(ValueError, match=r"config\.json: architectures=\['FalconForCausalLM'\] is not supported"):
     hf_decoder.load_hf(bad)
-  with pytest.raises(ValueError, match="FalconForCausalLM"):
-    cli.main(["convert", "import-hf", str(bad), str(tmp_path / "out")])
+  assert cli.main(["convert", "import-hf", str(bad), str(tmp_path / "out")]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith("linguamix convert: error: ") and "FalconForCausalLM" in err
+  assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+  assert not (tmp_path / "out").exists()
 
 
 def test_mismatched_shape_names_tensor_and_both_shapes(sharded, tmp_path):

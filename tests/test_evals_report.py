@@ -36,9 +36,10 @@ def test_report_transfer_matrix(tmp_path, capsys):
   assert "| all | 66.00 | 60.00 | 58.00 |" in capsys.readouterr().out
 
 
-def test_report_errors(tmp_path):
-  with pytest.raises(FileNotFoundError, match="no metrics"):
-    cli.main(["report", str(tmp_path), "--out", str(tmp_path / "o")])
+def test_report_errors(tmp_path, capsys):
+  assert cli.main(["report", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith("linguamix report: error: no metrics/*.json in ") and "Traceback" not in err
 
 
 def test_scores_logger_writes_tasks_that_are_not_rank_classification(tmp_path):

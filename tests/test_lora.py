@@ -113,7 +113,7 @@ def test_scanned_merge_matches_and_fused_families_refuse_peft_export():
     lora.export_peft("/nonexistent", params, "BloomForCausalLM", cfg)
 
 
-def test_convert_cli_merges_or_exports_adapters_of_a_checkpoint(base, tmp_path):
+def test_convert_cli_merges_or_exports_adapters_of_a_checkpoint(base, tmp_path, capsys):
   import orbax.checkpoint as ocp
 
   from linguamix import cli
@@ -126,8 +126,9 @@ def test_convert_cli_merges_or_exports_adapters_of_a_checkpoint(base, tmp_path):
   with ocp.StandardCheckpointer() as ckptr:
     ckptr.save(ckpt / "state", {"params": trained})
   config = str(hf_dir / "config.json")
-  with pytest.raises(ValueError, match="LoRA adapters: pass --lora_alpha"):
-    cli.main(["convert", "export-hf", str(ckpt), str(tmp_path / "x"), "--config", config])
+  assert cli.main(["convert", "export-hf", str(ckpt), str(tmp_path / "x"), "--config", config]) == 2
+  assert "linguamix convert: error: " in (err := capsys.readouterr().err) and "LoRA adapters: pass --lora_alpha" in err
+  assert not (tmp_path / "x").exists()
   ids = torch.as_tensor(np.array(_batch(2)["decoder_input_tokens"]))
   assert cli.main(["convert", "export-hf", str(ckpt), str(tmp_path / "merged"), "--config", config,
                    "--lora_alpha", "8"]) == 0

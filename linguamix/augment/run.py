@@ -6,6 +6,11 @@ translation prompt, validates the reply (retrying a rejected item once with the
 reason), caches every finished item, and writes per-language JSONL, a rejects file and
 a summary. Items that could not be finished (endpoint errors) are reported, not cached,
 so the next run retries them.
+
+Outputs are merged, never lost: rows already in `{lang}.jsonl` stay unless this run
+accepted the same id again (a run with another `--model`, or with the endpoint down,
+adds to what an earlier run wrote; the summary counts them as `kept`); each file is
+replaced atomically.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from linguamix import atomic
 from linguamix.augment import prompt, validate
 from linguamix.augment.cache import Cache, item_key
 from linguamix.augment.client import ChatClient, ChatFailed
@@ -34,33 +40,71 @@ REPLY_EXCERPT = 2000  # characters of a rejected reply kept in the rejects file
 def read_orca_jsonl(path: str) -> list[dict[str, str]]:
   """Orca-shaped records (`id, system_prompt, question, response`); errors name file:line."""
   items, seen = [], {}
-  with open(path, encoding="utf-8") as f:
-    for number, line in enumerate(f, start=1):
-      if not line.strip():
-        continue
-      where = f"{path}:{number}"
-      try:
-        obj = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise ValueError(f"{where}: malformed JSON line: {e.msg}") from None
-      if not isinstance(obj, dict):
-        raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-      for field in ORCA_FIELDS:
-        value = obj.get(field)
-        if isinstance(value, int) and field == "id":
-          value = obj[field] = str(value)
-        if not isinstance(value, str):
-          raise ValueError(f"{where}: field {field!r} is "
-                           f"{'missing' if value is None else type(value).__name__}, expected a string")
-        if field in ("id", "question", "response") and not value.strip():
-          raise ValueError(f"{where}: field {field!r} is empty")
-      if obj["id"] in seen:
-        raise ValueError(f"{where}: duplicate id {obj['id']!r} (first at line {seen[obj['id']]})")
-      seen[obj["id"]] = number
-      items.append({field: obj[field] for field in ORCA_FIELDS})
+  for number, line in _lines(path):
+    if not line.strip():
+      continue
+    where = f"{path}:{number}"
+    try:
+      obj = json.loads(line)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{where}: malformed JSON line: {e.msg}") from None
+    if not isinstance(obj, dict):
+      raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    for field in ORCA_FIELDS:
+      value = obj.get(field)
+      if isinstance(value, int) and field == "id":
+        value = obj[field] = str(value)
+      if not isinstance(value, str):
+        raise ValueError(f"{where}: field {field!r} is "
+                         f"{'missing' if value is None else type(value).__name__}, expected a string")
+      if field in ("id", "question", "response") and not value.strip():
+        raise ValueError(f"{where}: field {field!r} is empty")
+    if obj["id"] in seen:
+      raise ValueError(f"{where}: duplicate id {obj['id']!r} (first at line {seen[obj['id']]})")
+    seen[obj["id"]] = number
+    items.append({field: obj[field] for field in ORCA_FIELDS})
   if not items:
     raise ValueError(f"{path}: no records")
   return items
+
+
+def _lines(path: str) -> Iterable[tuple[int, str]]:
+  """(line number, text) of a UTF-8 file; bytes that are not UTF-8 name file and line."""
+  with open(path, "rb") as f:
+    for number, raw in enumerate(f, start=1):
+      try:
+        yield number, raw.decode("utf-8")
+      except UnicodeDecodeError as e:
+        raise ValueError(f"{path}:{number}: not UTF-8 text (byte 0x{raw[e.start]:02x} at "
+                         f"column {e.start + 1})") from None
+
+
+def read_outputs(out_dir: str, langs: Iterable[str]) -> tuple[dict[str, dict[str, dict]], list[dict]]:
+  """What earlier runs wrote: ({lang: {id: row}}, rejects); bad lines name file:line."""
+  rows: dict[str, dict[str, dict]] = {}
+  for lang in langs:
+    path = os.path.join(out_dir, f"{lang}.jsonl")
+    rows[lang] = {}
+    if os.path.exists(path):
+      for number, line in _lines(path):
+        if line.strip():
+          row = _json_object(line, f"{path}:{number}")
+          rows[lang][str(row.get("id"))] = row
+  rejects = []
+  path = os.path.join(out_dir, "rejects.jsonl")
+  if os.path.exists(path):
+    rejects = [_json_object(line, f"{path}:{n}") for n, line in _lines(path) if line.strip()]
+  return rows, rejects
+
+
+def _json_object(line: str, where: str) -> dict:
+  try:
+    obj = json.loads(line)
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{where}: malformed JSON line in an earlier output: {e.msg}") from None
+  if not isinstance(obj, dict) or "id" not in obj:
+    raise ValueError(f"{where}: expected a JSON object with an id in an earlier output")
+  return obj
 
 
 def read_task(task_name: str, split: str = "train") -> list[dict[str, str]]:
@@ -141,6 +185,7 @@ def augment(items: list[dict[str, str]], budgets: Mapping[str, int], *, client: 
                      f"639-1 codes other than en, from {' '.join(sorted(targets))}")
   by_id = {item["id"]: item for item in items}
   subsets = sample_subsets(list(by_id), budgets, seed)
+  earlier = read_outputs(out_dir, subsets)  # before any request: a bad file stops here
   cache = Cache(cache_dir or os.path.join(out_dir, "cache"))
   for lang in subsets:
     cache.load(lang)
@@ -199,26 +244,32 @@ def augment(items: list[dict[str, str]], budgets: Mapping[str, int], *, client: 
     bar.close()
     cache.close()
     summary = _write_outputs(out_dir, subsets, by_id, keys, cache, failed, stats,
-                             client, seed, time.time() - started)
+                             client, seed, time.time() - started, earlier)
   if error is not None:
     raise error
   return summary
 
 
 def _write_outputs(out_dir, subsets, by_id, keys, cache, failed, stats, client, seed,
-                   seconds) -> dict[str, Any]:
+                   seconds, earlier) -> dict[str, Any]:
   os.makedirs(out_dir, exist_ok=True)
-  languages, rejects = {}, []
+  earlier_rows, earlier_rejects = earlier
+  languages, rejects, decided, row_ids = {}, [], set(), set()
   for lang, ids in subsets.items():
-    counts, reasons, rows = collections.Counter(), collections.Counter(), []
+    counts, reasons = collections.Counter(), collections.Counter()
+    rows = dict(earlier_rows.get(lang, {}))  # id -> row: earlier rows keep their place
+    accepted_now = set()
     wanted = {keys[lang, i] for i in ids}
     finished = {r["key"]: r for r in cache.records(lang) if r["key"] in wanted}
     for i in ids:
       record = finished.get(keys[lang, i]) or failed.get((lang, i))
       status = record["status"] if record else "pending"
       counts[status] += 1
+      if record:
+        decided.add((lang, i))
       if status == "accepted":
-        rows.append({"id": i, **record["output"], "lang": lang})
+        rows[i] = {"id": i, **record["output"], "lang": lang}
+        accepted_now.add(i)
       elif status in ("rejected", "failed"):
         reasons[record["reason"].split(":", 1)[0]] += 1
         rejects.append({"id": i, "lang": lang, "status": status, "reason": record["reason"],
@@ -226,11 +277,16 @@ def _write_outputs(out_dir, subsets, by_id, keys, cache, failed, stats, client, 
                         **({"reply": record["reply"]} if "reply" in record else {}),
                         "source": by_id[i]})
     path = os.path.join(out_dir, f"{lang}.jsonl")
-    _write_jsonl(path, rows)
+    _write_jsonl(path, rows.values())
+    row_ids.update((lang, i) for i in rows)
     languages[lang] = {"budget": len(ids), "accepted": counts["accepted"],
                        "rejected": counts["rejected"], "failed": counts["failed"],
                        "pending": counts["pending"], "reasons": dict(reasons),
+                       "kept": len(set(rows) - accepted_now), "rows": len(rows),
                        "file": os.path.abspath(path)}
+  # An earlier reject stays unless this run decided that item (or it has a row now).
+  rejects = [r for r in earlier_rejects
+             if (r.get("lang"), r.get("id")) not in decided | row_ids] + rejects
   _write_jsonl(os.path.join(out_dir, "rejects.jsonl"), rejects)
   totals = collections.Counter()
   for entry in languages.values():
@@ -258,7 +314,7 @@ def register_tasks(out_dir: str, prefix: str = "sta", template: str = "opengptx_
     summary = json.load(f)
   names = []
   for lang, entry in sorted(summary["languages"].items()):
-    if entry["accepted"]:
+    if entry.get("rows", entry["accepted"]):
       names.append(f"{prefix}.{lang}")
       register_instruction_task(names[-1], entry["file"], lang, fields="orca",
                                 template=template)
@@ -266,15 +322,11 @@ def register_tasks(out_dir: str, prefix: str = "sta", template: str = "opengptx_
 
 
 def _write_jsonl(path: str, rows: Iterable[dict[str, Any]]) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
+  with atomic.atomic_write(path) as f:  # never a half-written output file
     for row in rows:
       f.write(json.dumps(row, ensure_ascii=False) + "\n")
-  os.replace(tmp, path)  # never a half-written output file
 
 
 def _write_json(path: str, obj: Any) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
+  with atomic.atomic_write(path) as f:
     json.dump(obj, f, indent=1, ensure_ascii=False)
-  os.replace(tmp, path)

@@ -26,6 +26,7 @@ import seqio
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from linguamix import atomic
 from linguamix.evals import rank
 
 AVERAGES = ("avg", "avg_weighted")
@@ -46,10 +47,7 @@ def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
 
 
 def _write(path: str, text: str) -> None:
-  tf.io.gfile.makedirs(os.path.dirname(path))
-  with tf.io.gfile.GFile(path + ".tmp", "w") as f:
-    f.write(text)
-  tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+  atomic.write_text(path, text)
 
 
 def read_task_metrics(output_dir: str) -> dict[str, dict[str, Any]]:

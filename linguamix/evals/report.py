@@ -8,9 +8,9 @@ folder. One run: a bar per evaluation language, per benchmark family. Several ru
 
 from __future__ import annotations
 
-import argparse
 import csv
 import os
+import sys
 from typing import Sequence
 
 import matplotlib
@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from linguamix import atomic  # noqa: E402
 from linguamix.evals import loggers  # noqa: E402
 
 
@@ -40,7 +41,7 @@ def load_runs(run_dirs: Sequence[str], labels: Sequence[str] | None):
 
 def _save(fig, path: str) -> None:
   fig.tight_layout()
-  with tf.io.gfile.GFile(path, "wb") as f:
+  with atomic.atomic_write(path, "wb") as f:
     fig.savefig(f, format="png", dpi=120)
   plt.close(fig)
 
@@ -85,28 +86,15 @@ def heatmap(recipes, langs, values, title: str, path: str) -> None:
   _save(fig, path)
 
 
-def main(argv: list[str]) -> int:
-  parser = argparse.ArgumentParser(
-      prog="linguamix report",
-      description="Charts from evaluation folders (written by linguamix.evals.runner.evaluate / "
-                  "python -m linguamix.eval). One folder: per-language bar charts. Several "
-                  "folders (one per tuning recipe): grouped bars and the cross-lingual "
-                  "transfer matrix (recipe x evaluation language heatmap + CSV).")
-  parser.add_argument("runs", nargs="+", help="evaluation output folders (local or gs://)")
-  parser.add_argument("--out", required=True, help="folder for the PNG/CSV files")
-  parser.add_argument("--label", action="append",
-                      help="name of each run in order (default: the folder name); repeat")
-  parser.add_argument("--metric", default="acc", help="metric to draw (default: acc)")
-  parser.add_argument("--family", action="append",
-                      help="benchmark family to draw (default: every family found); repeat")
-  args = parser.parse_args(argv)
-
+def run(args) -> int:
+  """`linguamix report` (parsed in `linguamix.commands.report`)."""
   runs = load_runs(args.runs, args.label)
   families = args.family or sorted({f for fams in runs.values() for f in fams})
   tf.io.gfile.makedirs(args.out)
   for family in families:
     if not any(family in fams for fams in runs.values()):
-      parser.error(f"no run has results for {family!r}")
+      print(f"linguamix report: error: no run has results for {family!r}", file=sys.stderr)
+      return 2
     path = os.path.join(args.out, f"{family}_{args.metric}.png")
     bar_chart(runs, family, args.metric, path)
     print(f"wrote {path}")
@@ -114,7 +102,7 @@ def main(argv: list[str]) -> int:
       recipes, langs, values = transfer_matrix(runs, family, args.metric)
       stem = os.path.join(args.out, f"transfer_{family}_{args.metric}")
       heatmap(recipes, langs, values, f"{family} {args.metric}: recipe x language", stem + ".png")
-      with tf.io.gfile.GFile(stem + ".csv", "w") as f:
+      with atomic.atomic_write(stem + ".csv", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["recipe"] + langs)
         writer.writerows([r] + [f"{v:.4f}" for v in row] for r, row in zip(recipes, values))
@@ -123,3 +111,8 @@ def main(argv: list[str]) -> int:
       for r, row in zip(recipes, values):
         print(f"| {r} | " + " | ".join("" if np.isnan(v) else f"{v:.2f}" for v in row) + " |")
   return 0
+
+
+def main(argv: list[str]) -> int:
+  from linguamix.commands import report as command
+  return command.main(argv)

@@ -19,6 +19,7 @@ import tensorflow as tf
 import tqdm
 
 import linguamix.evals  # registers the benchmark tasks  # noqa: F401
+from linguamix import atomic
 from linguamix.evals import data
 from linguamix.evals import loggers
 from linguamix.evals import registry
@@ -106,7 +107,7 @@ def evaluate(model: base.BaseModel, params: Any, task_or_mixture_names: str | Se
                     for task, m in metrics.result().items()})
   if writes:
     tf.io.gfile.makedirs(output_dir)
-    with tf.io.gfile.GFile(os.path.join(output_dir, "run.json"), "w") as f:
+    with atomic.atomic_write(os.path.join(output_dir, "run.json")) as f:
       json.dump({"tasks": names, "split": split, "step": step,
                  "skipped_malformed_rows": {p: len(lines) for p, lines in data.SKIPPED.items()}, "metrics": results},
                 f, indent=2, ensure_ascii=False)

@@ -12,6 +12,10 @@ to the module that converts it. A module provides
 The Orbax directory holds the bare params tree (what `INITIAL_CHECKPOINT_PATH` loads)
 plus `hf_config.json`, so export needs no other input. Export also reads a training
 checkpoint (`MODEL_DIR/checkpoint_<step>`): its `state/params` subtree.
+
+Every output is written under a temporary sibling name and renamed into place when
+complete (`linguamix.atomic.atomic_dir`): a failed or killed conversion leaves no
+directory that `INITIAL_CHECKPOINT_PATH` or `from_pretrained` would half-read.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ import importlib
 import json
 import pathlib
 import shutil
+
+from linguamix import atomic
+from linguamix import errors
 
 FAMILIES = {
     "LlamaForCausalLM": "linguamix.models.hf_decoder",
@@ -48,34 +55,49 @@ def family_module(hf_config: dict, where: str):
 
 def import_hf(hf_dir: str, out_dir: str, **options) -> dict:
   """HF directory -> Orbax params at out_dir; returns the HF config."""
-  import orbax.checkpoint as ocp  # heavy; only when converting
-
   config_path = pathlib.Path(hf_dir) / "config.json"
   if not config_path.exists():
     raise FileNotFoundError(f"{config_path} does not exist")
-  hf_config = json.loads(config_path.read_text())
+  hf_config = _read_json(config_path)
   module = family_module(hf_config, str(config_path))
+  _check_new(out_dir)
   params, hf_config = module.import_hf(hf_dir, **options)
-  out = pathlib.Path(out_dir).absolute()
-  with ocp.StandardCheckpointer() as ckptr:
-    ckptr.save(out, params)
-  (out / HF_CONFIG_FILE).write_text(json.dumps(hf_config, indent=2) + "\n")
-  for name in _TOKENIZER_FILES:
-    if (pathlib.Path(hf_dir) / name).exists():
-      shutil.copy(pathlib.Path(hf_dir) / name, out / name)
+  _save_orbax(out_dir, params, hf_config, copy_from=hf_dir)
   return hf_config
+
+
+def _read_json(path: pathlib.Path) -> dict:
+  try:
+    return json.loads(path.read_text(encoding="utf-8"))
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise errors.UserError(f"{path}: not a JSON config: {e}") from None
+
+
+def _check_new(out_dir: str) -> None:
+  out = pathlib.Path(out_dir).absolute()
+  if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    raise errors.UserError(f"ORBAX_DIR {out} already exists; give a new directory "
+                           "(nothing was written)")
+
+
+def _save_orbax(out_dir: str, params, hf_config: dict, copy_from: str | None = None) -> None:
+  """Params + hf_config.json (+ tokenizer files) at out_dir, all at once."""
+  import orbax.checkpoint as ocp  # heavy; only when converting
+  with atomic.atomic_dir(out_dir) as tmp:
+    with ocp.StandardCheckpointer() as ckptr:
+      ckptr.save(tmp, params)
+    (pathlib.Path(tmp) / HF_CONFIG_FILE).write_text(json.dumps(hf_config, indent=2) + "\n")
+    for name in _TOKENIZER_FILES if copy_from else ():
+      if (pathlib.Path(copy_from) / name).exists():
+        shutil.copy(pathlib.Path(copy_from) / name, pathlib.Path(tmp) / name)
 
 
 def import_t5x(t5x_dir: str, out_dir: str, scan_layers: bool = False) -> dict:
   """Legacy T5X mT5 checkpoint (msgpack + zarr, local or gs://) -> Orbax params at out_dir."""
-  import orbax.checkpoint as ocp
-
   from linguamix.models.checkpoints import t5x_legacy
+  _check_new(out_dir)
   params, hf_config = t5x_legacy.import_t5x(t5x_dir, scan_layers=scan_layers)
-  out = pathlib.Path(out_dir).absolute()
-  with ocp.StandardCheckpointer() as ckptr:
-    ckptr.save(out, params)
-  (out / HF_CONFIG_FILE).write_text(json.dumps(hf_config, indent=2) + "\n")
+  _save_orbax(out_dir, params, hf_config)
   return hf_config
 
 
@@ -87,10 +109,14 @@ def _read_checkpoint(checkpoint_dir: str, config_path: str | None):
   config_file = pathlib.Path(config_path) if config_path else src / HF_CONFIG_FILE
   if not config_file.exists():
     raise FileNotFoundError(f"{config_file} does not exist: pass --config with the model's config.json")
-  hf_config = json.loads(config_file.read_text())
+  hf_config = _read_json(config_file)
   module = family_module(hf_config, str(config_file))
   item = src / "state" if (src / "state").is_dir() else src
-  tree = ocp.PyTreeCheckpointer().restore(item)
+  try:
+    tree = ocp.PyTreeCheckpointer().restore(item)
+  except (ValueError, OSError) as e:  # TensorStore read errors are ValueErrors
+    raise errors.UserError(f"{item}: not a readable Orbax checkpoint: "
+                           f"{str(e).split(' [tensorstore_spec=')[0]}") from e
   params = tree["params"] if "params" in tree else tree
   return hf_config, module, params
 
@@ -100,12 +126,13 @@ def export_hf(checkpoint_dir: str, out_dir: str, config_path: str | None = None,
   """Orbax params (converted or a training checkpoint) -> HF directory; LoRA adapters
   (decoder families) are merged into the weights with `lora_alpha`."""
   hf_config, module, params = _read_checkpoint(checkpoint_dir, config_path)
-  module.export_hf(params, hf_config, out_dir, dtype,
-                   **({"lora_alpha": lora_alpha} if lora_alpha is not None else {}))
   src = pathlib.Path(checkpoint_dir).absolute()
-  for name in _TOKENIZER_FILES:
-    if (src / name).exists():
-      shutil.copy(src / name, pathlib.Path(out_dir) / name)
+  with atomic.atomic_dir(out_dir) as tmp:
+    module.export_hf(params, hf_config, tmp, dtype,
+                     **({"lora_alpha": lora_alpha} if lora_alpha is not None else {}))
+    for name in _TOKENIZER_FILES:
+      if (src / name).exists():
+        shutil.copy(src / name, pathlib.Path(tmp) / name)
   return hf_config
 
 
@@ -115,7 +142,8 @@ def export_peft(checkpoint_dir: str, out_dir: str, config_path: str | None, lora
   hf_config, module, params = _read_checkpoint(checkpoint_dir, config_path)
   if not hasattr(module, "export_peft"):
     raise ValueError(f"{hf_config['architectures'][0]} has no LoRA adapters to export")
-  module.export_peft(params, hf_config, out_dir, lora_alpha, lora_dropout)
+  with atomic.atomic_dir(out_dir) as tmp:
+    module.export_peft(params, hf_config, tmp, lora_alpha, lora_dropout)
   return hf_config
 
 

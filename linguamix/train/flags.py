@@ -42,8 +42,13 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
   p.add_argument("--gin_search_paths", default=".",
                  help="comma-separated folders searched for gin files and includes "
                       f"(the package's gin root {GIN_ROOT} is always searched).")
+  p.add_argument("--verbose", action="store_true",
+                 help="print the traceback along with an error line (or LINGUAMIX_VERBOSE=1)")
   p.add_argument("--tfds_data_dir", default=None,
                  help="TFDS data directory for tasks that read TFDS (sets seqio's TFDS dir).")
+  p.add_argument("--verbose", action="store_true",
+                 help="show TensorFlow's, XLA's, SentencePiece's and SeqIO's log lines "
+                      "(also LINGUAMIX_VERBOSE=1)")
   return p
 
 
@@ -153,9 +158,17 @@ def parse_and_configure(argv: list[str], *, prog: str, description: str, run_gin
   user_files = [_resolve(f, search) for f in args.gin_file]
   bindings = list(args.gin_bindings) + dot_bindings
   run_file = _resolve(run_gin, search)
-  # Pass 1: does any user file (or binding) define the model?
-  _parse([run_file] + user_files, bindings)
+  # Pass 1: does any user file (or binding) define the model? A binding of the default
+  # model's configurables (--gin.mt5.MT5Config.scan_layers=True) cannot parse before the
+  # default model gin is added: then the files alone decide.
   files = [run_file] + user_files
+  try:
+    _parse(files, bindings)
+  except UsageError:
+    _parse(files, [])
+    model = macro_value("MODEL")
+    if model is not None and not _is_required(model):
+      _parse(files, bindings)  # the bindings are wrong for the user's model: say so
   model = macro_value("MODEL")
   if model is None or _is_required(model):
     files = [run_file] + user_files + [_resolve(default_gin, search)]

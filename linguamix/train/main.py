@@ -1,18 +1,19 @@
 """Entry points: flags -> gin -> `trainer.train` (and eval / infer, see run_eval, run_infer).
 
 Bad flags, gin typos, unknown mixtures and missing macros are reported as one line on
-stderr with exit status 2, before any compilation.
+stderr with exit status 2, before any compilation; every other user error too, through
+`linguamix.errors.run_main` (`--verbose` adds the traceback). A NaN loss stops with
+status 1; a preemption (SIGTERM) checkpoints and exits with `trainer.EXIT_PREEMPTED`.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
-import sys
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import gin
 
+from linguamix import _quiet
 from linguamix.train import flags
 
 TRAIN_REQUIRED = ("MODEL_DIR", "MIXTURE_OR_TASK_NAME", "TASK_FEATURE_LENGTHS", "TRAIN_STEPS",
@@ -34,29 +35,53 @@ def _init_distributed() -> None:
 
 def run(argv: list[str], *, prog: str, description: str, run_gin: str,
         required: tuple[str, ...], entry, default_gin: str = flags.QUICKSTART_GIN) -> int:
-  from absl import logging as absl_logging
-  absl_logging.set_verbosity(absl_logging.ERROR)  # SeqIO's per-dataset warnings drown the bar
-  try:
-    flags.parse_and_configure(argv, prog=prog, description=description, run_gin=run_gin,
+  verbose = _quiet.verbose_requested(argv)
+  if not verbose:
+    from absl import logging as absl_logging
+    absl_logging.set_verbosity(absl_logging.ERROR)  # SeqIO's per-dataset warnings drown the bar
+  from linguamix import errors
+
+  def go(args: list[str]) -> int:
+    flags.parse_and_configure(args, prog=prog, description=description, run_gin=run_gin,
                               required_macros=required, default_gin=default_gin)
     _init_distributed()
     with gin.unlock_config():
       entry()
-  except (flags.UsageError, ValueError) as e:
-    print(f"{prog}: error: {e}", file=sys.stderr)
-    return 2
-  except RuntimeError as e:
-    from linguamix.train import trainer
-    if not isinstance(e, trainer.TrainingError):
-      raise  # a device or runtime failure keeps its traceback
-    print(f"{prog}: stopped: {e}", file=sys.stderr)  # NaN/Inf loss; last checkpoint intact
-    return 1
-  return 0
+    return 0
+
+  return errors.run_main(go, argv, prog=prog, verbose=verbose)
+
+
+def _call(module: str, function: str):
+  """The gin-configured entry, imported only once the flags have parsed (--help is instant)."""
+  return lambda: getattr(importlib.import_module(module), function)()
 
 
 def main(argv: list[str]) -> int:
-  from linguamix.train import trainer
   return run(argv, prog="python -m linguamix.train",
              description="Train a model on a SeqIO mixture from gin files (T5X's train).",
              run_gin="runs/finetune.gin", required=TRAIN_REQUIRED,
-             entry=lambda: trainer.train())
+             entry=_call("linguamix.train.trainer", "train"))
+
+
+def eval_main(argv: list[str]) -> int:
+  return run(argv, prog="python -m linguamix.eval",
+             description="Evaluate a checkpoint on SeqIO eval tasks from gin files (T5X's eval).",
+             run_gin="runs/eval.gin", required=("CHECKPOINT_PATH", "EVAL_OUTPUT_DIR", "MODEL"),
+             entry=_call("linguamix.train.run_eval", "evaluate_checkpoint"),
+             default_gin="models/mt5_tiny.gin")
+
+
+def infer_main(argv: list[str]) -> int:
+  return run(argv, prog="python -m linguamix.infer",
+             description="Predict or score a split with a checkpoint from gin files (T5X's infer).",
+             run_gin="runs/infer.gin",
+             required=("CHECKPOINT_PATH", "INFER_OUTPUT_DIR", "MIXTURE_OR_TASK_NAME", "MODEL"),
+             entry=_call("linguamix.train.run_infer", "infer"), default_gin="models/mt5_tiny.gin")
+
+
+def program(entry) -> None:
+  """`python -m ...`: quiet stderr (unless --verbose / LINGUAMIX_VERBOSE), then `entry`."""
+  argv = sys.argv[1:]
+  _quiet.install(verbose=_quiet.verbose_requested(argv))
+  sys.exit(entry(argv))

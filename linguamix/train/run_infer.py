@@ -12,6 +12,7 @@ import jax
 import numpy as np
 import seqio
 
+from linguamix import atomic
 from linguamix.train import data as data_lib
 from linguamix.train import evaluation
 from linguamix.train import main as main_lib
@@ -66,7 +67,7 @@ def infer(*, model, checkpoint_path: str, output_dir: str, mixture_or_task_name:
     path = os.path.join(output_dir, f"{task.name}-{mode}.jsonl")
     if jax.process_index() == 0:
       vocab = task.output_features["targets"].vocabulary
-      with open(path, "w") as f:
+      with atomic.atomic_write(path) as f:  # a killed run leaves no half file
         for i, ex in enumerate(examples):
           rec = {"index": i}
           for k in ("inputs", "targets"):
@@ -85,9 +86,4 @@ def infer(*, model, checkpoint_path: str, output_dir: str, mixture_or_task_name:
 
 
 def main(argv: list[str]) -> int:
-  return main_lib.run(
-      argv, prog="python -m linguamix.infer",
-      description="Predict or score a split with a checkpoint from gin files (T5X's infer).",
-      run_gin="runs/infer.gin",
-      required=("CHECKPOINT_PATH", "INFER_OUTPUT_DIR", "MIXTURE_OR_TASK_NAME", "MODEL"),
-      entry=lambda: infer(), default_gin="models/mt5_tiny.gin")
+  return main_lib.infer_main(argv)

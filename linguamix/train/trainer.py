@@ -13,7 +13,7 @@ import math
 import os
 import re
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import gin
@@ -23,17 +23,22 @@ import seqio
 from jax.experimental import multihost_utils
 from tqdm import tqdm
 
+from linguamix import atomic
+from linguamix import errors
 from linguamix.train import checkpoints as ckpt_lib
 from linguamix.train import data as data_lib
 from linguamix.train import evaluation
 from linguamix.train import metrics as metrics_lib
 from linguamix.train import optim
 from linguamix.train import partitioning
+from linguamix.train import preemption
 from linguamix.train import step as step_lib
 
 
-class TrainingError(RuntimeError):
+class TrainingError(errors.UserError, RuntimeError):
   """A run that cannot go on (NaN loss); the last good checkpoint is intact."""
+  label = "stopped"
+  exit_code = errors.EXIT_STOPPED
 
 
 def _params_of(variables):
@@ -96,7 +101,8 @@ def train(
     model,
     model_dir: str,
     train_dataset_cfg: data_lib.DatasetConfig,
-    total_steps: int,
+    total_steps: int | None = None,
+    train_epochs: float | None = None,
     train_eval_dataset_cfg: data_lib.DatasetConfig | None = None,
     infer_eval_dataset_cfg: data_lib.DatasetConfig | None = None,
     initial_checkpoint_path: str | None = None,
@@ -116,11 +122,17 @@ def train(
     log_period: int = 10,
     logger_cls: Sequence[type] = (),
     progress_bar: bool = True,
+    benchmark: Callable[..., dict] | None = None,
 ) -> dict:
-  """Trains to `total_steps` (absolute); returns the run summary (also in summary.json)."""
+  """Trains to `total_steps` (absolute; or from `train_epochs`, see data.train_steps);
+  returns the run summary (also in summary.json).
+
+  `benchmark`: called after training as `benchmark(model=, params=, model_dir=, step=)`
+  (e.g. `run_eval.benchmark`, which runs/quickstart.gin binds to score XCOPA)."""
   t_start = time.time()
   partitioner = partitioner or partitioning.Partitioner()
   model_dir = os.path.abspath(model_dir)
+  ckpt_lib.check_directory(model_dir, "MODEL_DIR")
   host0 = jax.process_index() == 0
   # --- checks on shapes only, before any compilation -----------------------------
   data_lib.get_mixture_or_task(train_dataset_cfg.mixture_or_task_name)
@@ -136,8 +148,7 @@ def train(
   fp = ckpt_lib.fingerprint(abstract)
   checkpointer = ckpt_lib.Checkpointer(model_dir, keep=keep_checkpoints,
                                        best_metric=best_metric, best_mode=best_mode)
-  latest = checkpointer.latest_step()
-  meta = checkpointer.read_meta(latest) if latest is not None else None
+  latest, meta = checkpointer.latest_meta()
   if meta is not None and meta.get("fingerprint") != fp:
     raise ValueError(
         f"MODEL_DIR {model_dir} holds checkpoints of another model (checkpoint_{latest}: "
@@ -153,8 +164,15 @@ def train(
       random_seed if random_seed is not None else int(np.random.SeedSequence().entropy % 2**31))
   if jax.process_count() > 1:  # a drawn seed must be the same on every host
     seed = int(multihost_utils.broadcast_one_to_all(np.int32(seed)))
+  total_steps = data_lib.train_steps(
+      total_steps, train_epochs, train_dataset_cfg,
+      model.feature_converter_cls(pack=train_dataset_cfg.pack), seed=seed,
+      initial_step=int(meta["initial_step"]) if meta else _initial_step(initial_checkpoint_path),
+      log=print_)
   # --- optimizer and state ---------------------------------------------------------
   lr_schedule = learning_rate or optim.schedule()
+  if isinstance(lr_schedule, optim.NeedsTotalSteps):  # decays to a count known only now
+    lr_schedule = lr_schedule.at(total_steps)
   tx = optim.build(optimizer or default_optimizer_name(model), lr_schedule,
                    max_grad_norm=max_grad_norm, trainable=trainable)
   shardings = step_lib.state_shardings(param_shardings, tx, abstract, partitioner)
@@ -163,7 +181,7 @@ def train(
         lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
         jax.eval_shape(lambda p: {"params": p, "opt_state": tx.init(p), "step": np.int32(0)},
                        abstract), shardings)
-    state, _ = checkpointer.restore(latest, abstract_state)
+    latest, state, meta = checkpointer.restore_latest(abstract_state)  # corrupt: the one before
     batches_done = int(meta["batches"])
     initial_step = int(meta["initial_step"])
     print_(f"restored {model_dir}/checkpoint_{latest} (step {latest}, "
@@ -200,7 +218,7 @@ def train(
                                         num_microbatches)
   eval_step = step_lib.make_eval_step(model, partitioner, shardings["params"])
   base_rng = jax.device_put(jax.random.PRNGKey(seed + 1), partitioner.replicated())
-  writer = metrics_lib.MetricWriter(model_dir)
+  writer = metrics_lib.MetricWriter(model_dir, resume_step=start_step)  # drops steps > start
   evaluator = None
   if infer_eval_dataset_cfg is not None:
     evaluator = evaluation.make_evaluator(
@@ -213,7 +231,10 @@ def train(
                              "total_steps": total_steps, "seed": seed, "fingerprint": fp,
                              "devices": jax.device_count(), "processes": jax.process_count()}
 
+  saved = [start_step if meta is not None else None]
+
   def save(step: int, last_metrics: dict | None, eval_metrics: dict | None):
+    saved[0] = step
     meta_out = {"batches": step - initial_step, "initial_step": initial_step, "seed": seed,
                 "fingerprint": fp, "mixture": train_dataset_cfg.mixture_or_task_name,
                 "batch_size": train_dataset_cfg.batch_size}
@@ -277,6 +298,7 @@ def train(
     last.update(m)
     return m
 
+  watch = preemption.Watch().__enter__()
   try:
     for step in range(start_step, total_steps):
       host_batch = next(batches)
@@ -301,9 +323,21 @@ def train(
           shown = {k: round(v, 4) for k, v in eval_metrics.items()
                    if k.count("/") == 1 or k.startswith("inference_eval")}
           bar.write(f"step {done}: " + json.dumps(shown)) if host0 else None
+      if watch.reached(done) and done < total_steps:
+        if pending is not None:
+          drain(pending)
+          pending = None
+        if saved[0] != done:
+          save(done, last, None)
+        checkpointer.wait()
+        raise preemption.Preempted(
+            f"{'SIGTERM' if watch.signal else 'preemption notice'} at step {done}: wrote "
+            f"{model_dir}/checkpoint_{done}; run the same command to resume "
+            f"(exit status {preemption.EXIT_PREEMPTED})")
     if pending is not None:
       drain(pending)
   finally:
+    watch.__exit__()
     bar.close()
     checkpointer.wait()
     checkpointer.close()
@@ -312,10 +346,19 @@ def train(
   summary.update(final_step=max(total_steps, start_step), final_train=last,
                  train_tokens=tokens_total, seconds=round(time.time() - t_start, 1),
                  loop_seconds=round(elapsed, 1))
+
+  def write_summary():
+    if host0:
+      with atomic.atomic_write(os.path.join(model_dir, "summary.json")) as f:
+        json.dump(summary, f, indent=1, default=float)
+
+  write_summary()  # before the benchmark: a failing one loses nothing of the run
   if host0:
-    with open(os.path.join(model_dir, "summary.json"), "w") as f:
-      json.dump(summary, f, indent=1, default=float)
     print(format_summary(summary))
+  if benchmark is not None:
+    summary["benchmark"] = benchmark(model=model, params=state["params"], model_dir=model_dir,
+                                     step=summary["final_step"])
+    write_summary()
   return summary
 
 
