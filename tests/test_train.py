@@ -266,7 +266,7 @@ def test_eval_scores_decoder_models_on_lm_eval_sequences(tmp_path, capsys, monke
   import gin
   with gin.unlock_config():
     model = gin.query_parameter("MODEL/macro.value").scoped_configurable_fn()  # decoder_tiny.gin
-  assert isinstance(model, decoder.DecoderOnlyModel) and model.start_token == "zero"
+  assert isinstance(model, decoder.DecoderOnlyModel) and model.start_token == "none"
   sp = spm.SentencePieceProcessor(model_file=task_vocab.SAMPLE_SPM)
   for line in lines:
     for choice in line["choices"]:

@@ -24,23 +24,30 @@ def load_checkpoint_params(model, checkpoint_path: str, task_feature_lengths=Non
   return ckpt_lib.load_params(checkpoint_path, nn.unbox(boxed), shardings)
 
 
+def _line(metrics: Mapping[str, float | int]) -> str:
+  """`acc 55.20 ± 2.22, ..., num_examples 500`: stderr beside its metric, counts as integers."""
+  parts = []
+  for k, v in sorted(metrics.items()):
+    if k.endswith(("_stderr", "_ci_low", "_ci_high")):
+      continue
+    text = str(v) if isinstance(v, int) else f"{v:.4f}"
+    if f"{k}_stderr" in metrics:
+      text += f" ± {metrics[k + '_stderr']:.4f}"
+    parts.append(f"{k} {text}")
+  return ", ".join(parts)
+
+
 @gin.configurable
 def evaluate_checkpoint(*, model, checkpoint_path: str, output_dir: str,
                         tasks: Sequence[str] | str | None = None,
                         mixture_or_task_name: str | None = None, split: str = "default",
                         batch_size: int = 32, task_feature_lengths: Mapping[str, int] | None = None,
                         num_examples: int | None = None,
-                        decoder_start_token: str | None = "none") -> dict:
-  """`decoder_start_token`: how decoder-only models score (`DecoderOnlyModel.start_token`);
-  `none` feeds the context with nothing before it, as lm-evaluation-harness does for
-  causal models; None keeps the model gin's setting."""
+                        add_bos_token: bool | None = None) -> dict:
+  """Requests are lm-evaluation-harness 0.4.13's for the model's tokenizer (a decoder-only
+  model scores with the start token the tokenizer implies: BOS iff it adds one).
+  `add_bos_token`: lm-eval's override of that (None: the tokenizer's default)."""
   from linguamix.evals import runner  # registers the benchmark tasks
-  from linguamix.models import decoder
-  if decoder_start_token is not None and isinstance(model, decoder.DecoderOnlyModel):
-    if decoder_start_token not in decoder.START_TOKENS:
-      raise ValueError(f"evaluate_checkpoint.decoder_start_token={decoder_start_token!r}; "
-                       f"expected one of {decoder.START_TOKENS} or None")
-    model.start_token = decoder_start_token
   names = tasks or mixture_or_task_name
   if not names:
     raise ValueError("nothing to evaluate: set EVAL_TASKS (task or mixture names) or "
@@ -49,10 +56,10 @@ def evaluate_checkpoint(*, model, checkpoint_path: str, output_dir: str,
   step = trainer._initial_step(checkpoint_path) or None
   results = runner.evaluate(model, params, names, output_dir, split=split,
                             batch_size=batch_size, sequence_length=task_feature_lengths,
-                            num_examples=num_examples, step=step)
+                            num_examples=num_examples, step=step, add_bos_token=add_bos_token)
   if jax.process_index() == 0:
     for task, metrics in sorted(results.items()):
-      print(task + ": " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items())))
+      print(f"{task}: {_line(metrics)}")
     print(f"wrote {os.path.abspath(output_dir)}")
   return results
 
