@@ -35,19 +35,26 @@ def _check_name(name: str) -> None:
   seqio.get_mixture_or_task(name)  # unknown names fail here, listing what exists
 
 
-def _bucket(length: int, full: int) -> int:
-  """Powers of two from 16 up to the full length: few shapes, so few compilations."""
+def _bucket(length: int) -> int:
+  """Powers of two from 16: few shapes, the same for every task, so few compilations."""
   bucket = 16
   while bucket < length:
     bucket *= 2
-  return min(bucket, full)
+  return bucket
+
+
+def _fit(v: np.ndarray, length: int) -> np.ndarray:
+  """`v` [B, L] cut or zero-padded to [B, length]."""
+  if v.shape[1] >= length:
+    return v[:, :length]
+  return np.pad(v, [(0, 0), (0, length - v.shape[1])])
 
 
 def _batches(ds: tf.data.Dataset, batch_size: int, by_length: bool):
   """(ids[n], batch padded to batch_size, n) from an enumerated model dataset.
 
-  `by_length` (scoring): rows sorted by length, longest first, and each batch cut to
-  its longest row rounded up to a power of two. Trailing padding changes no score:
+  `by_length` (scoring): rows sorted by length, longest first, and each batch cut (or
+  padded) to its longest row rounded up to a power of two. Trailing padding changes no score:
   causal attention and the padding masks keep it out of every real position."""
   rows = list(ds.as_numpy_iterator())
   if not rows:
@@ -72,7 +79,7 @@ def _batches(ds: tf.data.Dataset, batch_size: int, by_length: bool):
       v = v[take]
       prefix = "encoder_" if k.startswith("encoder_") else "decoder_"
       if prefix in lengths:
-        v = v[:, :_bucket(int(lengths[prefix][take].max()), v.shape[1])]
+        v = _fit(v, _bucket(int(lengths[prefix][take].max())))
       if n < batch_size:
         v = np.concatenate([v, np.zeros((batch_size - n,) + v.shape[1:], v.dtype)])
       batch[k] = v
