@@ -40,6 +40,7 @@ def _family_lang(task_name: str) -> tuple[str, str]:
 
 
 COUNTS = ("num_examples", "num_flagged")
+NOT_SUMMARISED = COUNTS + ("chance",)  # in metrics/*.json only
 UNCERTAINTY = ("_stderr", "_ci_low", "_ci_high")
 FIELDS = ("family", "language", "metric", "value", "stderr", "ci_low", "ci_high", "num_examples")
 
@@ -101,7 +102,7 @@ def summary_rows(records: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any
             "stderr": stderr, "ci_low": low, "ci_high": high, "num_examples": int(n)}
 
   for family, recs in sorted(by_family.items()):
-    names = sorted({m for r in recs for m in r["metrics"]} - set(COUNTS)
+    names = sorted({m for r in recs for m in r["metrics"]} - set(NOT_SUMMARISED)
                    - {m for r in recs for m in r["metrics"] if m.endswith(UNCERTAINTY)})
     for r in recs:
       for m in names:

@@ -239,6 +239,8 @@ def rank_accuracy(targets: Sequence[Mapping[str, Any]], scores: Sequence[float])
       **with_uncertainty("acc_norm", [p == g.label for (_, p), g in zip(picks, grouped)]),
       "num_examples": len(grouped),
       "num_flagged": sum(bool(g.flag) for g in grouped),
+      # what guessing scores (percent): the mean of 1 / number of choices
+      "chance": 100.0 * float(np.mean([1.0 / len(g.scores) for g in grouped])),
   }
 
 
