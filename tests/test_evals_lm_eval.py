@@ -21,8 +21,6 @@ template file.
 """
 
 import json
-import pathlib
-import re
 import shutil
 
 import gin
@@ -32,22 +30,19 @@ import pytest
 import seqio
 import torch
 import transformers
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 import lm_eval
-from lm_eval.models.huggingface import HFLM
-from lm_eval.tasks import TaskManager
 
 import linguamix.evals  # noqa: F401  (registers the tasks)
 from linguamix.evals import paws_x, requests, runner, xnli
 from linguamix.models import decoder, encoder_decoder, hf_decoder, hf_vocabulary, mt5
 from linguamix.models.checkpoints import hf_mt5, layout
 from evals_helpers import write_tsv
+import lm_eval_helpers
 from test_evals_benchmarks import XNLI_HEADER, _xnli_row
 
 LIMIT = 30  # XCOPA examples per language (of 500)
 XCOPA_LANGS = ("et", "ht", "id", "it", "qu", "sw", "ta", "th", "tr", "vi", "zh")
-TASKS_DIR = pathlib.Path(lm_eval.__file__).parent / "tasks"
 
 PAWS_ROWS = [  # (sentence1, sentence2, label), PTB-tokenised as in the release
     ("He left , then came back .", "He came back .", 1),
@@ -97,41 +92,14 @@ def _jsonl(path, rows):
   return str(path)
 
 
-def _point_at(text: str, task: str, data_file: str) -> str:
-  """An lm-eval yaml read from a local JSON-lines file: every split is that file. Also
-  lists `acc_norm` among its metrics (lm-eval computes it per doc from the same
-  log-likelihoods), so its predictions can be compared too."""
-  text = text.replace("metric_list:\n", "metric_list:\n  - metric: acc_norm\n")
-  text = re.sub(r"^dataset_path: .*$", "dataset_path: json", text, flags=re.M)
-  text = re.sub(r"^dataset_name: .*$", "dataset_name: null", text, flags=re.M)
-  text = re.sub(r"^task: (\w+)$", r"task: lmx_\1", text, flags=re.M)
-  files = json.dumps({"train": data_file, "validation": data_file, "test": data_file})
-  return text + f"dataset_kwargs:\n  data_files: {files}\n"
-
-
 @pytest.fixture(scope="module")
 def lm_tasks(tmp_path_factory, data):
   """lm-eval's xcopa, paws-x and xnli task folders, renamed `lmx_*`, on local files."""
   _, files = data
   out = tmp_path_factory.mktemp("lm_eval_tasks")
-  for folder, group in (("xcopa", "_xcopa.yaml"), ("paws-x", "_pawsx.yaml"), ("xnli", "_xnli.yaml")):
-    dest = out / folder
-    shutil.copytree(TASKS_DIR / folder, dest, ignore=shutil.ignore_patterns("*.yaml", "__pycache__"))
-    for template in dest.glob("*_yaml"):  # the files the task yamls include
-      text = re.sub(r"^dataset_path: .*$", "dataset_path: json", template.read_text(encoding="utf-8"),
-                    flags=re.M)
-      template.write_text(text.replace("metric_list:\n", "metric_list:\n  - metric: acc_norm\n"),
-                          encoding="utf-8")
-    for path in (TASKS_DIR / folder).glob("*.yaml"):
-      text = path.read_text(encoding="utf-8")
-      if path.name == group:
-        text = re.sub(r"^(\s+- )(\w+)$", r"\1lmx_\2", text, flags=re.M)
-        (dest / path.name).write_text(re.sub(r"^group: (\w+)$", r"group: lmx_\1", text, flags=re.M))
-      else:
-        task = re.search(r"^task: (\w+)$", text, flags=re.M).group(1)
-        (dest / path.name).write_text(_point_at(text, task, files[task]), encoding="utf-8")
+  lm_eval_helpers.copy_tasks(out, files)
   for lang, (question, yes, no) in paws_x.WORDS.items():  # the v0.4.0-v0.4.5 template
-    (out / "paws-x" / f"legacy_{lang}.yaml").write_text(_point_at(
+    (out / "paws-x" / f"legacy_{lang}.yaml").write_text(lm_eval_helpers.point_at(
         f"include: pawsx_template_yaml\ntask: paws_legacy_{lang}\ndoc_to_text: ''\n"
         f"target_delimiter: ' '\n"
         f"doc_to_choice: '{{{{[sentence1+\", {question.replace(chr(39), chr(39) * 2)}? {yes}, \"+sentence2, "
@@ -157,22 +125,6 @@ def _corpus(data):
     yield " ".join(words)
 
 
-def _tokenizer(directory, data, template: str | None, specials, config):
-  tok = Tokenizer(models.BPE(unk_token="<unk>"))
-  tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-  tok.decoder = decoders.ByteLevel()
-  tok.train_from_iterator(_corpus(data), trainers.BpeTrainer(
-      vocab_size=700, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-  if template:
-    tok.post_processor = processors.TemplateProcessing(
-        single=template, special_tokens=[(t, tok.token_to_id(t)) for t in specials if t in template])
-  directory.mkdir(parents=True, exist_ok=True)
-  tok.save(str(directory / "tokenizer.json"))
-  (directory / "tokenizer_config.json").write_text(json.dumps(
-      {"tokenizer_class": "PreTrainedTokenizerFast", **config}))
-  return tok.get_vocab_size()
-
-
 def _randomize(model, scale=0.3):
   gen = torch.Generator().manual_seed(0)
   with torch.no_grad():
@@ -183,7 +135,7 @@ def _randomize(model, scale=0.3):
 
 def _causal(directory, data, kind):
   if kind == "llama_bos":
-    n = _tokenizer(directory, data, "<s> $A", ["<unk>", "<s>", "</s>"],
+    n = lm_eval_helpers.train_tokenizer(directory, _corpus(data), "<s> $A", ["<unk>", "<s>", "</s>"],
                    {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"})
     config = transformers.LlamaConfig(
         vocab_size=n, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
@@ -191,7 +143,7 @@ def _causal(directory, data, kind):
         tie_word_embeddings=False)
     model = transformers.LlamaForCausalLM(config)
   else:  # BLOOM-style: <s> exists, is not added
-    n = _tokenizer(directory, data, None, ["<unk>", "<s>", "</s>", "<pad>"],
+    n = lm_eval_helpers.train_tokenizer(directory, _corpus(data), None, ["<unk>", "<s>", "</s>", "<pad>"],
                    {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"})
     config = transformers.BloomConfig(vocab_size=n, hidden_size=32, n_layer=2, n_head=4,
                                       bos_token_id=1, eos_token_id=2, pad_token_id=3)
@@ -203,7 +155,7 @@ def _causal(directory, data, kind):
 
 
 def _seq2seq(directory, data):
-  n = _tokenizer(directory, data, "$A </s>", ["<pad>", "</s>", "<unk>"],
+  n = lm_eval_helpers.train_tokenizer(directory, _corpus(data), "$A </s>", ["<pad>", "</s>", "<unk>"],
                  {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"})
   config = transformers.MT5Config(
       vocab_size=n, d_model=32, d_kv=8, d_ff=48, num_layers=2, num_decoder_layers=2, num_heads=4,
@@ -219,21 +171,6 @@ def _seq2seq(directory, data):
 
 
 # ------------------------------------------------------------------ running both
-
-
-def _run_lm_eval(directory, tasks, lm_tasks):
-  lm = HFLM(pretrained=str(directory), batch_size=16, device="cpu", dtype="float32")
-  captured = {}
-  original = lm._loglikelihood_tokens
-
-  def spy(reqs, **kwargs):
-    for (context, continuation), context_enc, continuation_enc in reqs:
-      captured[(context, continuation)] = (list(context_enc), list(continuation_enc))
-    return original(reqs, **kwargs)
-  lm._loglikelihood_tokens = spy
-  out = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=TaskManager(include_path=lm_tasks),
-                                limit=LIMIT, log_samples=True)
-  return out, captured
 
 
 def _moved(context, continuation):
@@ -298,8 +235,8 @@ def test_causal_lm_matches_lm_eval(kind, data, lm_tasks, tmp_path, monkeypatch, 
   _, fmt = requests.for_model(model)
   assert fmt.start_is_bos == (kind == "llama_bos")  # derived from the tokenizer alone
   xcopa_tasks, paws, legacy, xnli_tasks = _tasks(XCOPA_LANGS)
-  lm_out, captured = _run_lm_eval(tmp_path / "hf", ["lmx_xcopa", *paws.values(), *legacy.values(),
-                                                    "lmx_xnli"], lm_tasks)
+  lm_out, captured, _ = lm_eval_helpers.run(tmp_path / "hf", ["lmx_xcopa", *paws.values(), *legacy.values(),
+                                                    "lmx_xnli"], lm_tasks, LIMIT)
   prefixed = [k for k in captured if k[0] == "" and k[1].startswith("<s>")]
   assert prefixed and all(captured[k][0] == [1] and captured[k][1][:1] != [1] for k in prefixed)
   _compare(model, params, xcopa_tasks, lm_out, captured, tmp_path / "xcopa", fmt, 2)
@@ -326,8 +263,8 @@ def test_seq2seq_matches_lm_eval(data, lm_tasks, tmp_path, monkeypatch, bound_vo
   _, fmt = requests.for_model(model)
   assert fmt.backend == "seq2seq"
   xcopa_tasks, paws, _, xnli_tasks = _tasks(("et", "zh"))
-  lm_out, captured = _run_lm_eval(tmp_path / "hf", [*xcopa_tasks.values(), *paws.values(),
-                                                    *xnli_tasks.values()], lm_tasks)
+  lm_out, captured, _ = lm_eval_helpers.run(tmp_path / "hf", [*xcopa_tasks.values(), *paws.values(),
+                                                    *xnli_tasks.values()], lm_tasks, LIMIT)
   assert all(ctx_ids[-1] == 1 for ctx_ids, _ in captured.values())  # EOS ends every context
   _compare(model, params, xcopa_tasks, lm_out, captured, tmp_path / "xcopa", fmt, 2)
   _compare(model, params, paws, lm_out, captured, tmp_path / "paws", fmt, 2)

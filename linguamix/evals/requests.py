@@ -162,7 +162,7 @@ def pair_encoder(vocab: seqio.Vocabulary, fmt: Format | None = None
 
   def template(text: str) -> list[int]:
     ids = list(encode(text))
-    if prefix_text and fmt.add_bos_token is None and text.startswith(prefix_text):
+    if prefix_text and text.startswith(prefix_text):
       return ids  # lm-eval: the text already starts with the prefix token
     return lead + ids + trail
 
