@@ -29,6 +29,11 @@ from linguamix.evals import requests
 _TRAILING_SPACE = r"[\s\p{Z}\x{1c}-\x{1f}\x{85}]+$"
 
 
+# Plain TF functions (no Python control flow on tensors): autograph's conversion only
+# costs tracing time, once per task.
+_plain = tf.autograph.experimental.do_not_convert
+
+
 @dataclasses.dataclass(frozen=True)
 class Example:
   """One benchmark item: per-choice contexts and continuations, gold choice."""
@@ -100,7 +105,7 @@ def rank_classification(ds: tf.data.Dataset) -> tf.data.Dataset:
         "context": contexts,  # as written: lm-eval's empty-context test sees these
         "continuation": continuations,
     })
-  return ds.flat_map(expand)
+  return ds.flat_map(_plain(expand))
 
 
 @gin.configurable
@@ -136,7 +141,7 @@ def tokenize_pairs(ds: tf.data.Dataset,
     targets.set_shape([None])
     ex["inputs"], ex["targets"] = inputs, targets
     return ex
-  return ds.map(tokenize, num_parallel_calls=tf.data.AUTOTUNE)
+  return ds.map(_plain(tokenize), num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def check_fits(ds: tf.data.Dataset,
@@ -157,7 +162,7 @@ def check_fits(ds: tf.data.Dataset,
             message=f"rank-classification {key} longer than sequence_length[{key!r}]={limit}; "
                     "raise it or pass sequence_length=None")
     return ex
-  return ds.map(check, num_parallel_calls=tf.data.AUTOTUNE)
+  return ds.map(_plain(check), num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def rank_target(target: str, example: Mapping[str, Any] | None = None,
