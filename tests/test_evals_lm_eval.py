@@ -164,11 +164,12 @@ def _seq2seq(directory, data):
       feed_forward_proj="gated-gelu", tie_word_embeddings=False, decoder_start_token_id=0,
       pad_token_id=0, eos_token_id=1)
   model = _randomize(transformers.MT5ForConditionalGeneration(config).eval(), scale=0.5)
-  # transformers 5 ties lm_head to the embedding when saving; mT5 checkpoints hold their
-  # own lm_head.weight: write it the way they are stored (test_mt5_hf_parity.py).
+  # lm-eval's HFLM calls `model.tie_weights()`, which in transformers 5 ties mT5's lm_head
+  # to the embedding whatever the config says (a real mT5 checkpoint's own lm_head would be
+  # replaced there). So the checkpoint holds an lm_head equal to the embedding: the model
+  # both tools then score.
   state = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
-  state["lm_head.weight"] = np.random.default_rng(0).normal(
-      0, 0.5, size=state["shared.weight"].shape).astype(np.float32)
+  state["lm_head.weight"] = state["shared.weight"].copy()
   save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
   config.architectures = ["MT5ForConditionalGeneration"]
   config.save_pretrained(directory)
