@@ -1,7 +1,10 @@
 """The `linguamix` console script: one entry point, one module per sub-command.
 
-Each sub-command lives next to the code it drives and exposes `main(argv) -> int`.
-Modules are imported only when their command runs, so `linguamix --help` is instant.
+Each sub-command exposes `main(argv) -> int` in a module that imports nothing heavy:
+commands whose code needs TensorFlow or JAX parse their arguments in
+`linguamix.commands` and import that code only to run, so every `--help` and usage
+error answers at once. Run as a program, `linguamix` is quiet (`linguamix._quiet`);
+`--verbose` anywhere, or LINGUAMIX_VERBOSE=1, shows the libraries' log lines.
 """
 
 from __future__ import annotations
@@ -9,17 +12,19 @@ from __future__ import annotations
 import importlib
 import sys
 
+from linguamix import _quiet
+
 # name -> (module with main(argv), one-line help). Keep sorted by name.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "bench": ("linguamix.train.bench", "benchmark a gin config's training step (steps/s, tokens/s, MFU) and input pipeline"),
+    "bench": ("linguamix.commands.bench", "benchmark a gin config's training step (steps/s, tokens/s, MFU) and input pipeline"),
     "augment": ("linguamix.augment.command", "sPhinX selective translated augmentation with an OpenAI-compatible endpoint"),
     "convert": ("linguamix.models.convert", "checkpoints to Orbax: legacy T5X (mT5) and Hugging Face safetensors (mT5, Llama-family, BLOOM, GPT-2); export back to HF and PEFT"),
-    "judge": ("linguamix.evals.judge", "MT-Bench-X LLM judge (grading or pairwise, both orders) via an OpenAI-compatible endpoint"),
-    "mixtures": ("linguamix.mixtures.cli", "list recipe mixtures; show one's per-language composition"),
+    "judge": ("linguamix.commands.judge", "MT-Bench-X LLM judge (grading or pairwise, both orders) via an OpenAI-compatible endpoint"),
+    "mixtures": ("linguamix.commands.mixtures", "list recipe mixtures; show one's per-language composition"),
     "prepare": ("linguamix.prepare.command", "fetch the studies' datasets, benchmarks and base checkpoints (Hub, gs://) into the loaders' layouts"),
-    "report": ("linguamix.evals.report", "per-language bar charts and the cross-lingual transfer matrix of eval runs"),
-    "tasks": ("linguamix.t5x_tasks.cli", "list the registered instruction task families and languages"),
-    "select-languages": ("linguamix.mixtures.language_selection", "choose k languages by typology, geography, family, ... (Soykan & Sahin 2024)"),
+    "report": ("linguamix.commands.report", "per-language bar charts and the cross-lingual transfer matrix of eval runs"),
+    "tasks": ("linguamix.commands.tasks", "list the registered instruction task families and languages"),
+    "select-languages": ("linguamix.commands.select_languages", "choose k languages by typology, geography, family, ... (Soykan & Sahin 2024)"),
 }
 
 
@@ -35,12 +40,17 @@ def _usage() -> str:
       "commands:",
   ]
   lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in sorted(COMMANDS.items())]
-  lines += ["", "Run `linguamix COMMAND --help` for a command's options."]
+  lines += ["", "Run `linguamix COMMAND --help` for a command's options; add --verbose "
+            "(or set LINGUAMIX_VERBOSE=1) to see TensorFlow's, XLA's and SentencePiece's logs."]
   return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-  argv = list(sys.argv[1:] if argv is None else argv)
+  """argv None: run as the program (sys.argv, quiet stderr); a list: called from Python."""
+  if argv is None:
+    argv = sys.argv[1:]
+    _quiet.install(verbose=_quiet.verbose_requested(argv))
+  argv = _quiet.strip_verbose(list(argv))
   if not argv or argv[0] in ("-h", "--help", "help"):
     print(_usage())
     return 0

@@ -1,8 +1,6 @@
 """`python -m linguamix.eval --gin.CHECKPOINT_PATH=... --gin.EVAL_OUTPUT_DIR=... --gin.EVAL_TASKS=...`."""
 
-import sys
-
-from linguamix.train import run_eval
+from linguamix.train import main
 
 if __name__ == "__main__":
-  sys.exit(run_eval.main(sys.argv[1:]))
+  main.program(main.eval_main)

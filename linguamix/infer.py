@@ -1,8 +1,6 @@
 """`python -m linguamix.infer --gin.CHECKPOINT_PATH=... --gin.INFER_OUTPUT_DIR=... --gin.MIXTURE_OR_TASK_NAME=...`."""
 
-import sys
-
-from linguamix.train import run_infer
+from linguamix.train import main
 
 if __name__ == "__main__":
-  sys.exit(run_infer.main(sys.argv[1:]))
+  main.program(main.infer_main)

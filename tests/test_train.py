@@ -82,14 +82,27 @@ def test_train_writes_metrics_checkpoints_and_evaluates(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_default_model_learns_the_bundled_40shot_mixture(tmp_path, capsys, monkeypatch, real_data):
-  """The main job's path (no model gin: quickstart + mt5_tiny), shortened; then
+  """The main job's path (no model gin: quickstart + mt5_tiny), shortened, ending with
+  its benchmark (the bundled real XCOPA, 11 languages, table and chart); then
   `python -m linguamix.eval` of its checkpoint on real XCOPA (sw) files."""
+  monkeypatch.delenv("LINGUAMIX_EVAL_DATA_ROOT", raising=False)  # the bundled copy
   rc = train_main.main(["--gin_file=mixture_40shot.gin", f'--gin.MODEL_DIR="{tmp_path}/run"',
                         "--gin.TRAIN_STEPS=30", "--gin.EVAL_PERIOD=30", "--gin.EVAL_STEPS=1",
                         "--gin.BATCH_SIZE=8", "--gin.TASK_FEATURE_LENGTHS={'inputs': 64, 'targets': 64}",
                         "--gin.trainer.train.log_period=1",
-                        "--gin.trainer.train.train_eval_dataset_cfg=None"])
+                        "--gin.trainer.train.train_eval_dataset_cfg=None",
+                        "--gin.run_eval.benchmark.num_examples=8"])
   assert rc == 0
+  out = capsys.readouterr().out
+  table = out[out.index("xcopa (test split): acc, acc_norm in %"):].splitlines()
+  assert [row.split()[0] for row in table[2:13]] == sorted(
+      ["et", "ht", "id", "it", "qu", "sw", "ta", "th", "tr", "vi", "zh"])
+  assert table[13].split()[0] == "mean"
+  benchmark = json.loads((tmp_path / "run" / "summary.json").read_text())["benchmark"]
+  assert len(benchmark) == 11 and all(0 <= m["acc"] <= 100 for m in benchmark.values())
+  assert benchmark["xcopa.sw"]["num_examples"] == int(table[2 + 5].split()[-1])  # sw's row
+  assert len(list((tmp_path / "run" / "benchmark" / "metrics").glob("xcopa.*.json"))) == 11
+  assert (tmp_path / "run" / "xcopa_acc.png").stat().st_size > 1000
   losses = _losses(tmp_path / "run")
   assert sorted(losses) == list(range(1, 31))
   assert np.mean([losses[s] for s in range(26, 31)]) < np.mean([losses[s] for s in range(1, 6)]) - 0.5

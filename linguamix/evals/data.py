@@ -52,6 +52,10 @@ def tfds_examples(name: str, split: str) -> list[dict[str, Any]]:
   return list(tfds.as_numpy(tfds.load(name, split=split, shuffle_files=False)))
 
 
+# Real benchmark files shipped with linguamix (XCOPA, MT-Bench-X; see its README).
+BUNDLED_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bundled")
+
+
 def data_root() -> str:
   """$LINGUAMIX_EVAL_DATA_ROOT, else the instruction data root (gin `data_root.root`,
   $LINGUAMIX_DATA_ROOT): benchmarks keep their release layout under it."""
@@ -59,13 +63,18 @@ def data_root() -> str:
 
 
 def benchmark_path(*parts: str) -> str:
-  """`{data_root}/part/...`, failing clearly when the file is not there."""
+  """`{data_root}/part/...`, failing clearly when the file is not there. Without
+  $LINGUAMIX_EVAL_DATA_ROOT, a file the data root lacks is read from the bundled copy
+  when linguamix ships that benchmark (so XCOPA works with no download)."""
   path = "/".join([data_root().rstrip("/"), *parts])
-  if not tf.io.gfile.exists(path):
-    raise FileNotFoundError(
-        f"benchmark file not found: {path} (set ${ENV_DATA_ROOT} or the data root "
-        f"${root.ENV_VAR} to the folder holding {parts[0]}/)")
-  return path
+  if tf.io.gfile.exists(path):
+    return path
+  bundled = os.path.join(BUNDLED_ROOT, *parts)
+  if not os.environ.get(ENV_DATA_ROOT) and os.path.exists(bundled):
+    return bundled
+  raise FileNotFoundError(
+      f"benchmark file not found: {path} (set ${ENV_DATA_ROOT} or the data root "
+      f"${root.ENV_VAR} to the folder holding {parts[0]}/)")
 
 
 def report_bad_row(path: str, line: int, message: str) -> None:

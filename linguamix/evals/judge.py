@@ -10,7 +10,6 @@ grades against a reference (math, reasoning, coding) use the `*-math-v1` prompts
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import json
 import os
@@ -183,23 +182,8 @@ def _answers(path: str, questions: Sequence[Mapping[str, Any]]) -> dict[str, str
   return answers
 
 
-def main(argv: list[str]) -> int:
-  parser = argparse.ArgumentParser(
-      prog="linguamix judge",
-      description="MT-Bench-X LLM judge against an OpenAI-compatible endpoint (base URL "
-                  f"--base-url or ${BASE_URL_ENV}, key from $OPENAI_API_KEY). Answers are the "
-                  "scores/mt_bench_x.{lang}.jsonl files that evaluation writes; one file grades "
-                  "answers 1-10, two files compare them in both orders.")
-  parser.add_argument("--lang", required=True, help="MT-Bench-X language (de en es fr it)")
-  parser.add_argument("--answers", required=True, help="model A's scores/mt_bench_x.{lang}.jsonl")
-  parser.add_argument("--answers-b", help="model B's file: pairwise comparison instead of grading")
-  parser.add_argument("--judge-model", required=True, help="model name the endpoint serves")
-  parser.add_argument("--base-url", help=f"endpoint base URL (default ${BASE_URL_ENV})")
-  parser.add_argument("--cache", required=True, help="folder of finished judgements (resumable)")
-  parser.add_argument("--workers", type=int, default=8, help="concurrent requests")
-  parser.add_argument("--out", help="write the summary and every judgement as JSON here")
-  args = parser.parse_args(argv)
-
+def run(args) -> int:
+  """`linguamix judge` (parsed in `linguamix.commands.judge`)."""
   try:
     questions = open_prompts.mt_bench_x_questions(args.lang)
     prompts = open_prompts.mt_bench_x_judge_prompts(args.lang)
@@ -228,3 +212,8 @@ def main(argv: list[str]) -> int:
       json.dump(result, f, indent=2, ensure_ascii=False)
     print(f"wrote {args.out}")
   return 0
+
+
+def main(argv: list[str]) -> int:
+  from linguamix.commands import judge as command
+  return command.main(argv)

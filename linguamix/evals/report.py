@@ -10,9 +10,9 @@ language and per family on the examples both runs scored (`paired.py`).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import os
+import sys
 from typing import Sequence
 
 import matplotlib
@@ -107,12 +107,13 @@ def heatmap(recipes, langs, values, title: str, path: str) -> None:
   _save(fig, path)
 
 
-def _paired(args, labels: list[str], families: list[str]) -> None:
+def _paired(args, labels: list[str], families: list[str]) -> int:
   try:
     rows = [r for r in paired.compare(args.runs[0], args.runs[1], args.metric)
             if r["family"] in families]
-  except ValueError as e:
-    raise SystemExit(f"error: {e}") from None
+  except (ValueError, FileNotFoundError) as e:
+    print(f"linguamix report: error: {e}", file=sys.stderr)
+    return 2
   path = os.path.join(args.out, f"paired_{args.metric}.csv")
   with tf.io.gfile.GFile(path, "w") as f:
     writer = csv.DictWriter(f, list(rows[0]))
@@ -125,38 +126,20 @@ def _paired(args, labels: list[str], families: list[str]) -> None:
     print(f"| {r['family']} | {r['language']} | {r['num_examples']} | {r['acc_a']:.2f} | "
           f"{r['acc_b']:.2f} | {r['diff']:+.2f} | {r['a_only']} | {r['b_only']} | {r['p_value']:.4g} |")
   print(f"wrote {path}")
+  return 0
 
 
-def main(argv: list[str]) -> int:
-  parser = argparse.ArgumentParser(
-      prog="linguamix report",
-      description="Charts from evaluation folders (written by linguamix.evals.runner.evaluate / "
-                  "python -m linguamix.eval). One folder: per-language bar charts. Several "
-                  "folders (one per tuning recipe): grouped bars and the cross-lingual "
-                  "transfer matrix (recipe x evaluation language heatmap + CSV).")
-  parser.add_argument("runs", nargs="+", help="evaluation output folders (local or gs://)")
-  parser.add_argument("--out", required=True, help="folder for the PNG/CSV files")
-  parser.add_argument("--label", action="append",
-                      help="name of each run in order (default: the folder name); repeat")
-  parser.add_argument("--metric", default="acc", help="metric to draw (default: acc)")
-  parser.add_argument("--family", action="append",
-                      help="benchmark family to draw (default: every family found); repeat")
-  parser.add_argument("--paired", action="store_true",
-                      help="with exactly two runs: exact McNemar test per language and pooled per "
-                           "family on the examples both scored (acc or acc_norm); writes "
-                           "paired_{metric}.csv")
-  args = parser.parse_args(argv)
-  if args.paired and len(args.runs) != 2:
-    parser.error(f"--paired compares exactly two runs; got {len(args.runs)}")
-
+def run(args) -> int:
+  """`linguamix report` (parsed in `linguamix.commands.report`)."""
   runs = load_runs(args.runs, args.label)
   families = args.family or sorted({f for fams in runs.values() for f in fams})
   tf.io.gfile.makedirs(args.out)
-  if args.paired:
-    _paired(args, list(runs), families)
+  if args.paired and _paired(args, list(runs), families):
+    return 2
   for family in families:
     if not any(family in fams for fams in runs.values()):
-      parser.error(f"no run has results for {family!r}")
+      print(f"linguamix report: error: no run has results for {family!r}", file=sys.stderr)
+      return 2
     path = os.path.join(args.out, f"{family}_{args.metric}.png")
     bar_chart(runs, family, args.metric, path)
     print(f"wrote {path}")
@@ -173,3 +156,8 @@ def main(argv: list[str]) -> int:
       for r, row in zip(recipes, values):
         print(f"| {r} | " + " | ".join("" if np.isnan(v) else f"{v:.2f}" for v in row) + " |")
   return 0
+
+
+def main(argv: list[str]) -> int:
+  from linguamix.commands import report as command
+  return command.main(argv)

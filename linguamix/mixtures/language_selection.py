@@ -289,38 +289,12 @@ def _family_choice(pool: list[str], k: int, seed: int) -> dict[str, Any]:
   return {"selected": selected, "families": families, "family_order": order}
 
 
-def main(argv: list[str]) -> int:
-  """`linguamix select-languages`: print the chosen languages."""
-  import argparse  # pylint: disable=g-import-not-at-top
+def run(args) -> int:
+  """`linguamix select-languages` (parsed in `linguamix.commands.select_languages`)."""
   import json  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
-  parser = argparse.ArgumentParser(
-      prog="linguamix select-languages",
-      description="Choose k of Bactrian-X's 52 languages the way Soykan & Şahin (2024) do: "
-                  "k-means on lang2vec typology (typo), geography (geo), learned vectors "
-                  "(learn) or semantic-typology embeddings (sem); one per family (fam); "
-                  "random; or all. Prints the ISO 639-1 codes, sorted, comma-separated.")
-  parser.add_argument("--method", required=True, type=str.lower, choices=METHODS,
-                      help="selection method")
-  parser.add_argument("--k", type=int, default=None,
-                      help="number of languages (required except for --method all)")
-  parser.add_argument("--seed", type=int, default=42,
-                      help="k-means / shuffle seed (the study's replicates: 66, 42, 10)")
-  parser.add_argument("--pool", default=None,
-                      help="comma-separated ISO 639-1 codes to choose from (default: the 52)")
-  parser.add_argument("--sem-embeddings", metavar="FILE", default=None,
-                      help="word2vec-format text file of language embeddings keyed by "
-                           "ISO 639-3 (required for --method sem)")
-  parser.add_argument("--json", action="store_true",
-                      help="print details: features, cluster and centroid distance of every "
-                           "language, exclusions")
-  args = parser.parse_args(argv)
   pool = args.pool.replace(",", " ").split() if args.pool else None
-  k = args.k
-  if k is None:
-    if args.method != "all":
-      parser.error(f"--k is required for --method {args.method}")
-    k = len(pool or languages.BACTRIAN_X)
+  k = args.k if args.k is not None else len(pool or languages.BACTRIAN_X)  # --method all
   try:
     details = selection_details(args.method, k, args.seed, pool=pool,
                                 sem_embeddings_path=args.sem_embeddings)
@@ -332,3 +306,8 @@ def main(argv: list[str]) -> int:
   else:
     print(",".join(details["selected"]))
   return 0
+
+
+def main(argv: list[str]) -> int:
+  from linguamix.commands import select_languages  # pylint: disable=g-import-not-at-top
+  return select_languages.main(argv)

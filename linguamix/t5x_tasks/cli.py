@@ -1,21 +1,14 @@
-"""`linguamix tasks list`: the registered instruction task families and their languages."""
+"""`linguamix tasks list`: the registered instruction task families and their languages
+(parsed in `linguamix.commands.tasks`)."""
 
 from __future__ import annotations
 
-import argparse
+import seqio
+
+from linguamix import t5x_tasks
 
 
-def main(argv: list[str]) -> int:
-  parser = argparse.ArgumentParser(
-      prog="linguamix tasks",
-      description="Instruction tasks registered by `import linguamix.t5x_tasks` "
-                  "(one task per language: FAMILY.LANG).")
-  sub = parser.add_subparsers(dest="cmd", required=True)
-  ls = sub.add_parser("list", help="print each family, its files and languages")
-  ls.add_argument("--names", action="store_true", help="print one task name per line")
-  args = parser.parse_args(argv)
-  import seqio
-  from linguamix import t5x_tasks
+def run(args) -> int:
   names = sorted(n for n in seqio.TaskRegistry.names() if "." in n
                  and n.rsplit(".", 1)[0] in t5x_tasks.FAMILIES)
   if args.names:
@@ -30,3 +23,8 @@ def main(argv: list[str]) -> int:
              else f", validation: {fam.validation_fraction:.0%} held out by id"))
     print("  " + " ".join(langs))
   return 0
+
+
+def main(argv: list[str]) -> int:
+  from linguamix.commands import tasks
+  return tasks.main(argv)

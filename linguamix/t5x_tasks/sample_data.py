@@ -214,12 +214,28 @@ def train_vocab(out_prefix: str, vocab_size: int = 1024) -> None:
       for tmpl in ("alpaca", "bactrian", "opengptx_chat"):
         inputs, targets = templates.TEMPLATES[tmpl](rec)
         lines.append(inputs + targets)
-  spm.SentencePieceTrainer.train(
-      sentence_iterator=iter(lines), model_prefix=out_prefix, vocab_size=vocab_size,
-      model_type="unigram", character_coverage=1.0, byte_fallback=True,
-      normalization_rule_name="identity", remove_extra_whitespaces=False,
-      split_digits=True, pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
-      num_threads=1, minloglevel=2)
+  # Identity normalization, but with a non-empty charsmap: SentencePiece's C++ (also
+  # tf-text's copy in every SeqIO tokenizer op) logs "precompiled_charsmap is empty" for
+  # each model load otherwise. The one rule maps U+FDD0, a Unicode noncharacter that
+  # never occurs in text, to U+FFFD; every real text tokenizes as with "identity".
+  with tempfile.TemporaryDirectory() as tmp:
+    rule_tsv = os.path.join(tmp, "rule.tsv")
+    with open(rule_tsv, "w") as f:
+      f.write("FDD0\tFFFD\n")
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines), model_prefix=out_prefix, vocab_size=vocab_size,
+        model_type="unigram", character_coverage=1.0, byte_fallback=True,
+        normalization_rule_tsv=rule_tsv, remove_extra_whitespaces=False,
+        split_digits=True, pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+        num_threads=1, minloglevel=2)
+  from sentencepiece import sentencepiece_model_pb2
+  model = sentencepiece_model_pb2.ModelProto()
+  with open(out_prefix + ".model", "rb") as f:
+    model.ParseFromString(f.read())
+  model.normalizer_spec.ClearField("normalization_rule_tsv")  # a temporary path
+  model.trainer_spec.ClearField("model_prefix")  # the path of whoever trained it
+  with open(out_prefix + ".model", "wb") as f:
+    f.write(model.SerializeToString())
 
 
 def main(argv=None) -> int:

@@ -7,7 +7,6 @@ Same flags and gin files as `python -m linguamix.train` (MODEL_DIR not needed).
 
 from __future__ import annotations
 
-import argparse
 import resource
 import sys
 import time
@@ -125,30 +124,9 @@ def _resolve(value):
   return value
 
 
-USAGE = """\
-usage: linguamix bench train [--steps N] [--peak_tflops X] --gin_file=... [--gin.NAME=VALUE]
-
-Benchmark a gin configuration (the same files and bindings as python -m linguamix.train):
-training steps/s, tokens/s, MFU and peak memory, then the input pipeline's examples/s
-and packing efficiency for the same mixture.
-
-  --steps N        timed training steps after compilation (default 10)
-  --peak_tflops X  peak TFLOP/s per device for MFU (default: the table of known
-                   accelerators; none on a CPU, so MFU reads n/a there)
-  --gin_file, --gin.NAME=VALUE, --gin_bindings, --gin_search_paths, --tfds_data_dir:
-                   as for python -m linguamix.train
-"""
-
-
-def main(argv: list[str]) -> int:
-  wants_help = any(a in ("-h", "--help") for a in argv)
-  if wants_help or not argv or argv[0] != "train":
-    print(USAGE, file=sys.stdout if wants_help else sys.stderr)
-    return 0 if wants_help else 2
-  p = argparse.ArgumentParser(add_help=False)
-  p.add_argument("--steps", type=int, default=10)
-  p.add_argument("--peak_tflops", type=float, default=None)
-  known, rest = p.parse_known_args(argv[1:])
+def run(known, rest: list[str]) -> int:
+  """`linguamix bench train` (parsed in `linguamix.commands.bench`): `known` holds
+  --steps and --peak_tflops, `rest` the trainer's flags."""
   try:
     flags.parse_and_configure(
         rest + ['--gin.MODEL_DIR="/dev/null"'], prog="linguamix bench train",
@@ -166,3 +144,8 @@ def main(argv: list[str]) -> int:
     return 2
   print(format_report(report))
   return 0
+
+
+def main(argv: list[str]) -> int:
+  from linguamix.commands import bench as command
+  return command.main(argv)

@@ -44,6 +44,9 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
                       f"(the package's gin root {GIN_ROOT} is always searched).")
   p.add_argument("--tfds_data_dir", default=None,
                  help="TFDS data directory for tasks that read TFDS (sets seqio's TFDS dir).")
+  p.add_argument("--verbose", action="store_true",
+                 help="show TensorFlow's, XLA's, SentencePiece's and SeqIO's log lines "
+                      "(also LINGUAMIX_VERBOSE=1)")
   return p
 
 

@@ -6,13 +6,13 @@ stderr with exit status 2, before any compilation.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
 import gin
 
+from linguamix import _quiet
 from linguamix.train import flags
 
 TRAIN_REQUIRED = ("MODEL_DIR", "MIXTURE_OR_TASK_NAME", "TASK_FEATURE_LENGTHS", "TRAIN_STEPS",
@@ -34,8 +34,10 @@ def _init_distributed() -> None:
 
 def run(argv: list[str], *, prog: str, description: str, run_gin: str,
         required: tuple[str, ...], entry, default_gin: str = flags.QUICKSTART_GIN) -> int:
-  from absl import logging as absl_logging
-  absl_logging.set_verbosity(absl_logging.ERROR)  # SeqIO's per-dataset warnings drown the bar
+  if not _quiet.verbose_requested(argv):
+    from absl import logging as absl_logging
+    absl_logging.set_verbosity(absl_logging.ERROR)  # SeqIO's per-dataset warnings drown the bar
+  argv = _quiet.strip_verbose(argv)
   try:
     flags.parse_and_configure(argv, prog=prog, description=description, run_gin=run_gin,
                               required_macros=required, default_gin=default_gin)
@@ -54,9 +56,36 @@ def run(argv: list[str], *, prog: str, description: str, run_gin: str,
   return 0
 
 
+def _call(module: str, function: str):
+  """The gin-configured entry, imported only once the flags have parsed (--help is instant)."""
+  return lambda: getattr(importlib.import_module(module), function)()
+
+
 def main(argv: list[str]) -> int:
-  from linguamix.train import trainer
   return run(argv, prog="python -m linguamix.train",
              description="Train a model on a SeqIO mixture from gin files (T5X's train).",
              run_gin="runs/finetune.gin", required=TRAIN_REQUIRED,
-             entry=lambda: trainer.train())
+             entry=_call("linguamix.train.trainer", "train"))
+
+
+def eval_main(argv: list[str]) -> int:
+  return run(argv, prog="python -m linguamix.eval",
+             description="Evaluate a checkpoint on SeqIO eval tasks from gin files (T5X's eval).",
+             run_gin="runs/eval.gin", required=("CHECKPOINT_PATH", "EVAL_OUTPUT_DIR", "MODEL"),
+             entry=_call("linguamix.train.run_eval", "evaluate_checkpoint"),
+             default_gin="models/mt5_tiny.gin")
+
+
+def infer_main(argv: list[str]) -> int:
+  return run(argv, prog="python -m linguamix.infer",
+             description="Predict or score a split with a checkpoint from gin files (T5X's infer).",
+             run_gin="runs/infer.gin",
+             required=("CHECKPOINT_PATH", "INFER_OUTPUT_DIR", "MIXTURE_OR_TASK_NAME", "MODEL"),
+             entry=_call("linguamix.train.run_infer", "infer"), default_gin="models/mt5_tiny.gin")
+
+
+def program(entry) -> None:
+  """`python -m ...`: quiet stderr (unless --verbose / LINGUAMIX_VERBOSE), then `entry`."""
+  argv = sys.argv[1:]
+  _quiet.install(verbose=_quiet.verbose_requested(argv))
+  sys.exit(entry(argv))

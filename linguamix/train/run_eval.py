@@ -24,19 +24,6 @@ def load_checkpoint_params(model, checkpoint_path: str, task_feature_lengths=Non
   return ckpt_lib.load_params(checkpoint_path, nn.unbox(boxed), shardings)
 
 
-def _line(metrics: Mapping[str, float | int]) -> str:
-  """`acc 55.20 ± 2.22, ..., num_examples 500`: stderr beside its metric, counts as integers."""
-  parts = []
-  for k, v in sorted(metrics.items()):
-    if k.endswith(("_stderr", "_ci_low", "_ci_high")):
-      continue
-    text = str(v) if isinstance(v, int) else f"{v:.4f}"
-    if f"{k}_stderr" in metrics:
-      text += f" ± {metrics[k + '_stderr']:.4f}"
-    parts.append(f"{k} {text}")
-  return ", ".join(parts)
-
-
 @gin.configurable
 def evaluate_checkpoint(*, model, checkpoint_path: str, output_dir: str,
                         tasks: Sequence[str] | str | None = None,
@@ -59,14 +46,73 @@ def evaluate_checkpoint(*, model, checkpoint_path: str, output_dir: str,
                             num_examples=num_examples, step=step, add_bos_token=add_bos_token)
   if jax.process_index() == 0:
     for task, metrics in sorted(results.items()):
-      print(f"{task}: {_line(metrics)}")
+      print(task + ": " + format_metrics(metrics))
     print(f"wrote {os.path.abspath(output_dir)}")
   return results
 
 
+def format_metrics(metrics: Mapping[str, float | int]) -> str:
+  """`acc 54.6000 ± 2.2263, num_examples 500`: the standard error beside its metric (the
+  95% interval is in the files), counts as integers."""
+  parts = []
+  for k, v in sorted(metrics.items()):
+    if k.endswith(("_stderr", "_ci_low", "_ci_high")):
+      continue
+    text = f"{int(v)}" if k.startswith("num_") else f"{v:.4f}"
+    if f"{k}_stderr" in metrics:
+      text += f" ± {metrics[k + '_stderr']:.4f}"
+    parts.append(f"{k} {text}")
+  return ", ".join(parts)
+
+
+@gin.configurable
+def benchmark(*, model, params, model_dir: str, step: int, tasks: Sequence[str] | str = "xcopa",
+              split: str = "default", batch_size: int = 32, metric: str = "acc",
+              num_examples: int | None = None, output_subdir: str = "benchmark") -> dict:
+  """After training (`trainer.train.benchmark`): scores the trained params on `tasks`
+  as `python -m linguamix.eval` does, into MODEL_DIR/`output_subdir`; prints the
+  per-language table and draws `linguamix report`'s chart into MODEL_DIR.
+  `num_examples`: the first N scored rows per task (a smoke test), None for all."""
+  from linguamix.commands import report as report_command
+  from linguamix.evals import runner  # registers the benchmark tasks
+  output_dir = os.path.join(model_dir, output_subdir)
+  results = runner.evaluate(model, params, tasks, output_dir, split=split,
+                            batch_size=batch_size, num_examples=num_examples, step=step)
+  if jax.process_index() == 0:
+    print(format_table(results, split))
+    print(f"wrote {output_dir}")
+    report_command.main([output_dir, "--out", model_dir, "--metric", metric,
+                         "--label", f"step {step}"])
+  return results
+
+
+def format_table(results: Mapping[str, Mapping[str, float]], split: str) -> str:
+  """One row per task (language) and the mean over them, per benchmark family."""
+  lines = []
+  families: dict[str, list[str]] = {}
+  for task in sorted(results):
+    families.setdefault(task.partition(".")[0], []).append(task)
+  for family, names in families.items():
+    metrics = sorted({k for t in names for k in results[t]
+                      if not k.endswith(("_stderr", "_ci_low", "_ci_high"))}
+                     - {"num_examples", "num_flagged", "chance"})
+    shown = split
+    if split == "default":  # the split the field reports, e.g. XCOPA's test split
+      from linguamix.evals import registry
+      shown = getattr(registry.BENCHMARKS.get(family), "default_split", split)
+    lines.append(f"{family} ({shown} split): " + ", ".join(metrics) + " in %")
+    lines.append(f"{'lang':<10}" + "".join(f"{m:>10}" for m in metrics) + f"{'examples':>10}")
+    for task in names:
+      r = results[task]
+      lines.append(f"{task.partition('.')[2]:<10}" + "".join(
+          f"{r.get(m, float('nan')):>10.1f}" for m in metrics)
+          + f"{int(r.get('num_examples', 0)):>10,}")
+    total = sum(int(results[t].get("num_examples", 0)) for t in names)
+    lines.append(f"{'mean':<10}" + "".join(
+        f"{sum(results[t].get(m, 0.0) for t in names) / len(names):>10.1f}" for m in metrics)
+        + f"{total:>10,}")
+  return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
-  return main_lib.run(
-      argv, prog="python -m linguamix.eval",
-      description="Evaluate a checkpoint on SeqIO eval tasks from gin files (T5X's eval).",
-      run_gin="runs/eval.gin", required=("CHECKPOINT_PATH", "EVAL_OUTPUT_DIR", "MODEL"),
-      entry=lambda: evaluate_checkpoint(), default_gin="models/mt5_tiny.gin")
+  return main_lib.eval_main(argv)

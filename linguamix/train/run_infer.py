@@ -85,9 +85,4 @@ def infer(*, model, checkpoint_path: str, output_dir: str, mixture_or_task_name:
 
 
 def main(argv: list[str]) -> int:
-  return main_lib.run(
-      argv, prog="python -m linguamix.infer",
-      description="Predict or score a split with a checkpoint from gin files (T5X's infer).",
-      run_gin="runs/infer.gin",
-      required=("CHECKPOINT_PATH", "INFER_OUTPUT_DIR", "MIXTURE_OR_TASK_NAME", "MODEL"),
-      entry=lambda: infer(), default_gin="models/mt5_tiny.gin")
+  return main_lib.infer_main(argv)

@@ -13,7 +13,7 @@ import math
 import os
 import re
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import gin
@@ -117,9 +117,13 @@ def train(
     log_period: int = 10,
     logger_cls: Sequence[type] = (),
     progress_bar: bool = True,
+    benchmark: Callable[..., dict] | None = None,
 ) -> dict:
   """Trains to `total_steps` (absolute; or from `train_epochs`, see data.train_steps);
-  returns the run summary (also in summary.json)."""
+  returns the run summary (also in summary.json).
+
+  `benchmark`: called after training as `benchmark(model=, params=, model_dir=, step=)`
+  (e.g. `run_eval.benchmark`, which runs/quickstart.gin binds to score XCOPA)."""
   t_start = time.time()
   partitioner = partitioner or partitioning.Partitioner()
   model_dir = os.path.abspath(model_dir)
@@ -321,10 +325,19 @@ def train(
   summary.update(final_step=max(total_steps, start_step), final_train=last,
                  train_tokens=tokens_total, seconds=round(time.time() - t_start, 1),
                  loop_seconds=round(elapsed, 1))
+
+  def write_summary():
+    if host0:
+      with open(os.path.join(model_dir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1, default=float)
+
+  write_summary()  # before the benchmark: a failing one loses nothing of the run
   if host0:
-    with open(os.path.join(model_dir, "summary.json"), "w") as f:
-      json.dump(summary, f, indent=1, default=float)
     print(format_summary(summary))
+  if benchmark is not None:
+    summary["benchmark"] = benchmark(model=model, params=state["params"], model_dir=model_dir,
+                                     step=summary["final_step"])
+    write_summary()
   return summary
 
 
