@@ -135,10 +135,27 @@ def test_evaluate_writes_tables_and_scores(root, tmp_path):
   assert rows[("xnli", "avg_weighted", "acc")] == pytest.approx((100 / 3 * 3 + 50 * 2) / 5)
   assert rows[("xnli", "avg", "acc")] == pytest.approx((100 / 3 + 50) / 2)
   assert rows[("paws_x", "avg", "f1")] == pytest.approx(100 / 3)
+  # Standard errors, lm-eval's: de correct (1, 0, 0): sd(ddof=1) sqrt(1/3) / sqrt(3) = 1/3;
+  # en (0, 1): 1/2; the plain mean's sqrt(se_de^2 + se_en^2) / 2; the weighted mean's
+  # pooled sqrt(((3-1) se_de^2 3 + (2-1) se_en^2 2) / (5 - 2) / 5).
+  with open(out / "summary.csv") as f:
+    full = {(r["family"], r["language"], r["metric"]): r for r in csv.DictReader(f)}
+  se = {"de": 100 / 3, "en": 50.0}
+  want = {"de": se["de"], "en": se["en"], "avg": np.hypot(se["de"], se["en"]) / 2,
+          "avg_weighted": np.sqrt((2 * se["de"] ** 2 * 3 + se["en"] ** 2 * 2) / 3 / 5)}
+  for lang, value in want.items():
+    row = full[("xnli", lang, "acc")]
+    assert float(row["stderr"]) == pytest.approx(value)
+    assert float(row["ci_low"]) == pytest.approx(max(0, float(row["value"]) - 1.959964 * value))
+    assert float(row["ci_high"]) == pytest.approx(min(100, float(row["value"]) + 1.959964 * value))
+  assert full[("xnli", "de", "acc")]["num_examples"] == "3"
   md = (out / "summary.md").read_text()
-  assert "### xnli" in md and "| acc | 33.33 | 50.00 | 41.67 | 40.00 |" in md
+  assert "### xnli" in md and "| acc | 33.33 ± 33.33 | 50.00 ± 50.00 | 41.67 ± 30.05 | 40.00 ± 27.89 |" in md
+  assert "| examples | 3 | 2 | 5 | 5 |" in md
   record = json.loads((out / "metrics" / "xnli.de.json").read_text())
   assert record["language"] == "de" and record["num_examples"] == 3
+  assert record["metrics"]["num_examples"] == 3 and isinstance(record["metrics"]["num_examples"], int)
+  assert record["requests"] == {"lm_eval_version": "0.4.13", "backend": "seq2seq", "add_bos_token": None}
   lines = [json.loads(l) for l in (out / "scores" / "xnli.de.jsonl").read_text().splitlines()]
   assert [(l["idx"], l["label"], l["pred"], l["correct"]) for l in lines] == [
       (0, 0, 0, True), (1, 2, 0, False), (2, 1, 0, False)]

@@ -3,9 +3,11 @@
 For every prompt construction (XNLI and PAWS-X: empty context, whole-sentence choices;
 XCOPA: context + continuation), the expected (context, continuation) strings are
 written out here by hand from the spec tables, tokenized with SentencePiece directly
-(lm-eval's rules: whole text split at the context; empty context -> BOS, else EOS; no
-EOS scored) and scored from the model's full logits, for a decoder-only model (prefix
-LM) and an encoder-decoder model.
+(lm-eval's HFLM rules; empty context -> BOS, else EOS; no EOS scored; causal: the whole
+text split at the context, nothing before it (SentencePiece adds no BOS); seq2seq: the
+context with mT5's tokenizer template (EOS last), the continuation alone) and scored
+from the model's full logits, for a decoder-only model (prefix LM) and an
+encoder-decoder model.
 """
 
 import json
@@ -57,13 +59,16 @@ def root(tmp_path, monkeypatch):
   return root
 
 
-def _ids(sp, context, continuation):
-  """lm-eval: continuation ids = ids of the whole text after the context's ids."""
-  context_ids = sp.encode(context)
-  continuation_ids = sp.encode(context + continuation)[len(context_ids):]
+def _ids(sp, context, continuation, seq2seq):
+  """lm-eval: causal continuation ids = ids of the whole text after the context's ids;
+  seq2seq: the continuation alone, the context + EOS (T5's tokenizer template)."""
+  prefix = sp.bos_id() if sp.bos_id() >= 0 else sp.eos_id()
   if not context:
-    context_ids = [sp.bos_id() if sp.bos_id() >= 0 else sp.eos_id()]
-  return context_ids, continuation_ids
+    return [prefix], sp.encode(continuation)
+  context_ids = sp.encode(context)
+  if seq2seq:
+    return context_ids + [sp.eos_id()], sp.encode(continuation)
+  return context_ids, sp.encode(context + continuation)[len(context_ids):]
 
 
 def _per_choice(contexts, continuations):
@@ -83,12 +88,12 @@ def _summed(logits_NxTxV, targets, starts):
 
 
 def _decoder_scores(model, params, requests):
-  # SeqIO's decoder feature converter shifts in its start token (id 0) before the text.
-  tokens = [[0] + ctx + cont for ctx, cont in requests]
+  # lm-eval's sequence: context then continuation, nothing before (no BOS added)
+  tokens = [ctx + cont for ctx, cont in requests]
   batch = {"decoder_input_tokens": _pad([t[:-1] for t in tokens], 144),
            "decoder_target_tokens": _pad([t[1:] for t in tokens], 144)}
   return _summed(jax.jit(model.logits)(params, batch), [c for _, c in requests],
-                 [len(ctx) for ctx, _ in requests])
+                 [len(ctx) - 1 for ctx, _ in requests])
 
 
 def _encdec_scores(model, params, requests):
@@ -129,11 +134,12 @@ def test_scores_match_logits(root, tmp_path, build):
   vocabulary = task_vocab.VOCABULARY
   sp = spm.SentencePieceProcessor(model_file=task_vocab.SAMPLE_SPM)
   model, params, reference = build(vocabulary)
+  seq2seq = reference is _encdec_scores
   out = tmp_path / "out"
   # Fixed lengths: one compilation for all three tasks.
   results = runner.evaluate(model, params, list(EXPECTED), str(out), batch_size=4,
                             sequence_length={"inputs": 96, "targets": 48})
-  requests = [_ids(sp, ctx, cont) for examples in EXPECTED.values()
+  requests = [_ids(sp, ctx, cont, seq2seq) for examples in EXPECTED.values()
               for _, contexts, conts in examples
               for ctx, cont in zip(_per_choice(contexts, conts), conts)]
   want = iter(reference(model, params, requests))

@@ -279,7 +279,7 @@ def test_eval_scores_decoder_models_on_lm_eval_sequences(tmp_path, capsys, monke
   import gin
   with gin.unlock_config():
     model = gin.query_parameter("MODEL/macro.value").scoped_configurable_fn()  # decoder_tiny.gin
-  assert isinstance(model, decoder.DecoderOnlyModel) and model.start_token == "zero"
+  assert isinstance(model, decoder.DecoderOnlyModel) and model.start_token == "none"
   sp = spm.SentencePieceProcessor(model_file=task_vocab.SAMPLE_SPM)
   for line in lines:
     for choice in line["choices"]:
@@ -292,5 +292,6 @@ def test_eval_scores_decoder_models_on_lm_eval_sequences(tmp_path, capsys, monke
                "decoder_loss_weights": jnp.asarray([[0] * (len(ids) - 1 - n) + [1] * n])}
       logp = np.asarray(jax.nn.log_softmax(model.logits(params, batch), axis=-1))[0]
       expected = sum(logp[len(ids) - 1 - n + i, tok] for i, tok in enumerate(ids[-n:]))
-      np.testing.assert_allclose(choice["score"], expected, rtol=0, atol=2e-5)
+      # float32: batches are padded to length buckets, the reference is unpadded
+      np.testing.assert_allclose(choice["score"], expected, rtol=1e-5, atol=2e-5)
 

@@ -19,6 +19,10 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--metric", default="acc", help="metric to draw (default: acc)")
   p.add_argument("--family", action="append",
                  help="benchmark family to draw (default: every family found); repeat")
+  p.add_argument("--paired", action="store_true",
+                 help="with exactly two runs: exact McNemar test per language and pooled per "
+                      "family on the examples both scored (acc or acc_norm); writes "
+                      "paired_{metric}.csv")
   return p
 
 
@@ -27,5 +31,7 @@ def main(argv: list[str]) -> int:
   args = p.parse_args(argv)
   if args.label and len(args.label) != len(args.runs):
     p.error(f"{len(args.label)} --label values for {len(args.runs)} runs")
+  if args.paired and len(args.runs) != 2:
+    p.error(f"--paired compares exactly two runs; got {len(args.runs)}")
   from linguamix.evals import report
   return report.run(args)

@@ -23,8 +23,15 @@ import seqio
 from sklearn import metrics as sk_metrics
 import tensorflow as tf
 
+from linguamix.evals import requests
+
 # Python's str.isspace set, as RE2 classes (ASCII \s, Unicode separators, \x1c-\x1f, \x85).
 _TRAILING_SPACE = r"[\s\p{Z}\x{1c}-\x{1f}\x{85}]+$"
+
+
+# Plain TF functions (no Python control flow on tensors): autograph's conversion only
+# costs tracing time, once per task.
+_plain = tf.autograph.experimental.do_not_convert
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,8 +102,10 @@ def rank_classification(ds: tf.data.Dataset) -> tf.data.Dataset:
         "length": ex["norm_length"],
         "inputs": stripped,
         "targets": targets,
+        "context": contexts,  # as written: lm-eval's empty-context test sees these
+        "continuation": continuations,
     })
-  return ds.flat_map(expand)
+  return ds.flat_map(_plain(expand))
 
 
 @gin.configurable
@@ -108,54 +117,31 @@ def score_eos(enabled: bool = False) -> bool:
 
 def tokenize_pairs(ds: tf.data.Dataset,
                    output_features: Mapping[str, seqio.Feature]) -> tf.data.Dataset:
-  """Tokenizes context + continuation together and splits at the context's length.
+  """Token ids exactly as lm-evaluation-harness builds each request (`requests.py`).
 
-  lm-eval's rule for causal models: the continuation's ids are those of the whole text
-  after the context's ids, so a continuation starting with a space tokenizes as it does
-  mid-text (tokenized alone, some vocabularies add a lone "▁" or a second prefix space).
-  For mT5's vocabulary both ways agree. Keeps `*_pretokenized` copies of the text.
+  Reads `requests.current()` when the dataset is built: the model kind (causal: the
+  continuation's ids are those of the encoded whole after the context's; seq2seq: the
+  continuation alone, the context with the tokenizer's template, e.g. mT5's EOS), the
+  `add_bos_token` override and whether the model's start slot holds BOS. An empty
+  context becomes lm-eval's prefix token. Keeps `*_pretokenized` copies of the text.
   """
-  vocab = output_features["targets"].vocabulary
-  eos = [vocab.eos_id] if score_eos() else []
+  encode_pair = requests.pair_encoder(output_features["targets"].vocabulary)
+  eos = [requests.resolved(output_features["targets"].vocabulary).eos_id] if score_eos() else []
+
+  def encode(context, continuation):
+    ctx, cont = encode_pair(context.numpy().decode("utf-8"), continuation.numpy().decode("utf-8"))
+    return np.array(ctx, np.int32), np.array(cont + eos, np.int32)
 
   def tokenize(ex):
     ex = dict(ex)
-    context_ids = vocab.encode_tf(ex["inputs"])
-    whole_ids = vocab.encode_tf(tf.strings.join([ex["inputs"], ex["targets"]]))
     ex["inputs_pretokenized"], ex["targets_pretokenized"] = ex["inputs"], ex["targets"]
-    ex["inputs"] = tf.cast(context_ids, tf.int32)
-    ex["targets"] = tf.concat([tf.cast(whole_ids[tf.size(context_ids):], tf.int32),
-                               tf.constant(eos, tf.int32)], axis=0)
+    inputs, targets = tf.py_function(encode, [ex.pop("context"), ex.pop("continuation")],
+                                     [tf.int32, tf.int32])
+    inputs.set_shape([None])
+    targets.set_shape([None])
+    ex["inputs"], ex["targets"] = inputs, targets
     return ex
-  return ds.map(tokenize, num_parallel_calls=tf.data.AUTOTUNE)
-
-
-def prefix_token_id(vocabulary: seqio.Vocabulary) -> int:
-  """BOS if the vocabulary has one, else EOS (lm-eval's prefix for an empty context)."""
-  vocabulary = getattr(vocabulary, "resolved", vocabulary)  # a deferred task vocabulary
-  try:
-    bos = vocabulary.bos_id
-  except NotImplementedError:
-    bos = None
-  if bos is not None and bos >= 0:
-    return int(bos)
-  if vocabulary.eos_id is None or vocabulary.eos_id < 0:
-    raise ValueError(f"vocabulary {vocabulary} has neither BOS nor EOS for an empty context")
-  return int(vocabulary.eos_id)
-
-
-def prefix_empty_inputs(ds: tf.data.Dataset,
-                        output_features: Mapping[str, seqio.Feature]) -> tf.data.Dataset:
-  """An empty tokenized context becomes the single prefix token."""
-  prefix = prefix_token_id(output_features["inputs"].vocabulary)
-
-  def fill(ex):
-    ex = dict(ex)
-    inputs = ex["inputs"]
-    ex["inputs"] = tf.cond(tf.size(inputs) > 0, lambda: inputs,
-                           lambda: tf.constant([prefix], inputs.dtype))
-    return ex
-  return ds.map(fill, num_parallel_calls=tf.data.AUTOTUNE)
+  return ds.map(_plain(tokenize), num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def check_fits(ds: tf.data.Dataset,
@@ -176,7 +162,7 @@ def check_fits(ds: tf.data.Dataset,
             message=f"rank-classification {key} longer than sequence_length[{key!r}]={limit}; "
                     "raise it or pass sequence_length=None")
     return ex
-  return ds.map(check, num_parallel_calls=tf.data.AUTOTUNE)
+  return ds.map(_plain(check), num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def rank_target(target: str, example: Mapping[str, Any] | None = None,
@@ -224,16 +210,42 @@ def group_by_example(targets: Sequence[Mapping[str, Any]], scores: Sequence[floa
   return grouped
 
 
+Z_95 = 1.959963984540054  # two-sided 95% normal quantile
+
+
+def mean_stderr(values: Sequence[float]) -> float:
+  """lm-eval's `mean_stderr`: sample standard deviation (n - 1) / sqrt(n); 0 for n < 2."""
+  values = np.asarray(values, float)
+  if len(values) < 2:
+    return 0.0
+  return float(np.std(values, ddof=1) / np.sqrt(len(values)))
+
+
+def with_uncertainty(name: str, values: Sequence[float]) -> dict[str, float]:
+  """`name` (percent), `name_stderr` and the normal 95% interval `name_ci_low/high`."""
+  mean, se = 100.0 * float(np.mean(values)), 100.0 * mean_stderr(values)
+  return {name: mean, f"{name}_stderr": se,
+          f"{name}_ci_low": max(0.0, mean - Z_95 * se), f"{name}_ci_high": min(100.0, mean + Z_95 * se)}
+
+
+def predictions(g: _Grouped) -> tuple[int, int]:
+  """lm-eval's (acc, acc_norm) picks: argmax of the log-likelihoods, and of them divided
+  by each choice's length in characters; ties go to the first choice (np.argmax)."""
+  with np.errstate(divide="ignore", invalid="ignore"):
+    return int(np.argmax(g.scores)), int(np.argmax(g.scores / g.lengths))
+
+
 def rank_accuracy(targets: Sequence[Mapping[str, Any]], scores: Sequence[float]) -> dict[str, float]:
-  """`acc` (argmax, ties -> first choice) and `acc_norm` (per character), in percent."""
+  """`acc` and `acc_norm` in percent with standard errors and 95% intervals; counts."""
   grouped = group_by_example(targets, scores)
-  acc = [np.argmax(g.scores) == g.label for g in grouped]
-  acc_norm = [np.argmax(g.scores / np.maximum(g.lengths, 1)) == g.label for g in grouped]
+  picks = [predictions(g) for g in grouped]
   return {
-      "acc": 100.0 * float(np.mean(acc)),
-      "acc_norm": 100.0 * float(np.mean(acc_norm)),
-      "num_examples": float(len(grouped)),
-      "num_flagged": float(sum(bool(g.flag) for g in grouped)),
+      **with_uncertainty("acc", [p == g.label for (p, _), g in zip(picks, grouped)]),
+      **with_uncertainty("acc_norm", [p == g.label for (_, p), g in zip(picks, grouped)]),
+      "num_examples": len(grouped),
+      "num_flagged": sum(bool(g.flag) for g in grouped),
+      # what guessing scores (percent): the mean of 1 / number of choices
+      "chance": 100.0 * float(np.mean([1.0 / len(g.scores) for g in grouped])),
   }
 
 

@@ -53,8 +53,8 @@ def _dataset_fn(split: str, shuffle_files: bool, seed: int | None = None, *,
 
 def output_features() -> Mapping[str, seqio.Feature]:
   # The instruction tasks' deferred vocabulary: the model gin's VOCABULARY.
-  # No EOS on either side: lm-eval scores the continuation tokens only, and a prefix-LM
-  # must not see an EOS between context and continuation.
+  # No EOS added by SeqIO: `rank.tokenize_pairs` applies the tokenizer's own template
+  # as lm-eval does (mT5: EOS after the context), and scores no EOS.
   return {
       "inputs": seqio.Feature(vocab.VOCABULARY, add_eos=False, required=False),
       "targets": seqio.Feature(vocab.VOCABULARY, add_eos=False),
@@ -74,7 +74,6 @@ def register_rank_benchmark(benchmark: Benchmark) -> None:
         preprocessors=[
             rank.rank_classification,
             rank.tokenize_pairs,
-            rank.prefix_empty_inputs,
             rank.check_fits,
         ],
         output_features=output_features(),

@@ -3,7 +3,9 @@
 Reads the `metrics/*.json` that `evaluate` (its `MetricsLogger`) writes into each run
 folder. One run: a bar per evaluation language, per benchmark family. Several runs
 (one per tuning recipe): grouped bars, plus a heatmap of recipe x evaluation language
-(`transfer_{family}_{metric}.png` and `.csv`).
+(`transfer_{family}_{metric}.png` and `.csv`). Bars carry their values, 95% intervals
+as error bars and the chance level. `--paired` (two runs): an exact McNemar test per
+language and per family on the examples both runs scored (`paired.py`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import tensorflow as tf  # noqa: E402
 
 from linguamix import atomic  # noqa: E402
 from linguamix.evals import loggers  # noqa: E402
+from linguamix.evals import paired  # noqa: E402
 
 
 def load_runs(run_dirs: Sequence[str], labels: Sequence[str] | None):
@@ -47,18 +50,37 @@ def _save(fig, path: str) -> None:
 
 
 def bar_chart(runs, family: str, metric: str, path: str) -> None:
+  _save(bar_figure(runs, family, metric), path)
+
+
+def bar_figure(runs, family: str, metric: str):
+  """Bars per language (grouped by run), each labelled with its value, 95% intervals as
+  error bars where the metrics have them, and the chance level as a dashed line."""
   langs = sorted({l for fams in runs.values() for l in fams.get(family, {})})
   width = 0.8 / len(runs)
-  fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(langs) * len(runs) + 2), 3.5))
+  fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(langs) * len(runs) + 2), 3.8))
+  chance = []
   for i, (label, fams) in enumerate(runs.items()):
-    values = [fams.get(family, {}).get(l, {}).get(metric, np.nan) for l in langs]
-    ax.bar(np.arange(len(langs)) + i * width, values, width, label=label)
+    per_lang = [fams.get(family, {}).get(l, {}) for l in langs]
+    values = np.array([m.get(metric, np.nan) for m in per_lang], float)
+    low = np.array([m.get(f"{metric}_ci_low", np.nan) for m in per_lang], float)
+    high = np.array([m.get(f"{metric}_ci_high", np.nan) for m in per_lang], float)
+    yerr = np.nan_to_num(np.stack([values - low, high - values]), nan=0.0)
+    bars = ax.bar(np.arange(len(langs)) + i * width, values, width, label=label,
+                  yerr=yerr if np.any(yerr) else None, capsize=2, error_kw={"elinewidth": 0.8})
+    ax.bar_label(bars, fmt="%.1f", fontsize=6 if len(runs) > 1 else 7, padding=2)
+    chance += [m["chance"] for m in per_lang if "chance" in m]
+  if chance and metric.startswith("acc"):
+    ax.axhline(float(np.mean(chance)), color="grey", linestyle="--", linewidth=0.8,
+               label=f"chance {np.mean(chance):.1f}")
   ax.set_xticks(np.arange(len(langs)) + width * (len(runs) - 1) / 2, langs)
   ax.set_ylabel(metric)
-  ax.set_title(f"{family}: {metric} per language")
-  if len(runs) > 1:
+  ax.margins(y=0.12)
+  ax.set_ylim(bottom=0)
+  ax.set_title(f"{family}: {metric} per language (error bars: 95% interval)")
+  if len(runs) > 1 or chance:
     ax.legend(fontsize="small")
-  _save(fig, path)
+  return fig
 
 
 def transfer_matrix(runs, family: str, metric: str) -> tuple[list[str], list[str], np.ndarray]:
@@ -86,11 +108,35 @@ def heatmap(recipes, langs, values, title: str, path: str) -> None:
   _save(fig, path)
 
 
+def _paired(args, labels: list[str], families: list[str]) -> int:
+  try:
+    rows = [r for r in paired.compare(args.runs[0], args.runs[1], args.metric)
+            if r["family"] in families]
+  except (ValueError, FileNotFoundError) as e:
+    print(f"linguamix report: error: {e}", file=sys.stderr)
+    return 2
+  path = os.path.join(args.out, f"paired_{args.metric}.csv")
+  with tf.io.gfile.GFile(path, "w") as f:
+    writer = csv.DictWriter(f, list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+  a, b = labels
+  print(f"\n{args.metric}: {a} vs {b}, exact McNemar test on the same examples\n"
+        f"| family | language | n | {a} | {b} | diff | only {a} | only {b} | p |\n" + "|---" * 9 + "|")
+  for r in rows:
+    print(f"| {r['family']} | {r['language']} | {r['num_examples']} | {r['acc_a']:.2f} | "
+          f"{r['acc_b']:.2f} | {r['diff']:+.2f} | {r['a_only']} | {r['b_only']} | {r['p_value']:.4g} |")
+  print(f"wrote {path}")
+  return 0
+
+
 def run(args) -> int:
   """`linguamix report` (parsed in `linguamix.commands.report`)."""
   runs = load_runs(args.runs, args.label)
   families = args.family or sorted({f for fams in runs.values() for f in fams})
   tf.io.gfile.makedirs(args.out)
+  if args.paired and _paired(args, list(runs), families):
+    return 2
   for family in families:
     if not any(family in fams for fams in runs.values()):
       print(f"linguamix report: error: no run has results for {family!r}", file=sys.stderr)

@@ -23,6 +23,7 @@ from linguamix import atomic
 from linguamix.evals import data
 from linguamix.evals import loggers
 from linguamix.evals import registry
+from linguamix.evals import requests
 from linguamix.models import base
 
 LOGGERS = (loggers.MetricsLogger, loggers.ScoresLogger)
@@ -35,18 +36,59 @@ def _check_name(name: str) -> None:
   seqio.get_mixture_or_task(name)  # unknown names fail here, listing what exists
 
 
-def _batches(ds: tf.data.Dataset, batch_size: int):
-  """(ids[n], batch padded to batch_size, n) from an enumerated model dataset."""
-  for ids, batch in ds.batch(batch_size).as_numpy_iterator():
-    n = len(ids)
-    if n < batch_size:
-      batch = {k: np.concatenate([v, np.zeros((batch_size - n,) + v.shape[1:], v.dtype)])
-               for k, v in batch.items()}
-    yield ids, batch, n
+def _bucket(length: int) -> int:
+  """Powers of two from 16: few shapes, the same for every task, so few compilations."""
+  bucket = 16
+  while bucket < length:
+    bucket *= 2
+  return bucket
+
+
+def _fit(v: np.ndarray, length: int) -> np.ndarray:
+  """`v` [B, L] cut or zero-padded to [B, length]."""
+  if v.shape[1] >= length:
+    return v[:, :length]
+  return np.pad(v, [(0, 0), (0, length - v.shape[1])])
+
+
+def _batches(ds: tf.data.Dataset, batch_size: int, by_length: bool):
+  """(ids[n], batch padded to batch_size, n) from an enumerated model dataset.
+
+  `by_length` (scoring): rows sorted by length, longest first, and each batch cut (or
+  padded) to its longest row rounded up to a power of two. Trailing padding changes no score:
+  causal attention and the padding masks keep it out of every real position."""
+  rows = list(ds.as_numpy_iterator())
+  if not rows:
+    return
+  ids = np.array([i for i, _ in rows])
+  features = {k: np.stack([r[k] for _, r in rows]) for k in rows[0][1]}
+  order = np.arange(len(ids))
+  lengths = {}
+  if by_length:
+    for prefix in ("encoder_", "decoder_"):
+      keys = [k for k in features if k.startswith(prefix)]
+      if keys:
+        used = np.any(np.stack([features[k] != 0 for k in keys]), axis=0)
+        lengths[prefix] = np.where(used.any(-1), used.shape[-1] - np.argmax(used[:, ::-1], -1), 0)
+    if lengths:
+      order = np.lexsort([-v for v in lengths.values()])
+  for start in range(0, len(order), batch_size):
+    take = order[start:start + batch_size]
+    n = len(take)
+    batch = {}
+    for k, v in features.items():
+      v = v[take]
+      prefix = "encoder_" if k.startswith("encoder_") else "decoder_"
+      if prefix in lengths:
+        v = _fit(v, _bucket(int(lengths[prefix][take].max())))
+      if n < batch_size:
+        v = np.concatenate([v, np.zeros((batch_size - n,) + v.shape[1:], v.dtype)])
+      batch[k] = v
+    yield ids[take], batch, n
 
 
 def _model_fn(step_fn: Callable[[Mapping[str, np.ndarray]], Any], batch_size: int,
-              name: str, to_output: Callable[[np.ndarray], Any]):
+              name: str, to_output: Callable[[np.ndarray], Any], by_length: bool = False):
   """A seqio score/predict fn: [(id, output)] for every row, with a progress bar."""
   def model_fn(ds: tf.data.Dataset, model_feature_shapes=None):
     del model_feature_shapes
@@ -54,11 +96,11 @@ def _model_fn(step_fn: Callable[[Mapping[str, np.ndarray]], Any], batch_size: in
     total = int(ds.cardinality().numpy()) if ds.cardinality() >= 0 else None
     with tqdm.tqdm(total=total, desc=name, unit="req", dynamic_ncols=True,
                    disable=jax.process_index() != 0) as bar:
-      for ids, batch, n in _batches(ds, batch_size):
+      for ids, batch, n in _batches(ds, batch_size, by_length):
         result = np.asarray(step_fn(batch))[:n]
         out.extend((int(i), to_output(r)) for i, r in zip(ids, result))
         bar.update(n)
-    return out
+    return sorted(out, key=lambda pair: pair[0])
   return model_fn
 
 
@@ -68,8 +110,13 @@ def evaluate(model: base.BaseModel, params: Any, task_or_mixture_names: str | Se
              num_examples: int | None = None, step: int | None = None,
              feature_converter: seqio.FeatureConverter | None = None,
              logger_cls: Sequence[type[seqio.Logger]] = LOGGERS,
-             rng: jax.Array | None = None, jit: bool = True) -> dict[str, dict[str, float]]:
+             rng: jax.Array | None = None, jit: bool = True,
+             add_bos_token: bool | None = None) -> dict[str, dict[str, float]]:
   """Scores tasks/mixtures; returns {task: {metric: value}} and writes `output_dir`.
+
+  Rank-classification requests are lm-evaluation-harness's (`requests.py`) for the
+  model's kind and tokenizer; a decoder-only model scores with the start token its
+  tokenizer implies. `add_bos_token`: lm-eval's override (None: the tokenizer's default).
 
   `split`: "default" (each benchmark's reported split), "validation" or "test".
   `sequence_length`: task feature lengths; None measures the longest example.
@@ -80,35 +127,35 @@ def evaluate(model: base.BaseModel, params: Any, task_or_mixture_names: str | Se
   for name in names:
     _check_name(name)
   converter = feature_converter or model.feature_converter_cls(pack=False)
+  model, fmt = requests.for_model(model, add_bos_token)
   score = jax.jit(model.score_batch) if jit else model.score_batch
   rng = jax.random.PRNGKey(0) if rng is None else rng
   writes = jax.process_index() == 0
   results: dict[str, dict[str, float]] = {}
-  for name in names:
-    tasks = seqio.get_subtasks(seqio.get_mixture_or_task(name))
-    lacking = [t.name for t in tasks if split not in t.splits]
-    if lacking:
-      raise ValueError(f"split {split!r} not offered by {lacking}")
-    try:
-      evaluator = seqio.Evaluator(
-          name, feature_converter=converter, eval_split=split,
-          sequence_length=sequence_length, num_examples=num_examples,
-          logger_cls=logger_cls if writes else (), log_dir=output_dir,
-          async_compute_metrics=False)
-    except tf.errors.InvalidArgumentError as e:  # e.g. rank.check_fits: name the task
-      raise ValueError(f"{name}: {e.message.split('assertion failed: ')[-1].splitlines()[0]}") from None
-    metrics, _ = evaluator.evaluate(
-        compute_metrics=True, step=step,
-        score_fn=_model_fn(lambda b: score(params, b), batch_size, name, float),
-        predict_fn=_model_fn(lambda b: model.predict_batch(params, b, rng), batch_size,
-                             name, lambda r: r.tolist()))
-    results.update({task: {k: float(np.asarray(getattr(v, "value", v)))
-                           for k, v in m.items() if np.ndim(getattr(v, "value", v)) == 0}
-                    for task, m in metrics.result().items()})
+  with requests.using(fmt):  # the tasks build their requests for this model
+    for name in names:
+      tasks = seqio.get_subtasks(seqio.get_mixture_or_task(name))
+      lacking = [t.name for t in tasks if split not in t.splits]
+      if lacking:
+        raise ValueError(f"split {split!r} not offered by {lacking}")
+      try:
+        evaluator = seqio.Evaluator(
+            name, feature_converter=converter, eval_split=split,
+            sequence_length=sequence_length, num_examples=num_examples,
+            logger_cls=logger_cls if writes else (), log_dir=output_dir,
+            async_compute_metrics=False)
+      except tf.errors.InvalidArgumentError as e:  # e.g. rank.check_fits: name the task
+        raise ValueError(f"{name}: {e.message.split('assertion failed: ')[-1].splitlines()[0]}") from None
+      metrics, _ = evaluator.evaluate(
+          compute_metrics=True, step=step,
+          score_fn=_model_fn(lambda b: score(params, b), batch_size, name, float, by_length=True),
+          predict_fn=_model_fn(lambda b: model.predict_batch(params, b, rng), batch_size,
+                               name, lambda r: r.tolist()))
+      results.update({task: loggers.scalars(m) for task, m in metrics.result().items()})
   if writes:
     tf.io.gfile.makedirs(output_dir)
     with atomic.atomic_write(os.path.join(output_dir, "run.json")) as f:
-      json.dump({"tasks": names, "split": split, "step": step,
+      json.dump({"tasks": names, "split": split, "step": step, "requests": fmt.record(),
                  "skipped_malformed_rows": {p: len(lines) for p, lines in data.SKIPPED.items()}, "metrics": results},
                 f, indent=2, ensure_ascii=False)
   logging.info("evaluated %s: %s", names, results)

@@ -41,6 +41,9 @@ class BaseModel(abc.ABC):
   """What the trainer needs from a model (T5X's `BaseTransformerModel` contract)."""
 
   feature_converter_cls: type[seqio.FeatureConverter]
+  # What a decoder-only model puts before each sequence (`DecoderOnlyModel`); None: no
+  # such slot (encoder-decoder models). Evaluation derives it from the tokenizer.
+  start_token: str | None = None
 
   @property
   @abc.abstractmethod

@@ -361,10 +361,11 @@ class DecoderOnlyModel(base.BaseModel):
   `decoder_segment_ids` and `decoder_positions`.
 
   `start_token` says what the converter's start token (id 0 before each sequence) is:
-  `zero` keeps it (T5X); `bos` replaces it by the vocabulary's BOS, else EOS (how HF
-  checkpoints were pretrained; for fine-tuning them); `none` hides it from attention
-  and shifts positions by one, so the model sees the context's tokens first, exactly
-  as lm-evaluation-harness feeds causal models (`runs/eval.gin` selects it).
+  `zero` keeps it (T5X); `bos` replaces it by the vocabulary's BOS, else EOS (for
+  tokenizers that start every text with BOS: Llama, Mistral, Gemma); `none` hides it
+  from attention and shifts positions by one, so the model sees the text's first token
+  first (BLOOM, Qwen2, GPT-2). Model gins set the one their tokenizer implies, and
+  evaluation derives the same from the tokenizer (`linguamix.evals.requests`).
   """
 
   feature_converter_cls = seqio.DecoderFeatureConverter

@@ -34,6 +34,45 @@ def _token_text(value) -> str | None:
   return value
 
 
+_PROBE = "a"
+
+
+def _split_template(plain: list[int], full: list[int]) -> tuple[list[int], list[int]]:
+  for start in range(len(full) - len(plain) + 1):
+    if full[start:start + len(plain)] == plain:
+      return full[:start], full[start + len(plain):]
+  raise ValueError(f"tokenizer template {full} does not contain the text's ids {plain}")
+
+
+@functools.lru_cache(maxsize=16)
+def _special_template(file: str, add_bos_token: bool | None) -> tuple[list[int], list[int]]:
+  if add_bos_token is False:
+    return [], []
+  directory = pathlib.Path(file).parent
+  try:  # transformers decides per tokenizer class (Llama's adds BOS whatever the file says)
+    import transformers  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    transformers = None
+  if transformers is not None and (directory / "tokenizer_config.json").exists():
+    kwargs = {} if add_bos_token is None else {"add_bos_token": add_bos_token}
+    tok = transformers.AutoTokenizer.from_pretrained(str(directory), **kwargs)
+    return _split_template(tok(_PROBE, add_special_tokens=False)["input_ids"],
+                           tok(_PROBE, add_special_tokens=True)["input_ids"])
+  # Without transformers: its generic rule, the file's post-processor unless the config
+  # (or the override) names add_bos_token / add_eos_token.
+  tok = _load(file)
+  config_file = directory / "tokenizer_config.json"
+  config = json.loads(config_file.read_text()) if config_file.exists() else {}
+  if add_bos_token is not None:
+    config = {**config, "add_bos_token": add_bos_token}
+  if "add_bos_token" in config or "add_eos_token" in config or tok.post_processor is None:
+    ids = {k: tok.token_to_id(_token_text(config.get(f"{k}_token")) or "") for k in ("bos", "eos")}
+    return ([ids["bos"]] if config.get("add_bos_token") and ids["bos"] is not None else [],
+            [ids["eos"]] if config.get("add_eos_token") and ids["eos"] is not None else [])
+  return _split_template(tok.encode(_PROBE, add_special_tokens=False).ids,
+                         tok.encode(_PROBE, add_special_tokens=True).ids)
+
+
 class HfTokenizerVocabulary(seqio.Vocabulary):
   """`path`: a tokenizer.json, or a directory with tokenizer.json (and, if present,
   tokenizer_config.json naming bos/eos/pad/unk tokens). Token arguments override it."""
@@ -59,11 +98,18 @@ class HfTokenizerVocabulary(seqio.Vocabulary):
       if text is not None and token_id is None:
         raise ValueError(f"{self._path}: {kind}_token {text!r} is not in the tokenizer's vocabulary")
       self._ids[kind] = token_id
+    self._config = config
     self._add_special_tokens = add_special_tokens
     self._skip_special_tokens = skip_special_tokens
     zero = self._tokenizer.id_to_token(0)
     if zero is not None and 0 not in self._special_ids():
       logging.warning("%s: id 0 is the text token %r, which SeqIO treats as padding", self._path, zero)
+
+  def default_special_ids(self, add_bos_token: bool | None = None) -> tuple[list[int], list[int]]:
+    """(leading, trailing) ids transformers' tokenizer for this file adds to a text by
+    default (`tokenizer(text)`), as lm-evaluation-harness encodes; `add_bos_token` is
+    lm-eval's override (given to `from_pretrained`, then as `add_special_tokens`)."""
+    return _special_template(self._path, add_bos_token)
 
   def _special_ids(self) -> set[int]:
     return {i for i in self._ids.values() if i is not None} | {

@@ -42,13 +42,11 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
   p.add_argument("--gin_search_paths", default=".",
                  help="comma-separated folders searched for gin files and includes "
                       f"(the package's gin root {GIN_ROOT} is always searched).")
-  p.add_argument("--verbose", action="store_true",
-                 help="print the traceback along with an error line (or LINGUAMIX_VERBOSE=1)")
   p.add_argument("--tfds_data_dir", default=None,
                  help="TFDS data directory for tasks that read TFDS (sets seqio's TFDS dir).")
   p.add_argument("--verbose", action="store_true",
-                 help="show TensorFlow's, XLA's, SentencePiece's and SeqIO's log lines "
-                      "(also LINGUAMIX_VERBOSE=1)")
+                 help="show TensorFlow's, XLA's, SentencePiece's and SeqIO's log lines, and the "
+                      "traceback along with an error line (also LINGUAMIX_VERBOSE=1)")
   return p
 
 

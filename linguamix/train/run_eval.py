@@ -30,17 +30,11 @@ def evaluate_checkpoint(*, model, checkpoint_path: str, output_dir: str,
                         mixture_or_task_name: str | None = None, split: str = "default",
                         batch_size: int = 32, task_feature_lengths: Mapping[str, int] | None = None,
                         num_examples: int | None = None,
-                        decoder_start_token: str | None = "none") -> dict:
-  """`decoder_start_token`: how decoder-only models score (`DecoderOnlyModel.start_token`);
-  `none` feeds the context with nothing before it, as lm-evaluation-harness does for
-  causal models; None keeps the model gin's setting."""
+                        add_bos_token: bool | None = None) -> dict:
+  """Requests are lm-evaluation-harness 0.4.13's for the model's tokenizer (a decoder-only
+  model scores with the start token the tokenizer implies: BOS iff it adds one).
+  `add_bos_token`: lm-eval's override of that (None: the tokenizer's default)."""
   from linguamix.evals import runner  # registers the benchmark tasks
-  from linguamix.models import decoder
-  if decoder_start_token is not None and isinstance(model, decoder.DecoderOnlyModel):
-    if decoder_start_token not in decoder.START_TOKENS:
-      raise ValueError(f"evaluate_checkpoint.decoder_start_token={decoder_start_token!r}; "
-                       f"expected one of {decoder.START_TOKENS} or None")
-    model.start_token = decoder_start_token
   names = tasks or mixture_or_task_name
   if not names:
     raise ValueError("nothing to evaluate: set EVAL_TASKS (task or mixture names) or "
@@ -49,7 +43,7 @@ def evaluate_checkpoint(*, model, checkpoint_path: str, output_dir: str,
   step = trainer._initial_step(checkpoint_path) or None
   results = runner.evaluate(model, params, names, output_dir, split=split,
                             batch_size=batch_size, sequence_length=task_feature_lengths,
-                            num_examples=num_examples, step=step)
+                            num_examples=num_examples, step=step, add_bos_token=add_bos_token)
   if jax.process_index() == 0:
     for task, metrics in sorted(results.items()):
       print(task + ": " + format_metrics(metrics))
@@ -57,10 +51,18 @@ def evaluate_checkpoint(*, model, checkpoint_path: str, output_dir: str,
   return results
 
 
-def format_metrics(metrics: Mapping[str, float]) -> str:
-  """`acc 54.6000, num_examples 500`: counts as integers."""
-  return ", ".join(f"{k} {int(v)}" if k.startswith("num_") else f"{k} {v:.4f}"
-                   for k, v in sorted(metrics.items()))
+def format_metrics(metrics: Mapping[str, float | int]) -> str:
+  """`acc 54.6000 ± 2.2263, num_examples 500`: the standard error beside its metric (the
+  95% interval is in the files), counts as integers."""
+  parts = []
+  for k, v in sorted(metrics.items()):
+    if k.endswith(("_stderr", "_ci_low", "_ci_high")):
+      continue
+    text = f"{int(v)}" if k.startswith("num_") else f"{v:.4f}"
+    if f"{k}_stderr" in metrics:
+      text += f" ± {metrics[k + '_stderr']:.4f}"
+    parts.append(f"{k} {text}")
+  return ", ".join(parts)
 
 
 @gin.configurable
@@ -91,7 +93,9 @@ def format_table(results: Mapping[str, Mapping[str, float]], split: str) -> str:
   for task in sorted(results):
     families.setdefault(task.partition(".")[0], []).append(task)
   for family, names in families.items():
-    metrics = sorted({k for t in names for k in results[t]} - {"num_examples", "num_flagged"})
+    metrics = sorted({k for t in names for k in results[t]
+                      if not k.endswith(("_stderr", "_ci_low", "_ci_high"))}
+                     - {"num_examples", "num_flagged", "chance"})
     shown = split
     if split == "default":  # the split the field reports, e.g. XCOPA's test split
       from linguamix.evals import registry
