@@ -19,7 +19,13 @@ def run(args) -> int:
   except (mixtures.RecipeError, ValueError, KeyError) as e:
     print(f"linguamix mixtures show: {e}", file=sys.stderr)
     return 1
+  if getattr(args, "packing", False):
+    from linguamix.mixtures import packing
+    comp["packing"] = packing.report(args.name, args.lengths, num_examples=1000,
+                                     model="decoder" if args.decoder else "encoder-decoder")
   print(json.dumps(comp, indent=1) if args.json else inspect.format_table(comp))
+  if "packing" in comp and not args.json:
+    print(packing.format_report(comp["packing"]))
   if args.plot:
     inspect.plot(comp, args.plot)
     print(f"wrote {args.plot}", file=sys.stderr)

@@ -77,8 +77,12 @@ class DecoderConfig:
   scan_layers: bool = False
   remat_policy: str = "none"  # "none" | "full" | "dots" | "dots_with_no_batch_dims"
   lora: lora_lib.LoraConfig | None = None  # adapters on the projections it selects
+  attention: str = "materialised"  # one of layers.ATTENTION_IMPLEMENTATIONS
 
   def __post_init__(self):
+    if self.attention not in layers.ATTENTION_IMPLEMENTATIONS:
+      raise ValueError(f"DecoderConfig.attention={self.attention!r}; expected one of "
+                       f"{layers.ATTENTION_IMPLEMENTATIONS}")
     # gin binds dtypes as strings ('bfloat16')
     object.__setattr__(self, "dtype", jnp.dtype(self.dtype))
     object.__setattr__(self, "param_dtype", jnp.dtype(self.param_dtype))
@@ -193,7 +197,7 @@ class Attention(nn.Module):
   deterministic: bool = True
 
   @nn.compact
-  def __call__(self, x_BxTxD, mask_Bx1xTxS, positions_BxT, key_positions_BxS, cache, cache_index_B):
+  def __call__(self, x_BxTxD, mask_bias_Bx1xTxS, positions_BxT, key_positions_BxS, cache, cache_index_B):
     cfg = self.config
     n, k, h = cfg.num_heads, cfg.kv_heads, cfg.head_width
     dense = functools.partial(Dense, use_bias=cfg.qkv_bias, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
@@ -211,14 +215,15 @@ class Attention(nn.Module):
       k_BxTxKxH = _write_cache(cache[0], k_BxTxKxH, cache_index_B)
       v_BxTxKxH = _write_cache(cache[1], v_BxTxKxH, cache_index_B)
       new_cache = (k_BxTxKxH, v_BxTxKxH)
-    bias_BxNxTxS = None
+    bias_BxNxTxS = mask_bias_Bx1xTxS
     if cfg.position == "alibi":
       distance_BxTxS = (key_positions_BxS[:, None, :] - positions_BxT[:, :, None]).astype(jnp.float32)
-      bias_BxNxTxS = jnp.asarray(alibi_slopes(n))[None, :, None, None] * distance_BxTxS[:, None]
+      bias_BxNxTxS = bias_BxNxTxS + jnp.asarray(alibi_slopes(n))[None, :, None, None] * distance_BxTxS[:, None]
     dropout_rng = None if self.deterministic or cfg.dropout_rate == 0 else self.make_rng("dropout")
     out_BxTxNxH = layers.dot_product_attention(
-        q_BxTxNxH, k_BxTxKxH, v_BxTxKxH, mask_Bx1xTxS=mask_Bx1xTxS, bias_BxNxTxS=bias_BxNxTxS,
-        dropout_rate=cfg.dropout_rate, dropout_rng=dropout_rng, dtype=cfg.dtype)
+        q_BxTxNxH, k_BxTxKxH, v_BxTxKxH, bias_BxNxTxS=bias_BxNxTxS,
+        dropout_rate=cfg.dropout_rate, dropout_rng=dropout_rng, dtype=cfg.dtype,
+        implementation=cfg.attention)
     out_BxTxD = Dense((cfg.d_model,), ("heads", "kv", "embed"), in_dims=2, use_bias=cfg.out_bias,
                       dtype=cfg.dtype, param_dtype=cfg.param_dtype, lora=cfg.lora,
                       deterministic=self.deterministic, name="out")(out_BxTxNxH)
@@ -245,7 +250,7 @@ class Mlp(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-  """Pre-norm block. `aux` = (mask, positions, key positions, cache index) is shared by all layers."""
+  """Pre-norm block. `aux` = (additive mask bias, positions, key positions, cache index) is shared by all layers."""
 
   config: DecoderConfig
   deterministic: bool = True
@@ -300,7 +305,8 @@ class Decoder(nn.Module):
     if cfg.remat_policy != "none":
       layer_cls = nn.remat(layer_cls, policy=layers.REMAT_POLICIES[cfg.remat_policy],
                            prevent_cse=not cfg.scan_layers)
-    aux = (mask_Bx1xTxS, positions_BxT, key_positions_BxS, cache_index_B)
+    # The mask folded into an additive bias once for all layers.
+    aux = (layers.mask_bias(mask_Bx1xTxS), positions_BxT, key_positions_BxS, cache_index_B)
     if cfg.scan_layers:
       stack = nn.scan(
           layer_cls, variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True},

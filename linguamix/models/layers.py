@@ -75,6 +75,29 @@ def attention_mask(
   return mask_BxTxS[:, None, :, :]
 
 
+# How attention is computed (`MT5Config.attention` / `DecoderConfig.attention`):
+# "materialised" forms the [B, N, T, S] probabilities (the reference, and the CPU path);
+# "fused" calls `jax.nn.dot_product_attention`, which on NVIDIA GPUs (bf16/fp16) runs
+# cuDNN's flash attention and elsewhere XLA's own composition.
+ATTENTION_IMPLEMENTATIONS = ("materialised", "fused")
+_MASKED = float(jnp.finfo(jnp.float32).min) / 2  # finite: a fully masked row stays NaN-free
+
+
+def mask_bias(mask_Bx1xTxS: Array, bias_BxNxTxS: Array | None = None) -> Array:
+  """The boolean mask folded into one additive float32 bias (0 or a large negative).
+
+  Built once per stack and shared by its layers (T5X does the same), so no layer repeats
+  the select in the forward or the backward pass, and the gradient of a shared relative
+  position bias is reduced over the batch once, not once per layer.
+  """
+  additive = jnp.where(mask_Bx1xTxS, 0.0, _MASKED).astype(jnp.float32)
+  return additive if bias_BxNxTxS is None else additive + bias_BxNxTxS.astype(jnp.float32)
+
+
+def _use_cudnn(q_BxTxNxH: Array) -> bool:
+  return jax.default_backend() == "gpu" and q_BxTxNxH.dtype in (jnp.bfloat16, jnp.float16)
+
+
 def dot_product_attention(
     q_BxTxNxH: Array,
     k_BxSxKxH: Array,
@@ -85,35 +108,76 @@ def dot_product_attention(
     dropout_rate: float = 0.0,
     dropout_rng: Array | None = None,
     dtype: jnp.dtype = jnp.float32,
+    implementation: str = "materialised",
 ) -> Array:
   """Softmax attention with grouped-query heads (N = K * G), an additive bias and a mask.
 
   No scaling inside: callers scale the queries (T5 folds the scale into the init).
-  The softmax runs in float32 whatever the compute dtype. Fully masked rows (padding
-  queries) give zeros, not NaN.
+  The softmax runs in float32 whatever the compute dtype. With `mask_Bx1xTxS`, fully
+  masked rows (padding queries) give zeros; with the mask folded into the bias
+  (`mask_bias`) they give finite values that only padding positions see.
+  `implementation="fused"` takes the kernel path (see ATTENTION_IMPLEMENTATIONS); with
+  attention dropout active it falls back to the materialised path, which has dropout.
   """
+  if implementation not in ATTENTION_IMPLEMENTATIONS:
+    raise ValueError(f"attention implementation {implementation!r}; expected one of "
+                     f"{ATTENTION_IMPLEMENTATIONS}")
+  dropout = dropout_rate > 0.0 and dropout_rng is not None
+  if implementation == "fused" and not dropout:
+    return _fused_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, mask_Bx1xTxS, bias_BxNxTxS, dtype)
   b, t, n, h = q_BxTxNxH.shape
   kv_heads = k_BxSxKxH.shape[2]
   g = n // kv_heads
-  q_BxTxKxGxH = q_BxTxNxH.reshape(b, t, kv_heads, g, h)
-  logits_BxKxGxTxS = jnp.einsum(
-      "btkgh,bskh->bkgts", q_BxTxKxGxH, k_BxSxKxH,
-      preferred_element_type=jnp.float32)
-  s = logits_BxKxGxTxS.shape[-1]
+  s = k_BxSxKxH.shape[1]
+  if g == 1:  # plain multi-head: no grouped axis for XLA to carry through every op
+    logits_BxKxGxTxS = jnp.einsum("btkh,bskh->bkts", q_BxTxNxH, k_BxSxKxH,
+                                  preferred_element_type=jnp.float32)[:, :, None]
+  else:
+    q_BxTxKxGxH = q_BxTxNxH.reshape(b, t, kv_heads, g, h)
+    logits_BxKxGxTxS = jnp.einsum(
+        "btkgh,bskh->bkgts", q_BxTxKxGxH, k_BxSxKxH, preferred_element_type=jnp.float32)
   if bias_BxNxTxS is not None:
-    bias = jnp.broadcast_to(bias_BxNxTxS, (bias_BxNxTxS.shape[0], n, t, s))
-    logits_BxKxGxTxS = logits_BxKxGxTxS + bias.reshape(-1, kv_heads, g, t, s).astype(jnp.float32)
+    bias = bias_BxNxTxS.astype(jnp.float32)
+    bias = bias.reshape(bias.shape[0], -1, 1, t, s) if bias.shape[1] == 1 else \
+        bias.reshape(bias.shape[0], kv_heads, g, t, s)
+    logits_BxKxGxTxS = logits_BxKxGxTxS + bias
   if mask_Bx1xTxS is not None:
     mask_Bx1x1xTxS = mask_Bx1xTxS[:, :, None, :, :]
     logits_BxKxGxTxS = jnp.where(mask_Bx1x1xTxS, logits_BxKxGxTxS, jnp.finfo(jnp.float32).min)
   weights = jax.nn.softmax(logits_BxKxGxTxS, axis=-1)
   if mask_Bx1xTxS is not None:
     weights = jnp.where(mask_Bx1x1xTxS, weights, 0.0)
-  if dropout_rate > 0.0 and dropout_rng is not None:
+  if dropout:
     keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, weights.shape)
     weights = jnp.where(keep, weights / (1.0 - dropout_rate), 0.0)
+  if g == 1:
+    out_BxTxKxH = jnp.einsum("bkts,bskh->btkh", weights[:, :, 0].astype(dtype), v_BxSxKxH.astype(dtype))
+    return out_BxTxKxH
   out_BxTxKxGxH = jnp.einsum("bkgts,bskh->btkgh", weights.astype(dtype), v_BxSxKxH.astype(dtype))
   return out_BxTxKxGxH.reshape(b, t, n, h)
+
+
+def _fused_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, mask_Bx1xTxS, bias_BxNxTxS, dtype):
+  """`jax.nn.dot_product_attention`: cuDNN flash attention on NVIDIA GPUs, else XLA.
+
+  cuDNN takes the additive bias (relative positions, ALiBi, and the mask folded in by
+  `mask_bias`, which carries packing's segment ids, causality, sliding windows and
+  prefix-LM structure alike); jax folds a boolean mask into that bias itself.
+  """
+  q, k, v = (x.astype(dtype) for x in (q_BxTxNxH, k_BxSxKxH, v_BxSxKxH))
+  impl = "cudnn" if _use_cudnn(q) else "xla"
+  bias = None
+  if bias_BxNxTxS is not None and impl == "cudnn":
+    # the large negative jax's cuDNN path uses itself: cuDNN mishandles two near -max values
+    bias = jnp.maximum(bias_BxNxTxS, -float(2 << 40)).astype(dtype)
+  elif bias_BxNxTxS is not None:
+    bias = bias_BxNxTxS.astype(jnp.float32)
+  out_BxTxNxH = jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask_Bx1xTxS, scale=1.0,
+                                             implementation=impl)
+  if mask_Bx1xTxS is not None:  # the reference's zeros for fully masked (padding) rows
+    valid_BxTx1x1 = jnp.any(mask_Bx1xTxS, axis=-1)[:, 0, :, None, None]
+    out_BxTxNxH = jnp.where(valid_BxTx1x1, out_BxTxNxH, 0.0).astype(out_BxTxNxH.dtype)
+  return out_BxTxNxH
 
 
 def _logit_stats(h_BxCxD: Array, kernel_DxV: Array, targets_BxC: Array):

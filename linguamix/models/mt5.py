@@ -51,10 +51,14 @@ class MT5Config:
   dtype: str = "bfloat16"  # compute dtype; parameters stay float32
   scan_layers: bool = False
   remat_policy: str = "none"  # one of REMAT_POLICIES
+  attention: str = "materialised"  # one of layers.ATTENTION_IMPLEMENTATIONS
 
   def __post_init__(self):
     if self.remat_policy not in REMAT_POLICIES:
       raise ValueError(f"MT5Config.remat_policy={self.remat_policy!r}; expected one of {sorted(REMAT_POLICIES)}")
+    if self.attention not in layers.ATTENTION_IMPLEMENTATIONS:
+      raise ValueError(f"MT5Config.attention={self.attention!r}; expected one of "
+                       f"{layers.ATTENTION_IMPLEMENTATIONS}")
 
   @property
   def compute_dtype(self):
@@ -167,7 +171,8 @@ class MultiHeadAttention(nn.Module):
       dropout_rng = self.make_rng("dropout")
     out_BxTxNxH = layers.dot_product_attention(
         q_BxTxNxH, k_BxSxNxH, v_BxSxNxH, mask_Bx1xTxS=mask_Bx1xTxS, bias_BxNxTxS=bias_BxNxTxS,
-        dropout_rate=cfg.dropout_rate, dropout_rng=dropout_rng, dtype=cfg.compute_dtype)
+        dropout_rate=cfg.dropout_rate, dropout_rng=dropout_rng, dtype=cfg.compute_dtype,
+        implementation=cfg.attention)
     b, t = out_BxTxNxH.shape[:2]
     return self.out(out_BxTxNxH.reshape(b, t, -1))
 
@@ -206,12 +211,12 @@ class EncoderLayer(nn.Module):
   deterministic: bool = True
 
   @nn.compact
-  def __call__(self, x_BxSxD, unused_xs, bias_1xNxSxS, mask_Bx1xSxS):
+  def __call__(self, x_BxSxD, unused_xs, bias_BxNxSxS, mask_Bx1xSxS):
     cfg, det = self.config, self.deterministic
     h = _norm(cfg, "pre_attention_layer_norm")(x_BxSxD)
     attention = MultiHeadAttention(cfg, name="attention")
     k, v = attention.project_kv(h)
-    x_BxSxD = x_BxSxD + _dropout(cfg, attention(h, k, v, mask_Bx1xSxS, bias_1xNxSxS, det), det)
+    x_BxSxD = x_BxSxD + _dropout(cfg, attention(h, k, v, mask_Bx1xSxS, bias_BxNxSxS, det), det)
     h = _norm(cfg, "pre_mlp_layer_norm")(x_BxSxD)
     x_BxSxD = x_BxSxD + _dropout(cfg, MlpBlock(cfg, name="mlp")(h, det), det)
     return _constrain(x_BxSxD), None
@@ -226,7 +231,7 @@ class DecoderLayer(nn.Module):
   cache_mode: str = "none"
 
   @nn.compact
-  def __call__(self, y_BxTxD, cache, encoded_BxSxD, self_bias, self_mask, cross_mask, decode_index):
+  def __call__(self, y_BxTxD, cache, encoded_BxSxD, self_bias, self_mask, cross_bias, decode_index):
     cfg, det = self.config, self.deterministic
     h = _norm(cfg, "pre_self_attention_layer_norm")(y_BxTxD)
     self_attention = MultiHeadAttention(cfg, name="self_attention")
@@ -242,7 +247,7 @@ class DecoderLayer(nn.Module):
       ck, cv = cache["cross_k"], cache["cross_v"]
     else:
       ck, cv = cross_attention.project_kv(encoded_BxSxD)
-    y_BxTxD = y_BxTxD + _dropout(cfg, cross_attention(h, ck, cv, cross_mask, None, det), det)
+    y_BxTxD = y_BxTxD + _dropout(cfg, cross_attention(h, ck, cv, None, cross_bias, det), det)
 
     h = _norm(cfg, "pre_mlp_layer_norm")(y_BxTxD)
     y_BxTxD = _constrain(y_BxTxD + _dropout(cfg, MlpBlock(cfg, name="mlp")(h, det), det))
@@ -289,8 +294,9 @@ class Encoder(nn.Module):
     positions_S = jnp.arange(tokens_BxS.shape[1])
     bias_1xNxSxS = RelativePositionBias(cfg, bidirectional=True, name="relpos_bias")(positions_S, positions_S)
     mask_Bx1xSxS = layers.attention_mask(segment_ids_BxS, segment_ids_BxS, causal=False)
+    bias_BxNxSxS = layers.mask_bias(mask_Bx1xSxS, bias_1xNxSxS)  # once for all layers
     x_BxSxD, _ = _apply_layers(cfg, EncoderLayer, cfg.num_encoder_layers, x_BxSxD, None,
-                               (bias_1xNxSxS, mask_Bx1xSxS), deterministic=deterministic)
+                               (bias_BxNxSxS, None), deterministic=deterministic)
     x_BxSxD = _norm(cfg, "encoder_norm")(x_BxSxD)
     return _dropout(cfg, x_BxSxD, deterministic)
 
@@ -329,9 +335,11 @@ class Decoder(nn.Module):
       bias = relpos(positions_T, positions_T)
       self_mask = layers.attention_mask(segment_ids_BxT, segment_ids_BxT, causal=True)
     cross_mask = layers.attention_mask(segment_ids_BxT, encoder_segment_ids_BxS, causal=False)
+    # Masks folded into additive biases once for all layers.
+    self_bias, cross_bias = layers.mask_bias(self_mask, bias), layers.mask_bias(cross_mask)
     y_BxTxD, new_cache = _apply_layers(
         cfg, DecoderLayer, cfg.num_decoder_layers, y_BxTxD, cache,
-        (encoded_BxSxD, bias, self_mask, cross_mask, decode_index),
+        (encoded_BxSxD, self_bias, None, cross_bias, decode_index),
         deterministic=deterministic, cache_mode=cache_mode)
     y_BxTxD = _dropout(cfg, _norm(cfg, "decoder_norm")(y_BxTxD), deterministic)
     return y_BxTxD, LogitsKernel(cfg, name="logits_dense")(), new_cache

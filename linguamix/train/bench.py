@@ -40,7 +40,8 @@ def bench_pipeline(cfg, model, batches: int) -> dict:
     b = next(it)
     ex, tok, slots = ex + _examples(b), tok + data_lib.all_tokens(b), slots + data_lib.slot_tokens(b)
   dt = time.perf_counter() - t0
-  return {"examples_per_s": ex / dt, "tokens_per_s": tok / dt, "packing_efficiency": tok / slots}
+  return {"examples_per_s": ex / dt, "tokens_per_s": tok / dt, "packing_efficiency": tok / slots,
+          "batches_per_s": batches / dt}
 
 
 @gin.configurable("bench_train", denylist=["steps", "peak_flops"])
@@ -113,6 +114,8 @@ def format_report(r: dict) -> str:
   lines += [
       f"input pipeline   {p['examples_per_s']:,.0f} examples/s, {p['tokens_per_s']:,.0f} tokens/s "
       f"per host, packing efficiency {100 * p['packing_efficiency']:.1f}%",
+      f"pipeline / step  {p['batches_per_s'] / r['steps_per_s']:.1f}x (batches the pipeline makes per "
+      f"batch the step consumes; keep >= 10x)",
   ]
   return "\n".join(lines)
 

@@ -16,6 +16,18 @@ from jax.sharding import NamedSharding
 
 from linguamix.train import partitioning
 
+# XLA:CPU (jaxlib 0.10) hands reductions and elementwise fusions to YNNPACK by default;
+# there a [B, N, T, S] -> [N, T, S] reduction (the gradient of T5's shared relative
+# position bias) ran at ~50M elements/s, ~18% of the tiny mT5 step in a profile. The
+# steps use no YNNPACK fusion (interleaved, idle machine: 0.147 s/step vs 0.187 with
+# jaxlib's default and slower still with dots only; benchmarks/bench_compare.py --ynn).
+CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+
+
+def compiler_options() -> dict:
+  """Per-jit XLA options for the train and eval steps on the default backend."""
+  return dict(CPU_COMPILER_OPTIONS) if jax.default_backend() == "cpu" else {}
+
 
 def _loss_weights(batch) -> jax.Array:
   w = batch.get("decoder_loss_weights")
@@ -28,7 +40,24 @@ def _is_count(name: str) -> bool:
 
 
 def _grads(model, params, batch, rng):
-  (loss, metrics), grads = jax.value_and_grad(model.loss_fn, has_aux=True)(params, batch, rng)
+  """Loss, metrics and gradients; with a trainable mask (LoRA) only the trainable leaves are
+  differentiated (frozen ones get zeros, which their optimizer ignores), so the backward
+  pass computes no weight gradient of the frozen base model."""
+  mask = getattr(model, "trainable_mask", lambda p: None)(params)
+  if mask is None:
+    (loss, metrics), grads = jax.value_and_grad(model.loss_fn, has_aux=True)(params, batch, rng)
+    return loss, dict(metrics), grads
+  leaves, treedef = jax.tree.flatten(params)
+  keep = jax.tree.leaves(mask)
+
+  def loss_of(trained):
+    it = iter(trained)
+    full = [next(it) if k else jax.lax.stop_gradient(p) for p, k in zip(leaves, keep)]
+    return model.loss_fn(treedef.unflatten(full), batch, rng)
+
+  (loss, metrics), g = jax.value_and_grad(loss_of, has_aux=True)([p for p, k in zip(leaves, keep) if k])
+  it = iter(g)
+  grads = treedef.unflatten([next(it) if k else jnp.zeros_like(p) for p, k in zip(leaves, keep)])
   return loss, dict(metrics), grads
 
 
@@ -79,7 +108,7 @@ def make_train_step(model, tx: optax.GradientTransformation, lr_schedule: Callab
   # Batches arrive as global arrays already sharded over the data axes.
   return jax.jit(step_fn, in_shardings=(state_shardings, None, partitioner.replicated()),
                  out_shardings=(state_shardings, partitioner.replicated()),
-                 donate_argnums=(0,))
+                 donate_argnums=(0,), compiler_options=compiler_options())
 
 
 def make_eval_step(model, partitioner: partitioning.Partitioner, params_shardings: Any):
@@ -92,7 +121,7 @@ def make_eval_step(model, partitioner: partitioning.Partitioner, params_sharding
     return {"loss": loss * tokens, "tokens": tokens, **metrics}
 
   return jax.jit(eval_fn, in_shardings=(params_shardings, None),
-                 out_shardings=partitioner.replicated())
+                 out_shardings=partitioner.replicated(), compiler_options=compiler_options())
 
 
 def state_shardings(model_params_shardings: Any, tx: optax.GradientTransformation,
