@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "judge": ("linguamix.evals.judge", "MT-Bench-X LLM judge (grading or pairwise, both orders) via an OpenAI-compatible endpoint"),
     "mixtures": ("linguamix.mixtures.cli", "list recipe mixtures; show one's per-language composition"),
     "report": ("linguamix.evals.report", "per-language bar charts and the cross-lingual transfer matrix of eval runs"),
+    "study": ("linguamix.studies.command", "a whole study: its grid of runs, their evaluations, its figures and report"),
     "tasks": ("linguamix.t5x_tasks.cli", "list the registered instruction task families and languages"),
     "select-languages": ("linguamix.mixtures.language_selection", "choose k languages by typology, geography, family, ... (Soykan & Sahin 2024)"),
 }

@@ -41,6 +41,7 @@ def evaluate_checkpoint(*, model, checkpoint_path: str, output_dir: str,
       raise ValueError(f"evaluate_checkpoint.decoder_start_token={decoder_start_token!r}; "
                        f"expected one of {decoder.START_TOKENS} or None")
     model.start_token = decoder_start_token
+  checkpoint_path = ckpt_lib.latest_checkpoint(checkpoint_path)  # a MODEL_DIR: its latest
   names = tasks or mixture_or_task_name
   if not names:
     raise ValueError("nothing to evaluate: set EVAL_TASKS (task or mixture names) or "
