@@ -19,6 +19,8 @@ from linguamix.studies.base import Run, Study
 SMOKE_GIN = "studies/smoke.gin"
 SMOKE_MODEL = "models/mt5_tiny.gin"
 EVAL_BATCH_SIZE = 32
+# Smoke evaluations pad every task to one shape: one compilation for all of them.
+SMOKE_EVAL_LENGTHS = "{'inputs': 96, 'targets': 64}"
 BUNDLED_EVAL_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                  "evals", "bundled")
 EVAL_ROOT_ENV = "LINGUAMIX_EVAL_DATA_ROOT"
@@ -91,7 +93,7 @@ def eval_args(cfg: Config, run: Run) -> list[str]:
       f"--gin.CHECKPOINT_PATH={_gin_str(cfg.run_dir(run))}",
       f"--gin.EVAL_OUTPUT_DIR={_gin_str(cfg.eval_dir(run))}",
       f"--gin.EVAL_TASKS={tasks}",
-      "--gin.TASK_FEATURE_LENGTHS=None",
+      f"--gin.TASK_FEATURE_LENGTHS={SMOKE_EVAL_LENGTHS if cfg.smoke else None}",
       f"--gin.BATCH_SIZE={EVAL_BATCH_SIZE}",
   ]
 

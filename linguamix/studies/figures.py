@@ -43,10 +43,17 @@ def pinch_curves(table: Table, out_dir: str) -> list:
         continue
       fig, ax = plt.subplots(figsize=(6.5, 4))
       ps = [r.tags["p"] for r in runs]
+      groups = {True: [], False: []}
       for lang in langs:
         seen = lang in runs[0].tags.get("seen", ())
         ys = [table.get(r.name, family, lang, metric) for r in runs]
-        ax.plot(ps, ys, "-o" if seen else "--s", label=f"{lang} ({'seen' if seen else 'unseen'})")
+        groups[seen].append(ys)
+        ax.plot(ps, ys, "-o" if seen else "--s", alpha=0.5, lw=1,
+                label=f"{lang} ({'seen' if seen else 'unseen'})")
+      for seen, rows in groups.items():
+        if rows:
+          ax.plot(ps, np.nanmean(rows, axis=0), "-" if seen else "--", color="k", lw=2.5,
+                  label=f"mean of {'seen' if seen else 'unseen'} languages")
       ax.set_xlabel("P (% of the budget multilingual)")
       ax.set_ylabel(f"{family} {metric}")
       ax.set_title(f"Pinch: {family} {metric} against P ({label})")

@@ -66,46 +66,51 @@ def _judge_rows(run: Run, judge_dir: str) -> list[dict[str, Any]]:
   return [dict(r, run=run.name) for r in rows]
 
 
-def build(runs: Sequence[Run], eval_dir_of, judge_dir_of) -> Table:
+def _with_interval(row: dict, se: float) -> dict:
+  return dict(row, stderr=se, ci95_low=row["value"] - stats.Z95 * se,
+              ci95_high=row["value"] + stats.Z95 * se)
+
+
+def _run_rows(run: Run, eval_dir: str) -> list[dict[str, Any]]:
+  """`loggers.summary_rows` of the run's metrics files, each with its interval: per
+  language from `stats.interval`; `avg_weighted` from the pooled per-example scores;
+  `avg` (a mean of independent per-language scores) sqrt(sum se^2) / languages."""
   from linguamix.evals import loggers
+  records = loggers.read_task_metrics(eval_dir)
+  rows = [dict(r, run=run.name, stderr=None, ci95_low=None, ci95_high=None)
+          for r in loggers.summary_rows(records)]
+  ses = collections.defaultdict(list)
+  for i, row in enumerate(rows):
+    fam, lang, metric = row["family"], row["language"], row["metric"]
+    if lang not in ("avg", "avg_weighted"):
+      task = f"{fam}.{lang}"
+      got = stats.interval(records[task]["metrics"], eval_dir, task, metric)
+      if got:
+        rows[i] = _with_interval(row, got[0])
+        ses[(fam, metric)].append(got[0])
+  for i, row in enumerate(rows):
+    fam, metric = row["family"], row["metric"]
+    n_langs = sum(1 for r in records.values() if r["family"] == fam and metric in r["metrics"])
+    if row["language"] == "avg" and len(ses[(fam, metric)]) == n_langs:
+      rows[i] = _with_interval(row, math.sqrt(sum(s * s for s in ses[(fam, metric)])) / n_langs)
+    elif row["language"] == "avg_weighted":
+      per = [v for t, r in records.items() if r["family"] == fam
+             for v in (stats.example_scores(eval_dir, t, metric) or {}).values()]
+      got = stats.pooled_interval(per)
+      if got and got[3] == row["num_examples"]:
+        rows[i] = _with_interval(row, (got[2] - got[0]) / stats.Z95)
+  return rows
+
+
+def build(runs: Sequence[Run], eval_dir_of, judge_dir_of) -> Table:
   rows, eval_dirs = [], {}
   for run in runs:
     eval_dir = eval_dir_of(run)
-    if not os.path.isdir(os.path.join(eval_dir, "metrics")):
-      continue
-    eval_dirs[run.name] = eval_dir
-    records = loggers.read_task_metrics(eval_dir)
-    family_se = collections.defaultdict(list)
-    for row in loggers.summary_rows(records):
-      out = dict(row, run=run.name, stderr=None, ci95_low=None, ci95_high=None)
-      fam, lang, metric = row["family"], row["language"], row["metric"]
-      if lang not in ("avg", "avg_weighted"):
-        task = f"{fam}.{lang}"
-        got = stats.interval(records[task]["metrics"], eval_dir, task, metric)
-        if got:
-          out["stderr"], out["ci95_low"], out["ci95_high"] = got
-          family_se[(fam, metric)].append(got[0])
-      elif lang == "avg_weighted":
-        per = [v for t in records if t.startswith(fam + ".")
-               for v in (stats.example_scores(eval_dir, t, metric) or {}).values()]
-        got = stats.pooled_interval(per)
-        if got and got[3] == row["num_examples"]:
-          se = (got[2] - got[0]) / stats.Z95
-          out["stderr"], out["ci95_low"], out["ci95_high"] = se, row["value"] - stats.Z95 * se, row["value"] + stats.Z95 * se
-      rows.append(out)
-    # The plain mean over languages: stderr of a mean of independent per-language scores.
-    for out in rows:
-      if out["run"] == run.name and out["language"] == "avg" and family_se.get((out["family"], out["metric"])):
-        ses = family_se[(out["family"], out["metric"])]
-        if len(ses) == len(loggers_langs(records, out["family"])):
-          se = math.sqrt(sum(s * s for s in ses)) / len(ses)
-          out["stderr"], out["ci95_low"], out["ci95_high"] = se, out["value"] - stats.Z95 * se, out["value"] + stats.Z95 * se
+    if os.path.isdir(os.path.join(eval_dir, "metrics")):
+      eval_dirs[run.name] = eval_dir
+      rows += _run_rows(run, eval_dir)
     rows += _judge_rows(run, judge_dir_of(run))
   return Table(runs, rows, eval_dirs)
-
-
-def loggers_langs(records, family: str) -> list[str]:
-  return [t for t, r in records.items() if r["family"] == family]
 
 
 def write_csv(table: Table, path: str, tags: bool = True) -> None:
