@@ -294,3 +294,40 @@ def test_smoke_pinch_draws_score_against_p(tmp_path, capsys):
   got = [r for r in rows if (r["run"], r["language"], r["metric"]) == ("pinch_p100", "zh", "acc")]
   assert float(got[0]["value"]) == want["metrics"]["acc"]
   assert int(got[0]["num_examples"]) == want["num_examples"] == 20
+
+
+def test_judge_pairs_each_run_against_the_baseline_on_a_loopback_endpoint(
+    real_data, monkeypatch, tmp_path):
+  from test_evals_open import _Judge
+  import http.server
+  import threading
+  monkeypatch.setenv("LINGUAMIX_EVAL_DATA_ROOT", str(real_data))
+  monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+  _Judge.requests = []
+  httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Judge)
+  threading.Thread(target=httpd.serve_forever, daemon=True).start()
+  try:
+    study = studies.STUDIES["pinch"]
+    cfg = commands.Config(study=study, out=str(tmp_path), model_gin="models/mt5_tiny.gin",
+                          preset="full", judge=f"http://127.0.0.1:{httpd.server_address[1]}/v1",
+                          judge_model="j")
+    runs = study.grid(pattern="pinch_p0,pinch_p10")
+    for run in runs:  # evaluations as the loggers write them; p10's even answers are "good"
+      eval_dir = tmp_path / "runs" / run.name / "eval"
+      for lang in ("en", "es", "it"):
+        os.makedirs(eval_dir / "scores", exist_ok=True)
+        with open(eval_dir / "scores" / f"mt_bench_x.{lang}.jsonl", "w") as f:
+          for i in range(80):
+            good = run.name == "pinch_p10" and i % 2 == 0
+            f.write(json.dumps({"idx": i, "prediction": "good" if good else "meh"}) + "\n")
+      with open(eval_dir / "run.json", "w") as f:
+        json.dump({"tasks": list(cfg.evals)}, f)
+    assert runner.run_judge(cfg, runs, "inprocess") == []
+    assert len(_Judge.requests) == 3 * 80 * 2  # p10 vs p0, 3 languages, both orders
+    table = study_report.table_lib.build(runs, cfg.eval_dir, cfg.judge_dir)
+    # p10 wins the 40 good answers in both orders; the other 40 are ties: (40 + 20) / 80
+    assert table.get("pinch_p10", "judge_pair", "it", "win_rate") == pytest.approx(75.0)
+    assert runner.run_judge(cfg, runs, "inprocess") == [] and len(_Judge.requests) == 480
+  finally:
+    httpd.shutdown()
+    httpd.server_close()

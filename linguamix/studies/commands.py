@@ -114,7 +114,7 @@ def judge_args(cfg: Config, run: Run, lang: str, baseline: Run | None = None) ->
           "--base-url", cfg.judge or "", "--cache", os.path.join(cfg.judge_dir(run), "cache"),
           "--out", os.path.join(cfg.judge_dir(run), f"{kind}.json")]
   if baseline:
-    args[4:4] = ["--answers-b", os.path.join(cfg.eval_dir(baseline), "scores",
+    args += ["--answers-b", os.path.join(cfg.eval_dir(baseline), "scores",
                                              f"mt_bench_x.{lang}.jsonl")]
   return args
 
