@@ -3,12 +3,12 @@ numbers, runs resume and fail independently, the report is built from the metric
 and the `--plan` lines run as written."""
 
 import csv
-import itertools
+import http.server
 import json
 import os
 import shlex
 import subprocess
-import sys
+import threading
 
 import gin
 import matplotlib.image
@@ -226,6 +226,7 @@ def test_report_tables_come_from_the_metric_files(tmp_path):
   text = open(path).read()
   assert "failed in train (exit 2; log `/x/train.log`)" in text
   assert "| li_all | `li_all` | not run |" in text
+  assert "LoRA settings act on decoder-only models; `models/mt5_tiny.gin` is not" in text
   with open(tmp_path / "results.csv") as f:
     rows = list(csv.DictReader(f))
   for run in runs:  # every per-language value is the metric file's, exactly
@@ -296,15 +297,33 @@ def test_smoke_pinch_draws_score_against_p(tmp_path, capsys):
   assert int(got[0]["num_examples"]) == want["num_examples"] == 20
 
 
+class _PairJudge(http.server.BaseHTTPRequestHandler):
+  """A real OpenAI-style endpoint: prefers the answer that reads GOODANSWER; [[C]] if none."""
+  requests = 0
+
+  def do_POST(self):
+    body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+    type(self).requests += 1
+    user = body["messages"][1]["content"]
+    good, bad = user.find("GOODANSWER"), user.find("MEHANSWER")
+    verdict = "[[C]]" if good < 0 or bad < 0 else ("[[A]]" if good < bad else "[[B]]")
+    payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": verdict}}]}).encode()
+    self.send_response(200)
+    self.send_header("Content-Type", "application/json")
+    self.send_header("Content-Length", str(len(payload)))
+    self.end_headers()
+    self.wfile.write(payload)
+
+  def log_message(self, *args):
+    pass
+
+
 def test_judge_pairs_each_run_against_the_baseline_on_a_loopback_endpoint(
     real_data, monkeypatch, tmp_path):
-  from test_evals_open import _Judge
-  import http.server
-  import threading
   monkeypatch.setenv("LINGUAMIX_EVAL_DATA_ROOT", str(real_data))
   monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-  _Judge.requests = []
-  httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Judge)
+  _PairJudge.requests = 0
+  httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _PairJudge)
   threading.Thread(target=httpd.serve_forever, daemon=True).start()
   try:
     study = studies.STUDIES["pinch"]
@@ -312,22 +331,23 @@ def test_judge_pairs_each_run_against_the_baseline_on_a_loopback_endpoint(
                           preset="full", judge=f"http://127.0.0.1:{httpd.server_address[1]}/v1",
                           judge_model="j")
     runs = study.grid(pattern="pinch_p0,pinch_p10")
-    for run in runs:  # evaluations as the loggers write them; p10's even answers are "good"
+    for run in runs:  # evaluations as the loggers write them; p10's even answers are good
       eval_dir = tmp_path / "runs" / run.name / "eval"
+      os.makedirs(eval_dir / "scores", exist_ok=True)
       for lang in ("en", "es", "it"):
-        os.makedirs(eval_dir / "scores", exist_ok=True)
         with open(eval_dir / "scores" / f"mt_bench_x.{lang}.jsonl", "w") as f:
           for i in range(80):
             good = run.name == "pinch_p10" and i % 2 == 0
-            f.write(json.dumps({"idx": i, "prediction": "good" if good else "meh"}) + "\n")
+            f.write(json.dumps({"idx": i, "prediction": "GOODANSWER" if good else "MEHANSWER"}) + "\n")
       with open(eval_dir / "run.json", "w") as f:
         json.dump({"tasks": list(cfg.evals)}, f)
     assert runner.run_judge(cfg, runs, "inprocess") == []
-    assert len(_Judge.requests) == 3 * 80 * 2  # p10 vs p0, 3 languages, both orders
+    assert _PairJudge.requests == 3 * 80 * 2  # p10 against p0, 3 languages, both orders
     table = study_report.table_lib.build(runs, cfg.eval_dir, cfg.judge_dir)
-    # p10 wins the 40 good answers in both orders; the other 40 are ties: (40 + 20) / 80
-    assert table.get("pinch_p10", "judge_pair", "it", "win_rate") == pytest.approx(75.0)
-    assert runner.run_judge(cfg, runs, "inprocess") == [] and len(_Judge.requests) == 480
+    # p10 wins its 40 good answers in both orders; the other 40 are ties: (40 + 20) / 80
+    for lang in ("en", "es", "it"):
+      assert table.get("pinch_p10", "judge_pair", lang, "win_rate") == pytest.approx(75.0)
+    assert runner.run_judge(cfg, runs, "inprocess") == [] and _PairJudge.requests == 480
   finally:
     httpd.shutdown()
     httpd.server_close()

@@ -125,6 +125,9 @@ def main(argv: list[str]) -> int:
       json.dump({"study": study.name, "model": cfg.model_gin, "preset": cfg.preset,
                  "init": cfg.init, "smoke": cfg.smoke, "bindings": list(cfg.bindings),
                  "judge": cfg.judge, "judge_model": cfg.judge_model}, f, indent=1)
+  from linguamix.studies import report
+  for note in report.preset_notes(cfg):
+    print(f"note: {note}")
   if args.plan:
     path = commands.write_plan(cfg, runs)
     print(f"wrote {path} ({len(runs)} runs)")
@@ -135,7 +138,6 @@ def main(argv: list[str]) -> int:
     print(f"linguamix study {study.name}: {len(runs)} runs into {os.path.abspath(args.out)}/runs")
     statuses = runner.run_grid(cfg, runs, executor=args.executor)
     failed = [s for s in statuses if "stage" in s]
-  from linguamix.studies import report
   path = report.build(cfg, runs)
   print(f"wrote {path}")
   if failed:

@@ -26,6 +26,23 @@ def _status(cfg: commands.Config, run: Run) -> str:
   return "not run"
 
 
+def _gin_text(path: str) -> str:
+  from linguamix.train import flags
+  try:
+    with open(flags._resolve(path, flags._search_paths(".")), encoding="utf-8") as f:
+      return f.read()
+  except (OSError, flags.UsageError):
+    return ""
+
+
+def preset_notes(cfg: commands.Config) -> list[str]:
+  """What the preset cannot do on this model (LoRA exists for decoder-only models)."""
+  if "lora.LoraConfig" in _gin_text(cfg.preset_gin) and "DecoderOnlyModel" not in _gin_text(cfg.model_gin):
+    return [f"The preset's LoRA settings act on decoder-only models; `{cfg.model_gin}` is not "
+            "one, so its runs fine-tuned every parameter."]
+  return []
+
+
 def build(cfg: commands.Config, runs: Sequence[Run]) -> str:
   from linguamix.studies import figures
   out = os.path.abspath(cfg.out)
@@ -54,7 +71,7 @@ def build(cfg: commands.Config, runs: Sequence[Run]) -> str:
     lines.append(f"* LLM judge: `{cfg.judge_model}` at {cfg.judge}"
                  + (f", pairwise against `{cfg.study.judge.split(':', 1)[1]}`"
                     if cfg.study.judge.startswith("pair:") else ", single-answer grading"))
-  lines += [f"* {n}" for n in cfg.study.notes]
+  lines += [f"* {n}" for n in tuple(cfg.study.notes) + tuple(preset_notes(cfg))]
   lines += ["", "## Figures", ""]
   for title, png, caption in drawn:
     lines += [f"### {title}", "", f"![{title}](figures/{png})", "", caption, ""]
