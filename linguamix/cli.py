@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("linguamix.models.convert", "checkpoints to Orbax: legacy T5X (mT5) and Hugging Face safetensors (mT5, Llama-family, BLOOM, GPT-2); export back to HF and PEFT"),
     "judge": ("linguamix.evals.judge", "MT-Bench-X LLM judge (grading or pairwise, both orders) via an OpenAI-compatible endpoint"),
     "mixtures": ("linguamix.mixtures.cli", "list recipe mixtures; show one's per-language composition"),
+    "prepare": ("linguamix.prepare.command", "fetch the studies' datasets, benchmarks and base checkpoints (Hub, gs://) into the loaders' layouts"),
     "report": ("linguamix.evals.report", "per-language bar charts and the cross-lingual transfer matrix of eval runs"),
     "study": ("linguamix.studies.command", "a whole study: its grid of runs, their evaluations, its figures and report"),
     "tasks": ("linguamix.t5x_tasks.cli", "list the registered instruction task families and languages"),

@@ -27,13 +27,13 @@ def test_40shot_exactly_40_non_english_examples():
   assert [counts[l] for l in "ar zh cs et fi he hi it ru es sw".split()] == [4] * 7 + [3] * 4
   all_ids = [i for ids in sel.values() for i in ids]
   assert len(set(all_ids)) == 4640  # disjoint blocks: each item in one language
-  assert sel == _train("pinch_p1")  # the alias draws the same tasks
+  assert sel == _train("pinch_p1")  # the same examples, under its own task names
   # The task datasets emit exactly those examples.
   task = seqio.get_mixture_or_task("pinch_p1.sw")
   ds = task.get_dataset({"inputs": 64, "targets": 16}, split="train", shuffle=False)
   assert [e["id"].decode() for e in ds.as_numpy_iterator()] == sel["sw"]
   rates = {t.name: mixtures.get("pinch_40shot").get_rate(t) for t in mixtures.get("pinch_40shot").tasks}
-  assert rates["pinch_p1.en"] == 4600 and rates["pinch_p1.it"] == 3  # examples-proportional
+  assert rates["pinch_40shot.en"] == 4600 and rates["pinch_40shot.it"] == 3  # examples-proportional
 
 
 @pytest.mark.parametrize("p,multi", [(0, 0), (1, 40), (10, 460), (50, 2320), (100, 4640)])

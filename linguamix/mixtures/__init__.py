@@ -9,8 +9,16 @@ Better Alpaca (`better_alpaca_*`), OpenGPT-X (`opengptx_*`), linguistically-info
 import linguamix.t5x_tasks  # noqa: F401  (registers the tasks the recipes draw from)
 from linguamix.mixtures import better_alpaca, linguistic, opengptx, pinch, sphinx
 from linguamix.mixtures.selection import Recipe, RecipeError, even_split, plan
-from linguamix.mixtures.registry import RecipeMixture, examples_rate, get, register
+from linguamix.mixtures.registry import (
+    RecipeMixture, examples_rate, get, mixture_options, register)
 from linguamix.mixtures.linguistic import register_li
+# The recipes' gin knobs, as attributes too: gin files with dynamic registration
+# resolve `linguamix.mixtures.pinch_config.budget = ...` through the module.
+from linguamix.mixtures.pinch import pinch_config
+from linguamix.mixtures.better_alpaca import better_alpaca_config
+from linguamix.mixtures.opengptx import opengptx_config
+from linguamix.mixtures.linguistic import li_config
+from linguamix.mixtures.sphinx import sphinx_config
 
 for _module in (pinch, better_alpaca, opengptx, linguistic, sphinx):
   _module.register_all()

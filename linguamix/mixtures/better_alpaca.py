@@ -33,14 +33,15 @@ def recipe(name: str, langs, kind: str) -> Recipe:
 
 
 def register_all() -> None:
+  config = dict(family="better_alpaca", config=better_alpaca_config)
   for lang in languages.BETTER_ALPACA:
     registry.register(f"better_alpaca_mono_{lang}",
                       lambda lang=lang: recipe(f"better_alpaca_mono_{lang}", [lang], "all"),
-                      family="better_alpaca", description=f"Better Alpaca monolingual {lang}")
+                      description=f"Better Alpaca monolingual {lang}", **config)
   registry.register("better_alpaca_multi",
                     lambda: recipe("better_alpaca_multi", languages.BETTER_ALPACA, "all"),
-                    family="better_alpaca", description="Better Alpaca multilingual, 9 x all")
+                    description="Better Alpaca multilingual, 9 x all", **config)
   for mode in ("shared", "disjoint"):
     registry.register(f"better_alpaca_down_{mode}", lambda mode=mode: recipe(
-        f"better_alpaca_down_{mode}", languages.BETTER_ALPACA, mode), family="better_alpaca",
-                      description=f"Better Alpaca multilingual-downsampled, {mode} ids")
+        f"better_alpaca_down_{mode}", languages.BETTER_ALPACA, mode),
+                      description=f"Better Alpaca multilingual-downsampled, {mode} ids", **config)

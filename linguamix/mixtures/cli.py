@@ -8,6 +8,16 @@ import json
 import sys
 
 
+def _lengths(text: str) -> dict:
+  try:
+    values = [int(v) for v in text.split(",")]
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"--lengths {text!r}: expected IN or IN,TGT (integers)")
+  if len(values) not in (1, 2) or min(values) < 1:
+    raise argparse.ArgumentTypeError(f"--lengths {text!r}: expected IN or IN,TGT (integers > 0)")
+  return {"inputs": values[0], "targets": values[-1]}
+
+
 def main(argv: list[str]) -> int:
   parser = argparse.ArgumentParser(
       prog="linguamix mixtures",
@@ -22,6 +32,13 @@ def main(argv: list[str]) -> int:
   show.add_argument("--json", action="store_true", help="print JSON instead of a table")
   show.add_argument("--plot", metavar="FILE.png", help="also write a bar chart")
   show.add_argument("--no-tokens", action="store_true", help="skip token counting (faster)")
+  show.add_argument("--lengths", metavar="IN[,TGT]", type=_lengths,
+                    help="also count one epoch's packed rows and batches at these lengths, "
+                         "e.g. 512 or 512,256 (inputs,targets)")
+  show.add_argument("--batch-size", type=int, default=128, help="for --lengths (default 128)")
+  show.add_argument("--seed", type=int, default=0, help="the order packed for --lengths")
+  show.add_argument("--decoder", action="store_true",
+                    help="pack for a decoder-only model (default: mT5 encoder-decoder)")
   args = parser.parse_args(argv)
   from linguamix import mixtures
   from linguamix.mixtures import inspect, registry
@@ -40,7 +57,9 @@ def main(argv: list[str]) -> int:
             "--all lists them)")
     return 0
   try:
-    comp = inspect.composition(args.name, count_tokens=not args.no_tokens)
+    comp = inspect.composition(args.name, count_tokens=not args.no_tokens,
+                               lengths=args.lengths, batch_size=args.batch_size,
+                               seed=args.seed, decoder=args.decoder)
   except (mixtures.RecipeError, ValueError, KeyError) as e:
     print(f"linguamix mixtures show: {e}", file=sys.stderr)
     return 1

@@ -1,4 +1,5 @@
-"""A recipe's composition before any training: examples, tokens, share and id overlap."""
+"""A recipe's composition before any training: examples, tokens, share and id overlap,
+what its numbers mean, how it is streamed, and (given lengths) packed batches per epoch."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ from linguamix import t5x_tasks
 from linguamix.mixtures import registry
 
 
-def composition(name: str, count_tokens: bool = True) -> dict:
+def composition(name: str, count_tokens: bool = True, lengths: dict | None = None,
+                batch_size: int = 128, seed: int = 0, decoder: bool = False) -> dict:
   """Per language: examples, tokens (inputs + targets, the task's vocabulary; LANGIT
-  exemplars not counted), share of the mixture's rate, ids shared with other languages."""
+  exemplars not counted), share of the mixture's rate, ids shared with other languages;
+  one epoch = all of them once. With `lengths`: packed rows and batches of one epoch
+  (seed `seed`; mT5's EncDecFeatureConverter, or DecoderFeatureConverter)."""
   mixture = registry.get(name)
   selection = mixture.check()
   recipe = mixture.recipe
@@ -28,15 +32,38 @@ def composition(name: str, count_tokens: bool = True) -> dict:
       row["tokens"] = _tokens(task)
     rows.append(row)
   all_ids = set(seen)
-  return {
+  val_ids = {i for l in recipe.langs for i in selection[l]["validation"]}
+  comp = {
       "mixture": name, "description": recipe.description, "family": recipe.family,
       "id_mode": recipe.mode, "seed": recipe.seed, "langit": recipe.use_langit,
-      "data_root": t5x_tasks.data_root(), "vocabulary": repr(t5x_tasks.VOCABULARY),
+      "sampling": recipe.sampling, "counts": recipe.counts,
+      "data_root": t5x_tasks.data_root(), "vocabulary": vocabulary_name(),
       "languages": rows, "total_examples": sum(r["examples"] for r in rows),
       "total_tokens": sum(r.get("tokens", 0) for r in rows) if count_tokens else None,
       "distinct_ids": len(all_ids),
       "ids_in_several_languages": sum(n > 1 for n in seen.values()),
+      "validation_ids": len(val_ids),
+      "validation_ids_trained": len(val_ids & all_ids),
+      "epoch": None,
   }
+  if lengths:
+    import seqio
+    from linguamix.mixtures import epochs
+    converter = (seqio.DecoderFeatureConverter if decoder else seqio.EncDecFeatureConverter)
+    count = epochs.count_epoch(name, lengths, batch_size, converter(pack=True), seed)
+    comp["epoch"] = {"examples": count.examples, "packed_rows": count.packed_rows,
+                     "batch_size": batch_size, "batches": count.batches, "seed": seed,
+                     "lengths": dict(count.lengths), "converter": count.converter}
+  return comp
+
+
+def vocabulary_name() -> str:
+  """The tasks' vocabulary as a name or path (never an object's repr)."""
+  import seqio
+  vocab = t5x_tasks.VOCABULARY.resolved
+  if isinstance(vocab, seqio.SentencePieceVocabulary):
+    return f"SentencePiece {vocab.sentencepiece_model_file} ({vocab.vocab_size:,} ids)"
+  return f"{type(vocab).__name__} ({vocab.vocab_size:,} ids)"
 
 
 def _task(name):
@@ -57,9 +84,15 @@ def _tokens(task_name: str) -> int:
 
 
 def format_table(comp: dict) -> str:
+  stream = ("epoch-exact: each epoch every training example below once, in a seeded order"
+            if comp["sampling"] == "epoch" else
+            "rate-sampled (SeqIO): each draw picks a language by its share; not epoch-exact")
   lines = [f"mixture {comp['mixture']}: {comp['description']}",
            f"source {comp['family']} under {comp['data_root']}; ids {comp['id_mode']}, "
-           f"seed {comp['seed']}{', LANGIT' if comp['langit'] else ''}"]
+           f"seed {comp['seed']}{', LANGIT' if comp['langit'] else ''}",
+           f"vocabulary {comp['vocabulary']}",
+           f"numbers: {comp['counts']}",
+           f"stream: {stream}"]
   has_tokens = comp["total_tokens"] is not None
   head = f"{'lang':<6}{'examples':>10}" + (f"{'tokens':>12}" if has_tokens else "") + \
       f"{'share':>9}{'validation':>12}{'ids also in other langs':>25}"
@@ -73,6 +106,16 @@ def format_table(comp: dict) -> str:
                (f"{comp['total_tokens']:>12,}" if has_tokens else "") + f"{1:>9.0%}")
   lines.append(f"{comp['distinct_ids']:,} distinct ids; {comp['ids_in_several_languages']:,} "
                "of them in more than one language")
+  lines.append(f"validation: {comp['validation_ids']:,} distinct ids, "
+               f"{comp['validation_ids_trained']:,} of them in any language's training")
+  e = comp["epoch"]
+  if e:
+    lengths = " ".join(f"{k}={v}" for k, v in e["lengths"].items())
+    lines.append(f"one epoch (seed {e['seed']}, {e['converter']}, {lengths}): "
+                 f"{e['examples']:,} examples"
+                 + (f", {comp['total_tokens']:,} tokens" if has_tokens else "")
+                 + f" -> {e['packed_rows']:,} packed rows = {e['batches']:,.2f} batches of "
+                   f"{e['batch_size']}")
   return "\n".join(lines)
 
 

@@ -5,8 +5,17 @@
 `language_selection.select_languages(method, k, seed)`, computed when the mixture is
 built. Each chosen language gets `67017 // k` items (4,786 for k = 14) from one seeded
 id sample (seed 42) shared by all of them, drawn from the whole of Bactrian-X; then
-5,000 of the rows are held out for validation. SEM reads the word2vec file bound to
-`li_config.sem_embeddings_path`. Any other k / seed: `register_li(method, k, seed)`.
+about 5,000 rows are held out for validation.
+
+What "4,786 per language" means (spec/recipes.md section 3, the study's order: budget,
+then hold-out): the items *selected* per language, training + validation. The hold-out
+is by id, so no translation of a validation item is trained: round(5000 / k) ids (357
+for k = 14, i.e. 4,998 rows) are validation in all k languages; each language trains
+on the other 4,786 - 357 = 4,429. (Holding out 5,000 random rows instead would put
+translations of nearly every validation item into training.)
+
+SEM reads the word2vec file bound to `li_config.sem_embeddings_path`. Any other k /
+seed: `register_li(method, k, seed)`.
 """
 
 from __future__ import annotations
@@ -40,10 +49,15 @@ def recipe(name: str, method: str, k: int, seed: int) -> Recipe:
     raise RecipeError(f"mixture {name}: language selection {method} k={k} seed={seed} "
                       f"failed: {e}") from e
   per_language = items // k
+  held = max(1, round(validation_rows / k))
   return Recipe(name, family, tuple(langs), lambda n: {l: per_language for l in langs},
-                seed=id_seed, pool_split="all", validation_rows=validation_rows,
+                seed=id_seed, pool_split="all", validation_ids=held,
                 description=f"{method.upper()} k={k} seed={seed}: {items}//{k} = "
-                            f"{per_language} per language, shared ids (seed {id_seed})")
+                            f"{per_language} per language, shared ids (seed {id_seed})",
+                counts=f"{per_language} per language = training + validation (the study's "
+                       f"budget); round({validation_rows}/{k}) = {held} ids held out in all "
+                       f"{k} languages ({held * k} rows), so {per_language - held} trained "
+                       "per language and no validation item trained in any language")
 
 
 def register_li(method: str, k: int, seed: int, name: str | None = None) -> str:
@@ -54,6 +68,7 @@ def register_li(method: str, k: int, seed: int, name: str | None = None) -> str:
     raise RecipeError(f"linguistically-informed: k must be a positive integer, got {k!r}")
   name = name or f"li_{method}_k{k}_s{seed}"
   registry.register(name, lambda: recipe(name, method, k, seed), family="linguistic",
+                    config=li_config,
                     description=f"linguistically-informed {method.upper()}, k={k}, seed {seed}")
   return name
 

@@ -46,4 +46,5 @@ def register_all() -> None:
     for comp in list(COMPOSITIONS) + ["endefrites_sampled", "defrites_sampled"]:
       name = f"opengptx_{source}_{comp}"
       registry.register(name, lambda name=name, source=source, comp=comp: recipe(
-          name, source, comp), family="opengptx", description=f"OpenGPT-X {comp} over {source}")
+          name, source, comp), family="opengptx",
+          config=opengptx_config, description=f"OpenGPT-X {comp} over {source}")

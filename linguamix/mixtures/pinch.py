@@ -2,7 +2,8 @@
 
 Names (budget 4,640 and seed 0 unless gin's `pinch_config` says otherwise):
 * `pinch_p{P}`, P in 0, 1, 10, 20, ..., 100, over the 12 Pinch languages;
-  `pinch_40shot` = `pinch_p1` (mixture_40shot.gin);
+  `pinch_40shot`: the same examples as `pinch_p1` (same recipe and seed), registered
+  under its own name, so its tasks, TensorBoard folders and files say `pinch_40shot`;
 * `pinch_partial_p{P}`: en + ar fi it ru sw (cs et he hi es zh unseen);
 * `pinch_nlang{n}`, n = 1..6: the first n of en ar fi it ru sw, budget split evenly;
 * `pinch_bi_{a}_{b}`: a pair of the 12 languages, 50/50.
@@ -71,17 +72,22 @@ def split_recipe(name: str, langs, *, budget=None, seed=None, family=None) -> Re
 def register_all() -> None:
   for p in P_VALUES:
     registry.register(f"pinch_p{p}", lambda p=p: pinch_recipe(f"pinch_p{p}", p),
-                      family="pinch", description=f"Pinch, {p}% multilingual over 12 languages")
+                      family="pinch", config=pinch_config,
+                      description=f"Pinch, {p}% multilingual over 12 languages")
     registry.register(f"pinch_partial_p{p}",
                       lambda p=p: pinch_recipe(f"pinch_partial_p{p}", p, PARTIAL),
-                      family="pinch", description=f"Pinch, {p}% over en + ar fi it ru sw")
-  registry.register("pinch_40shot", None, alias_of="pinch_p1", family="pinch",
-                    description="Pinch 40-shot: 4,600 English + 40 over 11 languages (= pinch_p1)")
+                      family="pinch", config=pinch_config,
+                      description=f"Pinch, {p}% over en + ar fi it ru sw")
+  registry.register("pinch_40shot", lambda: pinch_recipe("pinch_40shot", 1), family="pinch",
+                    config=pinch_config,
+                    description="Pinch 40-shot: 4,600 English + 40 over 11 languages "
+                                "(the examples of pinch_p1)")
   for n in range(1, len(NLANG_ORDER) + 1):
     langs = NLANG_ORDER[:n]
     registry.register(f"pinch_nlang{n}", lambda n=n, langs=langs: split_recipe(
-        f"pinch_nlang{n}", langs), family="pinch",
+        f"pinch_nlang{n}", langs), family="pinch", config=pinch_config,
                       description=f"Pinch, budget split over {' '.join(langs)}")
   for a, b in itertools.combinations(languages.PINCH, 2):
     registry.register(f"pinch_bi_{a}_{b}", lambda a=a, b=b: split_recipe(
-        f"pinch_bi_{a}_{b}", (a, b)), family="pinch", description=f"Pinch, bilingual {a}+{b} 50/50")
+        f"pinch_bi_{a}_{b}", (a, b)), family="pinch",
+        config=pinch_config, description=f"Pinch, bilingual {a}+{b} 50/50")

@@ -13,6 +13,11 @@ Budgets are exact (`None` = all of the universe); asking for more than the data 
 is an error naming the recipe, the language and both numbers. The permutation depends
 only on the seed and the set of ids, so the same seed gives the same examples in the
 same order on any host count (sharding happens after selection).
+
+Validation never leaks: it is either the source's own split (a validation file, or the
+ids whose hash falls under `validation_fraction`, the same ids in every language), or,
+with `pool_split='all'`, `validation_ids` ids drawn from the selected ones and held out
+in every language at once (an id validated in one language is trained in none).
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ from linguamix import t5x_tasks
 from linguamix.t5x_tasks import tasks as task_lib
 
 MODES = ("shared", "disjoint", "independent")
+# `epoch`: each epoch every selected example once, seeded order (stream.py); `rate`:
+# SeqIO's sampling, each draw picks a task with P ~ min(n, maximum) ** (1 / temperature).
+SAMPLING = ("epoch", "rate")
 
 
 class RecipeError(ValueError):
@@ -43,12 +51,16 @@ class Recipe:
   mode: str = "shared"
   seed: int = 0
   universe_size: Optional[int] = None         # first keep a seeded sample of this many ids
-  pool_split: str = "train"                   # `all`: validation comes from `validation_rows`
-  validation_rows: Optional[int] = None
+  pool_split: str = "train"                   # `all`: validation = `validation_ids` ids
+  validation_ids: Optional[int] = None        # held out of the selection, in every language
   use_langit: bool = False
+  sampling: str = "epoch"                     # or `rate` (SAMPLING)
   temperature: float = 1.0                    # rate = min(n, maximum) ** (1 / temperature)
   maximum: Optional[int] = None
   description: str = ""
+  counts: str = ("budgets count training examples; validation is the source's own held-out "
+                 "split (its validation file, or 1% of ids by hash, the same ids in every "
+                 "language), in no training selection")
 
   def __post_init__(self):
     if self.mode not in MODES:
@@ -64,9 +76,12 @@ class Recipe:
       raise RecipeError(f"recipe {self.name}: no languages")
     if self.temperature <= 0:
       raise RecipeError(f"recipe {self.name}: temperature must be > 0, got {self.temperature}")
-    if (self.pool_split == "all") != (self.validation_rows is not None):
-      raise RecipeError(f"recipe {self.name}: pool_split='all' needs validation_rows and "
+    if (self.pool_split == "all") != (self.validation_ids is not None):
+      raise RecipeError(f"recipe {self.name}: pool_split='all' needs validation_ids and "
                         "vice versa")
+    if self.sampling not in SAMPLING:
+      raise RecipeError(f"recipe {self.name}: unknown sampling {self.sampling!r}; known: "
+                        f"{', '.join(SAMPLING)}")
 
   def task_name(self, lang: str) -> str:
     return f"{self.name}.{lang}"
@@ -126,7 +141,7 @@ def _compute(r: Recipe) -> dict[str, dict[str, list[str]]]:
       train[l] = perm[start:start + n]
       offset += n
   if r.pool_split == "all":
-    return _hold_out_rows(r, train)
+    return _hold_out_ids(r, train)
   return {l: {"train": train[l],
               "validation": [rec["id"] for rec in r.source(l).records("validation")]}
           for l in r.langs}
@@ -155,14 +170,14 @@ def _check(r: Recipe, lang: str, n: Optional[int], available: int, where: str) -
   return int(n)
 
 
-def _hold_out_rows(r: Recipe, train):
-  rows = [(l, i) for l in r.langs for i in train[l]]
-  if r.validation_rows >= len(rows):
-    raise RecipeError(f"recipe {r.name}: validation_rows={r.validation_rows} leaves nothing "
-                      f"to train on ({len(rows)} rows in all)")
-  held = set(_rng(r.seed, "validation").choice(len(rows), r.validation_rows, replace=False)
-             .tolist())
-  out = {l: {"train": [], "validation": []} for l in r.langs}
-  for k, (l, i) in enumerate(rows):
-    out[l]["validation" if k in held else "train"].append(i)
-  return out
+def _hold_out_ids(r: Recipe, train):
+  """Draws `validation_ids` of the selected ids; they are validation in every language
+  that has them and training in none (parallel sets: the same item, translated)."""
+  ids = list(dict.fromkeys(i for l in r.langs for i in train[l]))
+  if not 0 < r.validation_ids < len(ids):
+    raise RecipeError(f"recipe {r.name}: validation_ids={r.validation_ids} must be between 1 "
+                      f"and the {len(ids)} selected ids minus one")
+  held = {ids[k] for k in _rng(r.seed, "validation").choice(len(ids), r.validation_ids,
+                                                            replace=False)}
+  return {l: {"train": [i for i in train[l] if i not in held],
+              "validation": [i for i in train[l] if i in held]} for l in r.langs}

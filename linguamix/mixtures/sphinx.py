@@ -33,6 +33,8 @@ def recipe(name: str, use_langit: bool) -> Recipe:
 
 def register_all() -> None:
   registry.register("sphinx_tiers", lambda: recipe("sphinx_tiers", True), family="sphinx",
+                    config=sphinx_config,
                     description="sPhinX: 100k/50k/25k by tier, own subsets, LANGIT")
   registry.register("sphinx_tiers_nolangit", lambda: recipe("sphinx_tiers_nolangit", False),
-                    family="sphinx", description="sPhinX tiers without LANGIT")
+                    family="sphinx", config=sphinx_config,
+                    description="sPhinX tiers without LANGIT")

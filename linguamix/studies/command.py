@@ -58,13 +58,6 @@ def _saved(out: str) -> dict | None:
     return json.load(f)
 
 
-def _epochs_supported() -> bool:
-  """Whether the trainer counts steps from TRAIN_EPOCHS (else TRAIN_STEPS must be given)."""
-  from linguamix.train import flags  # light: gin only
-  with open(flags.GIN_ROOT / "runs" / "finetune.gin", encoding="utf-8") as f:
-    return "TRAIN_EPOCHS" in f.read()
-
-
 def main(argv: list[str]) -> int:
   from linguamix.train import flags
   try:
@@ -101,10 +94,6 @@ def main(argv: list[str]) -> int:
       if not args.init and not args.smoke:
         return error("--init CKPT is required: the pretrained checkpoint every run fine-tunes "
                      "(linguamix convert writes one); --smoke trains the tiny model from scratch")
-      if not args.smoke and not _epochs_supported() and not any(
-          b.split("=", 1)[0].strip() == "TRAIN_STEPS" for b in bindings):
-        return error("this linguamix counts training in steps only (TRAIN_EPOCHS is not wired "
-                     "into runs/finetune.gin yet): pass --gin.TRAIN_STEPS=N")
     cfg = commands.Config(study=study, out=args.out, model_gin=model or "",
                           preset=preset, init=args.init, smoke=args.smoke, bindings=bindings,
                           judge=args.judge, judge_model=args.judge_model)

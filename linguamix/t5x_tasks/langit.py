@@ -1,10 +1,12 @@
 """LANGIT (sPhinX): prefix each example with N in {0..6} same-language exemplars.
 
 Two halves, so the draw is exact and the fit uses the real tokenizer:
-* `draw_exemplars` (run by the data source, which knows the pool: the same language,
-  task family and split) draws N per example from a seeded distribution and N other
-  examples, never the example itself; seeded by (seed, language, example id), so the
-  draw does not depend on order or sharding;
+* `draw_exemplars` (run by the data source, which knows the pool) draws N per example
+  from a seeded distribution and N other examples, never the example itself; seeded by
+  (seed, language, example id), so the draw does not depend on order or sharding. The
+  pool is the same language's *training selection of the same recipe*
+  (`InstructionSource.langit_pool`): never a validation item, never an item outside
+  the recipe's budget, for training and validation examples alike;
 * `langit_fit` (a SeqIO preprocessor, which knows `sequence_length`) joins them in
   FLAN's format, `input\\n\\ntarget\\n\\n\\ninput...`, dropping the farthest exemplars
   until the tokenized inputs fit `sequence_length['inputs']`.

@@ -6,7 +6,8 @@ deterministic hold-out by id hash where the source has no validation split (the
 same ids are held out in every language, so parallel recipes never train on a
 translation of a validation item). `InstructionSource` is the SeqIO DataSource
 on top: an optional id selection (the recipes' exact subsets), the template, the
-LANGIT exemplar draw, and sharding by `seqio.ShardInfo`.
+LANGIT exemplar draw (from the same language's training selection only), and sharding
+by `seqio.ShardInfo`.
 """
 
 from __future__ import annotations
@@ -109,6 +110,21 @@ class InstructionSource(seqio.DataSource):
                   shard_info: Optional[seqio.ShardInfo] = None, *, sequence_length=None,
                   use_cached=False, num_epochs=1) -> tf.data.Dataset:
     # Order is fixed by the selection; the Task shuffles with its seed afterwards.
+    cols = self.columns(split, shard_info)
+    if not cols["id"]:
+      return tf.data.Dataset.from_generator(lambda: iter(()), output_signature=self.specs())
+    return tf.data.Dataset.from_tensor_slices(cols)
+
+  def specs(self) -> dict:
+    specs = {k: tf.TensorSpec([], tf.string) for k in ("id", "lang", "inputs", "targets")}
+    if self.use_langit:
+      specs.update(langit_n=tf.TensorSpec([], tf.int32),
+                   langit_inputs=tf.TensorSpec([None], tf.string),
+                   langit_targets=tf.TensorSpec([None], tf.string))
+    return specs
+
+  def columns(self, split: str, shard_info: Optional[seqio.ShardInfo] = None) -> dict:
+    """The split's selected examples, templated, as columns (+ LANGIT exemplars)."""
     recs = self.examples(split)
     if shard_info:
       recs = recs[shard_info.index::shard_info.num_shards]
@@ -120,29 +136,32 @@ class InstructionSource(seqio.DataSource):
       cols["inputs"].append(inputs)
       cols["targets"].append(targets)
     if self.use_langit:
-      cols.update(self._langit_columns(split, recs))
-    if not recs:
-      specs = {k: tf.TensorSpec([], tf.string) for k in ("id", "lang", "inputs", "targets")}
-      if self.use_langit:
-        specs.update(langit_n=tf.TensorSpec([], tf.int32),
-                     langit_inputs=tf.TensorSpec([None], tf.string),
-                     langit_targets=tf.TensorSpec([None], tf.string))
-      return tf.data.Dataset.from_generator(lambda: iter(()), output_signature=specs)
-    return tf.data.Dataset.from_tensor_slices(cols)
+      cols.update(self._langit_columns(recs))
+    return cols
 
-  def _langit_columns(self, split, recs):
+  def langit_pool(self) -> list[dict]:
+    """Where exemplars come from: this language's training selection (the recipe's own
+    subset; the whole train split for an unselected task) -- never validation."""
+    return self.examples("train")
+
+  def langit_exemplars(self, recs: Sequence[dict]) -> list[list[dict]]:
+    """The drawn exemplar records of each of `recs` (never the record itself)."""
     cfg = langit.LangitConfig()
-    pool = self.source.records(split)  # the whole split of this language and family
+    pool = self.langit_pool()
     index = {r["id"]: i for i, r in enumerate(pool)}
+    return [[pool[p] for p in langit.draw_exemplars(r["id"], r["lang"], len(pool),
+                                                    index.get(r["id"]), cfg)] for r in recs]
+
+  def _langit_columns(self, recs):
+    cfg = langit.LangitConfig()
     rendered = {}
     shots_in, shots_tg, ns = [], [], []
-    for r in recs:
-      picks = langit.draw_exemplars(r["id"], r["lang"], len(pool), index.get(r["id"]), cfg)
+    for shots in self.langit_exemplars(recs):
       pairs = []
-      for p in picks:
-        if p not in rendered:
-          rendered[p] = self.source.render(pool[p])
-        pairs.append(rendered[p])
+      for ex in shots:
+        if ex["id"] not in rendered:
+          rendered[ex["id"]] = self.source.render(ex)
+        pairs.append(rendered[ex["id"]])
       pad = cfg.max_shots - len(pairs)
       shots_in.append([a for a, _ in pairs] + [""] * pad)
       shots_tg.append([b for _, b in pairs] + [""] * pad)

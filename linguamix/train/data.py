@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
+import gin
 import numpy as np
 import seqio
 import tensorflow as tf
@@ -19,8 +20,10 @@ import tensorflow as tf
 @dataclasses.dataclass
 class DatasetConfig:
   """T5X's dataset config. `shard_by`: 'source' reads `seqio.ShardInfo(host, hosts)`
-  (T5X); 'rows' reads the whole stream on every host and keeps this host's rows of each
-  global batch, so any host count sees the same examples in the same order."""
+  (T5X; a recipe mixture then gives host h the positions h, h + hosts, ... of its one
+  global stream); 'rows' (runs/finetune.gin's train default) reads the whole stream on
+  every host and keeps this host's rows of each packed global batch, so any host count
+  trains the same packed batches in the same order."""
 
   mixture_or_task_name: str
   task_feature_lengths: Mapping[str, int] | None
@@ -43,6 +46,33 @@ def get_mixture_or_task(name: str) -> seqio.Task | seqio.Mixture:
     raise ValueError(
         f"unknown mixture or task {name!r} (MIXTURE_OR_TASK_NAME); {len(known)} are "
         f"registered by the imported modules{hint}") from None
+
+
+@gin.configurable(module="linguamix.train.data")
+def train_steps(total_steps: int | None, train_epochs: float | None, cfg: DatasetConfig,
+                converter: seqio.FeatureConverter, *, seed: int, initial_step: int = 0,
+                log: Callable[[str], None] = print, default_steps: int | None = None) -> int:
+  """TRAIN_STEPS (absolute) when given; else `initial_step` + TRAIN_EPOCHS epochs of
+  packed batches, counted once over one epoch of the train stream (cached, printed:
+  linguamix.mixtures.epochs); else `default_steps` (quickstart.gin: 200)."""
+  if total_steps is not None:
+    if train_epochs is not None:
+      log(f"note: TRAIN_STEPS={total_steps} is set, so TRAIN_EPOCHS={train_epochs} is ignored")
+    return int(total_steps)
+  if train_epochs is None:
+    if default_steps is not None:
+      return int(default_steps)
+    raise ValueError("set TRAIN_STEPS (absolute, counting the initial checkpoint's steps) "
+                     "or TRAIN_EPOCHS (epochs of MIXTURE_OR_TASK_NAME)")
+  if not train_epochs > 0:
+    raise ValueError(f"TRAIN_EPOCHS={train_epochs!r}: must be a number > 0")
+  from linguamix.mixtures import epochs
+  count = epochs.count_epoch(cfg.mixture_or_task_name, cfg.task_feature_lengths,
+                             cfg.batch_size, converter, seed)
+  steps = count.steps(train_epochs)
+  log(f"TRAIN_EPOCHS={train_epochs}: {count.describe()}; TRAIN_STEPS = {initial_step} + "
+      f"{steps} = {initial_step + steps}")
+  return initial_step + steps
 
 
 def _use_cache(mt, use_cached: bool) -> bool:

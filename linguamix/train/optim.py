@@ -15,6 +15,16 @@ import jax.numpy as jnp
 import optax
 
 
+class NeedsTotalSteps:
+  """A decaying schedule whose end is known only once TRAIN_EPOCHS is counted."""
+
+  def __init__(self, **kwargs):
+    self.kwargs = kwargs
+
+  def at(self, total_steps: int) -> optax.Schedule:
+    return schedule(**self.kwargs, total_steps=total_steps)
+
+
 def schedule(
     kind: str = "constant",
     base_learning_rate: float = 1e-3,
@@ -31,8 +41,9 @@ def schedule(
   if kind == "constant":
     main = optax.constant_schedule(base_learning_rate)
   elif kind == "cosine":
-    if not total_steps:
-      raise ValueError("cosine schedule needs total_steps")
+    if not total_steps:  # TRAIN_STEPS unset: the trainer completes it from TRAIN_EPOCHS
+      return NeedsTotalSteps(kind=kind, base_learning_rate=base_learning_rate,
+                             warmup_steps=warmup_steps, final_fraction=final_fraction)
     main = optax.cosine_decay_schedule(
         base_learning_rate, max(total_steps - warmup_steps, 1), alpha=final_fraction)
   else:

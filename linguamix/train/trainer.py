@@ -96,7 +96,8 @@ def train(
     model,
     model_dir: str,
     train_dataset_cfg: data_lib.DatasetConfig,
-    total_steps: int,
+    total_steps: int | None = None,
+    train_epochs: float | None = None,
     train_eval_dataset_cfg: data_lib.DatasetConfig | None = None,
     infer_eval_dataset_cfg: data_lib.DatasetConfig | None = None,
     initial_checkpoint_path: str | None = None,
@@ -117,7 +118,8 @@ def train(
     logger_cls: Sequence[type] = (),
     progress_bar: bool = True,
 ) -> dict:
-  """Trains to `total_steps` (absolute); returns the run summary (also in summary.json)."""
+  """Trains to `total_steps` (absolute; or from `train_epochs`, see data.train_steps);
+  returns the run summary (also in summary.json)."""
   t_start = time.time()
   partitioner = partitioner or partitioning.Partitioner()
   model_dir = os.path.abspath(model_dir)
@@ -153,8 +155,15 @@ def train(
       random_seed if random_seed is not None else int(np.random.SeedSequence().entropy % 2**31))
   if jax.process_count() > 1:  # a drawn seed must be the same on every host
     seed = int(multihost_utils.broadcast_one_to_all(np.int32(seed)))
+  total_steps = data_lib.train_steps(
+      total_steps, train_epochs, train_dataset_cfg,
+      model.feature_converter_cls(pack=train_dataset_cfg.pack), seed=seed,
+      initial_step=int(meta["initial_step"]) if meta else _initial_step(initial_checkpoint_path),
+      log=print_)
   # --- optimizer and state ---------------------------------------------------------
   lr_schedule = learning_rate or optim.schedule()
+  if isinstance(lr_schedule, optim.NeedsTotalSteps):  # decays to a count known only now
+    lr_schedule = lr_schedule.at(total_steps)
   tx = optim.build(optimizer or default_optimizer_name(model), lr_schedule,
                    max_grad_norm=max_grad_norm, trainable=trainable)
   shardings = step_lib.state_shardings(param_shardings, tx, abstract, partitioner)
