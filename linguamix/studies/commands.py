@@ -10,6 +10,7 @@ its steps from TRAIN_EPOCHS.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shlex
 from typing import Sequence
@@ -58,7 +59,8 @@ class Config:
 
 
 def _gin_str(value: str) -> str:
-  return repr(str(value))
+  """A gin string literal in double quotes (the shell lines then need only single ones)."""
+  return json.dumps(str(value), ensure_ascii=False)
 
 
 def _gin_files(cfg: Config) -> list[str]:

@@ -39,7 +39,7 @@ def preset_notes(cfg: commands.Config) -> list[str]:
   """What the preset cannot do on this model (LoRA exists for decoder-only models)."""
   if "lora.LoraConfig" in _gin_text(cfg.preset_gin) and "DecoderOnlyModel" not in _gin_text(cfg.model_gin):
     return [f"The preset's LoRA settings act on decoder-only models; `{cfg.model_gin}` is not "
-            "one, so its runs fine-tuned every parameter."]
+            "one, so its runs fine-tune every parameter."]
   return []
 
 
