@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "mixtures": ("linguamix.commands.mixtures", "list recipe mixtures; show one's per-language composition"),
     "prepare": ("linguamix.prepare.command", "fetch the studies' datasets, benchmarks and base checkpoints (Hub, gs://) into the loaders' layouts"),
     "report": ("linguamix.commands.report", "per-language bar charts and the cross-lingual transfer matrix of eval runs"),
+    "study": ("linguamix.studies.command", "a whole study: its grid of runs, their evaluations, its figures and report"),
     "tasks": ("linguamix.commands.tasks", "list the registered instruction task families and languages"),
     "select-languages": ("linguamix.commands.select_languages", "choose k languages by typology, geography, family, ... (Soykan & Sahin 2024)"),
 }

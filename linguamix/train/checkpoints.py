@@ -217,6 +217,17 @@ class Checkpointer:
     self.manager.close()
 
 
+def latest_checkpoint(path: str) -> str:
+  """`path` itself, or for a MODEL_DIR (no `state/`, some `checkpoint_<step>/`) its latest
+  checkpoint, as T5X's restore mode 'latest' reads a directory."""
+  if os.path.isdir(os.path.join(path, "state")) or not os.path.isdir(path):
+    return path
+  steps = [int(n.split("_", 1)[1]) for n in os.listdir(path)
+           if n.startswith("checkpoint_") and n.split("_", 1)[1].isdigit()
+           and os.path.isdir(os.path.join(path, n, "state"))]
+  return os.path.join(path, f"checkpoint_{max(steps)}") if steps else path
+
+
 def _tree_shapes(tree: Any) -> dict[str, tuple]:
   return {jax.tree_util.keystr(p): tuple(getattr(x, "shape", ()))
           for p, x in jax.tree_util.tree_leaves_with_path(tree)}

@@ -35,6 +35,7 @@ def evaluate_checkpoint(*, model, checkpoint_path: str, output_dir: str,
   model scores with the start token the tokenizer implies: BOS iff it adds one).
   `add_bos_token`: lm-eval's override of that (None: the tokenizer's default)."""
   from linguamix.evals import runner  # registers the benchmark tasks
+  checkpoint_path = ckpt_lib.latest_checkpoint(checkpoint_path)  # a MODEL_DIR: its latest
   names = tasks or mixture_or_task_name
   if not names:
     raise ValueError("nothing to evaluate: set EVAL_TASKS (task or mixture names) or "

@@ -1,0 +1,153 @@
+"""Runs a study's grid one run after another; each run is an independent job.
+
+A run whose training finished (`summary.json` beside a checkpoint) is not trained again;
+one whose evaluation of the same tasks exists (`eval/run.json`) is not evaluated again.
+A failed stage writes `failed.json` (stage, exit status, log) in the run's folder and
+the next run goes on. Executors: `subprocess` (the default: the exact commands of
+`--plan`, one Python per stage) or `inprocess` (the same arguments through the same
+entry points in this Python, which saves the start-up of each stage on a laptop CPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+from typing import Callable, Sequence
+
+from linguamix.studies import commands
+from linguamix.studies.base import Run
+
+STAGES = ("train", "eval", "judge")
+
+
+def train_done(cfg: commands.Config, run: Run) -> bool:
+  d = cfg.run_dir(run)
+  return os.path.exists(os.path.join(d, "summary.json")) and bool(glob.glob(os.path.join(d, "checkpoint_*")))
+
+
+def eval_done(cfg: commands.Config, run: Run) -> bool:
+  path = os.path.join(cfg.eval_dir(run), "run.json")
+  if not os.path.exists(path):
+    return False
+  with open(path, encoding="utf-8") as f:
+    return list(json.load(f).get("tasks", [])) == list(cfg.evals)
+
+
+def _module_main(module: str) -> Callable[[list[str]], int]:
+  if module == "linguamix.train":
+    from linguamix.train import main
+    return main.main
+  if module == "linguamix.eval":
+    from linguamix.train import run_eval
+    return run_eval.main
+  from linguamix import cli
+  return cli.main
+
+
+@contextlib.contextmanager
+def _environ(extra: dict[str, str]):
+  old = {k: os.environ.get(k) for k in extra}
+  os.environ.update(extra)
+  try:
+    yield
+  finally:
+    for k, v in old.items():
+      if v is None:
+        os.environ.pop(k, None)
+      else:
+        os.environ[k] = v
+
+
+def execute(module: str, args: Sequence[str], log_path: str, env: dict[str, str],
+            executor: str) -> int:
+  """Runs `python -m module args`, output to `log_path`; returns the exit status."""
+  os.makedirs(os.path.dirname(log_path), exist_ok=True)
+  with open(log_path, "a", encoding="utf-8") as log:
+    log.write(f"$ python -m {module} " + " ".join(args) + "\n")
+    log.flush()
+    if executor == "subprocess":
+      return subprocess.call([sys.executable, "-m", module, *args], stdout=log,
+                             stderr=subprocess.STDOUT, env={**os.environ, **env})
+    with _environ(env), contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+      try:
+        return int(_module_main(module)(list(args)) or 0)
+      except SystemExit as e:  # argparse errors
+        return int(e.code or 0) if not isinstance(e.code, str) else 2
+      except Exception:  # noqa: BLE001 - a failed run is reported, the next one goes on
+        traceback.print_exc(file=log)
+        return 1
+
+
+def _fail(cfg, run, stage: str, rc: int, log: str) -> dict:
+  record = {"run": run.name, "stage": stage, "exit_status": rc, "log": log,
+            "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+  with open(os.path.join(cfg.run_dir(run), "failed.json"), "w", encoding="utf-8") as f:
+    json.dump(record, f, indent=1)
+  return record
+
+
+def run_one(cfg: commands.Config, run: Run, executor: str, say=print) -> dict:
+  """Trains, evaluates (and judges) one run unless done; returns its status record."""
+  d = cfg.run_dir(run)
+  os.makedirs(d, exist_ok=True)
+  failed = os.path.join(d, "failed.json")
+  if os.path.exists(failed):
+    os.remove(failed)  # a new attempt
+  env = commands.env(cfg)
+  did = []
+  if not train_done(cfg, run):
+    log = os.path.join(d, "train.log")
+    say(f"  {run.name}: training (log {log})")
+    rc = execute("linguamix.train", commands.train_args(cfg, run), log, env, executor)
+    if rc != 0 or not train_done(cfg, run):
+      return _fail(cfg, run, "train", rc, log)
+    did.append("trained")
+  if not eval_done(cfg, run):
+    log = os.path.join(d, "eval.log")
+    say(f"  {run.name}: evaluating {', '.join(cfg.evals)}")
+    rc = execute("linguamix.eval", commands.eval_args(cfg, run), log, env, executor)
+    if rc != 0 or not eval_done(cfg, run):
+      return _fail(cfg, run, "eval", rc, log)
+    did.append("evaluated")
+  return {"run": run.name, "status": ", ".join(did) if did else "skipped (done)"}
+
+
+def run_judge(cfg: commands.Config, runs: Sequence[Run], executor: str, say=print) -> list[dict]:
+  """Judgements for every evaluated run (after all runs: pairwise needs the baseline)."""
+  out = []
+  langs = commands.judge_langs(cfg)
+  for run in runs:
+    baseline = commands.judge_baseline(cfg, run)
+    if baseline is False or not eval_done(cfg, run):
+      continue
+    for lang in langs:
+      args = commands.judge_args(cfg, run, lang, baseline or None)
+      if os.path.exists(args[args.index("--out") + 1]):
+        continue
+      log = os.path.join(cfg.run_dir(run), "judge.log")
+      say(f"  {run.name}: judging mt_bench_x.{lang}")
+      rc = execute("linguamix.cli", args, log, {}, executor)
+      if rc != 0:
+        out.append(_fail(cfg, run, f"judge {lang}", rc, log))
+  return out
+
+
+def run_grid(cfg: commands.Config, runs: Sequence[Run], executor: str = "subprocess",
+             say=print) -> list[dict]:
+  statuses = []
+  for i, run in enumerate(runs, 1):
+    say(f"[{i}/{len(runs)}] {run.name}")
+    status = run_one(cfg, run, executor, say)
+    if "stage" in status:
+      say(f"  {run.name}: FAILED in {status['stage']} (exit {status['exit_status']}); "
+          f"see {status['log']}")
+    statuses.append(status)
+  if cfg.judge:
+    statuses += run_judge(cfg, runs, executor, say)
+  return statuses
