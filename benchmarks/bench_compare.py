@@ -11,7 +11,9 @@ it for mT5: decay 0.8, parameter scale, clipping 1.0, no momentum; AdamW for dec
 float32 on the same shapes, on batches without padding. Printed per case: the median
 s/step of each, the median of the per-round ratios (transformers time / linguamix time,
 so > 1 means linguamix is faster) with its min-max and interquartile range, peak host RSS,
-and the load average before and after.
+and the load average before and after; once for wall time and once for process CPU time
+(all threads), which other jobs on a shared machine disturb far less: a loaded core
+stretches wall time, not the CPU time the step itself burns.
 
 Threads: both processes are pinned to cores 0..N-1 (`--threads N`, sched_setaffinity);
 torch uses N intra-op threads (`torch.set_num_threads`, interop 1); XLA:CPU sizes its
@@ -193,9 +195,10 @@ def child(framework: str, case_name: str, args) -> None:
     if line.strip() == "quit":
       break
     steps = int(line)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     run(steps)
-    print(json.dumps({"seconds": (time.perf_counter() - start) / steps}), flush=True)
+    print(json.dumps({"seconds": (time.perf_counter() - start) / steps,
+                      "cpu_seconds": (time.process_time() - cpu_start) / steps}), flush=True)
   print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
 
 
@@ -216,10 +219,10 @@ class Child:
       if line.startswith("{"):
         return json.loads(line)
 
-  def round(self, steps: int) -> float:
+  def round(self, steps: int) -> dict:
     self.proc.stdin.write(f"{steps}\n")
     self.proc.stdin.flush()
-    return self._read()["seconds"]
+    return self._read()
 
   def close(self) -> float:
     self.proc.stdin.write("quit\n")
@@ -234,23 +237,33 @@ def _load() -> str:
     return " ".join(f.read().split()[:3])
 
 
+def _spread(t_transformers, t_linguamix) -> dict:
+  """Median of the per-round ratios (transformers / linguamix), its min-max and IQR."""
+  ratios = np.array(t_transformers) / np.array(t_linguamix)
+  q1, q3 = np.percentile(ratios, [25, 75])
+  return {"ratio": float(np.median(ratios)), "ratio_min": float(ratios.min()),
+          "ratio_max": float(ratios.max()), "ratio_q1": float(q1), "ratio_q3": float(q3)}
+
+
 def compare(case_name: str, args) -> dict:
   load_before = _load()
   a, b = Child("linguamix", case_name, args), Child("transformers", case_name, args)
-  times = {"linguamix": [], "transformers": []}
+  rounds = {"linguamix": [], "transformers": []}
   try:
     for _ in range(args.rounds):
-      times["linguamix"].append(a.round(args.steps))
-      times["transformers"].append(b.round(args.steps))
+      rounds["linguamix"].append(a.round(args.steps))
+      rounds["transformers"].append(b.round(args.steps))
   finally:
     rss = {"linguamix": a.close(), "transformers": b.close()}
-  ratios = np.array(times["transformers"]) / np.array(times["linguamix"])
-  q1, q3 = np.percentile(ratios, [25, 75])
+  wall = {k: [r["seconds"] for r in v] for k, v in rounds.items()}
+  cpu = {k: [r["cpu_seconds"] for r in v] for k, v in rounds.items()}
   return {"case": case_name, "params": a.info["params"], "tokens": _tokens(CASES[case_name]),
-          "linguamix_s": float(np.median(times["linguamix"])),
-          "transformers_s": float(np.median(times["transformers"])),
-          "ratio": float(np.median(ratios)), "ratio_min": float(ratios.min()),
-          "ratio_max": float(ratios.max()), "ratio_q1": float(q1), "ratio_q3": float(q3),
+          "linguamix_s": float(np.median(wall["linguamix"])),
+          "transformers_s": float(np.median(wall["transformers"])),
+          **_spread(wall["transformers"], wall["linguamix"]),
+          "linguamix_cpu_s": float(np.median(cpu["linguamix"])),
+          "transformers_cpu_s": float(np.median(cpu["transformers"])),
+          "cpu": _spread(cpu["transformers"], cpu["linguamix"]),
           "rss_mib": rss, "load_before": load_before, "load_after": _load()}
 
 
@@ -284,14 +297,18 @@ def main() -> int:
   print(f"float32, one full training step (forward, backward, optimizer); {args.rounds} interleaved "
         f"rounds x {args.steps} steps; both pinned to {args.threads} core(s) (torch threads "
         f"{args.threads}); XLA:CPU YNNPACK fusions: {args.ynn}; machine: {os.cpu_count()} cores")
-  print(f"{'case':<13} {'linguamix s/step':>16} {'transformers s/step':>19} {'speed-up':>9} "
+  print("wall: seconds per step; cpu: process CPU seconds per step (all threads), which other "
+        "jobs on the machine disturb far less than wall time")
+  print(f"{'case':<13} {'clock':<5} {'linguamix s/step':>16} {'transformers s/step':>19} {'speed-up':>9} "
         f"{'min-max':>11} {'IQR':>11} {'RSS MiB (l/t)':>14}  load before -> after")
   for name in args.cases.split(","):
     r = compare(name, args)
-    print(f"{name:<13} {r['linguamix_s']:>16.4f} {r['transformers_s']:>19.4f} {r['ratio']:>8.2f}x "
-          f"{r['ratio_min']:>5.2f}-{r['ratio_max']:<5.2f} {r['ratio_q1']:>5.2f}-{r['ratio_q3']:<5.2f} "
-          f"{r['rss_mib']['linguamix']:>6.0f}/{r['rss_mib']['transformers']:<7.0f}  "
-          f"{r['load_before']} -> {r['load_after']}   ({describe(name)})", flush=True)
+    for clock, s, spread in (("wall", "_s", r), ("cpu", "_cpu_s", r["cpu"])):
+      print(f"{name:<13} {clock:<5} {r['linguamix' + s]:>16.4f} {r['transformers' + s]:>19.4f} "
+            f"{spread['ratio']:>8.2f}x {spread['ratio_min']:>5.2f}-{spread['ratio_max']:<5.2f} "
+            f"{spread['ratio_q1']:>5.2f}-{spread['ratio_q3']:<5.2f} "
+            f"{r['rss_mib']['linguamix']:>6.0f}/{r['rss_mib']['transformers']:<7.0f}  "
+            f"{r['load_before']} -> {r['load_after']}   ({describe(name)})", flush=True)
     if args.json:
       print(json.dumps(r))
   return 0
