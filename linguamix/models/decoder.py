@@ -116,7 +116,7 @@ class Dense(nn.Module):
     kernel = self.param(
         "kernel", nn.with_logical_partitioning(_init, self.axes),
         tuple(x.shape[-self.in_dims:]) + tuple(self.features), self.param_dtype)
-    y = jnp.tensordot(x.astype(self.dtype), kernel.astype(self.dtype), axes=self.in_dims)
+    y = layers.project(x.astype(self.dtype), kernel.astype(self.dtype), self.in_dims)
     if self.lora is not None and self.lora.applies_to(self.path):
       y = y + lora_lib.LoraAdapter(self.lora, self.features, self.axes, self.in_dims, self.dtype,
                                    self.param_dtype, self.deterministic, name="lora")(x)

@@ -106,7 +106,7 @@ class Dense(nn.Module):
     kernel_IxO = self.param(
         "kernel", nn.with_logical_partitioning(self.kernel_init, self.kernel_axes),
         (x_BxLxI.shape[-1], self.features), jnp.float32)
-    return jnp.einsum("bli,io->blo", x_BxLxI.astype(self.dtype), kernel_IxO.astype(self.dtype))
+    return layers.project(x_BxLxI.astype(self.dtype), kernel_IxO.astype(self.dtype))
 
 
 class Embed(nn.Module):
