@@ -34,6 +34,9 @@ import time
 
 import numpy as np
 
+# Measure the checkout this script lives in, not whichever linguamix is installed.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 # name: (family, shape, batch description); tiny = models/mt5_tiny.gin at the trainer's
 # batch 16 x (128 + 128); mt5_small = models/mt5_small.gin; decoder = Llama-style 124.7M.
 MT5_SHAPES = {
