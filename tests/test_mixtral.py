@@ -10,18 +10,148 @@ import pathlib
 import subprocess
 import sys
 
+import dataclasses
+
 import gin
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+import seqio
+import torch
+import transformers
 
 import train_helpers
 from linguamix.models import decoder
+from linguamix.models.hf import decoder_io
 from linguamix.train import main as train_main
-from linguamix.train import partitioning, trainer
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 GIN_DIR = REPO / "linguamix" / "gin" / "models"
+
+VOCAB = 96
+HF_CONFIG = transformers.MixtralConfig(
+    vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+    num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2, max_position_embeddings=64,
+    sliding_window=5, router_jitter_noise=0.1, output_router_logits=True, router_aux_loss_coef=0.02)
+
+
+@pytest.fixture(scope="module")
+def mixtral(tmp_path_factory):
+  torch.manual_seed(0)
+  hf_model = transformers.MixtralForCausalLM(HF_CONFIG).eval()
+  gen = torch.Generator().manual_seed(0)
+  with torch.no_grad():  # HF inits norms to ones; random values test their mapping too
+    for p in hf_model.parameters():
+      p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+  directory = tmp_path_factory.mktemp("mixtral")
+  hf_model.save_pretrained(directory)
+  arch, cfg, params = decoder_io.load_hf(directory)
+  return hf_model, directory, arch, cfg, params
+
+
+def _model(cfg, **kwargs):
+  return decoder.DecoderOnlyModel(cfg, seqio.PassThroughVocabulary(VOCAB, eos_id=2), **kwargs)
+
+
+def _padded_batch():
+  """Two rows, the second padded after 7 tokens (segment 0 = padding)."""
+  ids = np.random.default_rng(0).integers(3, VOCAB, size=(2, 12))
+  targets = ids[:, 1:].copy()
+  targets[1, 7:] = 0
+  weights = (targets > 0) & (np.arange(11) >= 3)
+  return {"decoder_input_tokens": jnp.asarray(ids[:, :-1]), "decoder_target_tokens": jnp.asarray(targets),
+          "decoder_loss_weights": jnp.asarray(weights, jnp.float32)}
+
+
+def test_config_translation(mixtral):
+  _, _, arch, cfg, _ = mixtral
+  assert arch.name == "MixtralForCausalLM"
+  assert (cfg.num_experts, cfg.experts_per_token, cfg.sliding_window) == (4, 2, 5)
+  assert (cfg.router_aux_loss_coef, cfg.router_jitter_noise, cfg.rope_base) == (0.02, 0.1, 1e6)
+
+
+@pytest.mark.parametrize("dispatch", decoder.MOE_DISPATCHES)
+def test_logits_scores_and_aux_loss_match_transformers(mixtral, dispatch):
+  hf_model, _, _, cfg, params = mixtral
+  model = _model(dataclasses.replace(cfg, moe_dispatch=dispatch))
+  batch = _padded_batch()
+  ids = np.asarray(batch["decoder_input_tokens"])
+  real = np.asarray(batch["decoder_target_tokens"]) > 0
+  with torch.no_grad():
+    out = hf_model(torch.as_tensor(ids), attention_mask=torch.as_tensor(real, dtype=torch.long))
+  ref = out.logits.numpy()
+  np.testing.assert_allclose(np.asarray(model.logits(params, batch))[real], ref[real], atol=1e-4, rtol=1e-4)
+  logp = torch.log_softmax(torch.as_tensor(ref, dtype=torch.float64), -1).numpy()
+  targets = np.asarray(batch["decoder_target_tokens"])
+  tok_logp = np.take_along_axis(logp, targets[..., None], -1)[..., 0]
+  ref_score = (tok_logp * np.asarray(batch["decoder_loss_weights"])).sum(-1)
+  np.testing.assert_allclose(model.score_batch(params, batch), ref_score, rtol=1e-5, atol=1e-4)
+  # transformers' aux_loss counts the tokens its attention mask keeps: padding is left out
+  np.testing.assert_allclose(model.router_aux_loss(params, batch), float(out.aux_loss), rtol=1e-5)
+  loss, metrics = jax.jit(model.loss_fn)(params, batch, None)
+  np.testing.assert_allclose(metrics["router_aux_loss"], float(out.aux_loss), rtol=1e-5)
+  np.testing.assert_allclose(loss, metrics["cross_ent_loss"] + 0.02 * float(out.aux_loss), rtol=1e-6)
+
+
+def test_aux_loss_without_padding_and_under_scan_matches_transformers(mixtral):
+  hf_model, directory, _, _, _ = mixtral
+  _, cfg, params = decoder_io.load_hf(directory, scan_layers=True, remat_policy="full")
+  ids = np.random.default_rng(1).integers(3, VOCAB, size=(3, 9))
+  batch = {"decoder_input_tokens": jnp.asarray(ids[:, :-1]), "decoder_target_tokens": jnp.asarray(ids[:, 1:])}
+  with torch.no_grad():
+    out = hf_model(torch.as_tensor(ids[:, :-1]))
+  np.testing.assert_allclose(_model(cfg).router_aux_loss(params, batch), float(out.aux_loss), rtol=1e-5)
+  np.testing.assert_allclose(_model(cfg).logits(params, batch), out.logits.numpy(), atol=1e-4, rtol=1e-4)
+
+
+def test_router_jitter_acts_in_training_only(mixtral):
+  _, _, _, cfg, params = mixtral
+  batch = _padded_batch()
+  rng = jax.random.PRNGKey(1)
+  jittered = _model(cfg).loss_fn(params, batch, rng)[0]
+  assert abs(float(jittered) - float(_model(cfg).loss_fn(params, batch, None)[0])) > 1e-4
+  plain = dataclasses.replace(cfg, router_jitter_noise=0.0)
+  np.testing.assert_allclose(_model(plain).loss_fn(params, batch, rng)[0],
+                             _model(plain).loss_fn(params, batch, None)[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("dispatch", decoder.MOE_DISPATCHES)
+def test_greedy_decoding_matches_transformers_generate(mixtral, dispatch):
+  hf_model, _, _, cfg, params = mixtral
+  model = _model(dataclasses.replace(cfg, moe_dispatch=dispatch), start_token="none")
+  context = np.random.default_rng(4).integers(3, VOCAB, size=5).tolist()
+  length = 12
+  tokens = np.asarray(context + [3] * 6 + [0] * (length - 11))
+  batch = {"decoder_input_tokens": jnp.asarray(np.concatenate([[0], tokens[:-1]])[None]),
+           "decoder_target_tokens": jnp.asarray(tokens[None]),
+           "decoder_causal_attention": jnp.asarray((np.arange(length) <= len(context))[None], jnp.int32)}
+  out = np.asarray(model.predict_batch(params, batch, eos_id=-1))[0, :6]
+  ids = torch.as_tensor([context])
+  with torch.no_grad():
+    ref = hf_model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=6,
+                            do_sample=False, pad_token_id=0)[0, ids.shape[1]:].numpy()
+  np.testing.assert_array_equal(out, ref)
+
+
+def test_export_reloads_in_transformers(mixtral, tmp_path):
+  hf_model, directory, arch, cfg, params = mixtral
+  decoder_io.save_hf(tmp_path, arch, cfg, params)
+  written = json.loads((tmp_path / "config.json").read_text())
+  assert (written["num_local_experts"], written["num_experts_per_tok"], written["sliding_window"]) == (4, 2, 5)
+  assert (written["output_router_logits"], written["router_aux_loss_coef"]) == (True, 0.02)
+  # the names transformers' save_pretrained writes (block_sparse_moe.experts.E.w1 ..., one tensor per expert)
+  from safetensors import safe_open
+  names = [sorted(safe_open(str(d / "model.safetensors"), "np").keys()) for d in (tmp_path, directory)]
+  assert names[0] == names[1] and "model.layers.1.block_sparse_moe.experts.3.w2.weight" in names[0]
+  reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+  assert type(reloaded) is transformers.MixtralForCausalLM
+  ids = torch.as_tensor(np.random.default_rng(1).integers(3, VOCAB, size=(2, 10)))
+  with torch.no_grad():
+    np.testing.assert_allclose(reloaded(ids).logits.numpy(), hf_model(ids).logits.numpy(), atol=1e-5)
+  for a, b in zip(reloaded.state_dict().values(), hf_model.state_dict().values()):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+
 
 # ---------------------------------------------------------------- the published shape
 

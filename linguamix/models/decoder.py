@@ -85,6 +85,9 @@ class DecoderConfig:
   moe_dispatch: str = "dense"  # one of MOE_DISPATCHES (see `MoeMlp`)
   # Weight of the router's load-balancing loss in the training loss (0: reported only).
   router_aux_loss_coef: float = 0.0
+  # Training only (with a dropout rng), as in transformers: the MoE input is multiplied by
+  # uniform noise in [1 - j, 1 + j] before the router and the experts see it.
+  router_jitter_noise: float = 0.0
 
   def __post_init__(self):
     if self.attention not in layers.ATTENTION_IMPLEMENTATIONS:
@@ -271,10 +274,11 @@ class Mlp(nn.Module):
 #   weights (zero for the experts not chosen). E / k times the expert FLOPs and an
 #   [B, T, E, F] activation, but plain einsums: the `expert` axis shards over a mesh axis
 #   (expert parallelism, one all-reduce of the [B, T, D] output per layer).
-# "grouped": the B*T*k (token, expert) pairs sorted by expert and run as one grouped matmul
-#   (`jax.lax.ragged_dot`): only the chosen experts' FLOPs, but XLA's partitioner does not
-#   split a ragged dot along its groups, so use it where the experts are not sharded
-#   (one device, data-parallel or FSDP-only meshes, decoding).
+# "grouped": the B*T*k (token, expert) pairs sorted by expert and run as grouped matmuls
+#   (`jax.lax.ragged_dot`). Only the chosen experts' FLOPs where the backend has a grouped
+#   kernel (TPU); XLA:CPU expands a ragged dot densely over the groups (its cost analysis:
+#   2x the "dense" FLOPs), and XLA's partitioner does not split one along its groups, so
+#   it is for unsharded experts on such backends (one device, data-parallel, decoding).
 MOE_DISPATCHES = ("dense", "grouped")
 
 
@@ -324,6 +328,10 @@ class MoeMlp(nn.Module):
     if cfg.lora is not None and cfg.lora.applies_to(self.path + ("wi_0",)):
       raise ValueError(f"LoRA targets {cfg.lora.targets!r} select mixture-of-experts MLPs; "
                        "adapters on experts are not implemented (target attention/ only)")
+    if cfg.router_jitter_noise and not self.deterministic:
+      j = cfg.router_jitter_noise
+      x_BxTxD = x_BxTxD * jax.random.uniform(self.make_rng("dropout"), x_BxTxD.shape, x_BxTxD.dtype,
+                                             1.0 - j, 1.0 + j)
     logits_BxTxE = Dense((e,), ("embed", None), dtype=cfg.dtype, param_dtype=cfg.param_dtype,
                          name="router")(x_BxTxD)
     if not self.is_initializing():
