@@ -275,10 +275,10 @@ class Mlp(nn.Module):
 #   [B, T, E, F] activation, but plain einsums: the `expert` axis shards over a mesh axis
 #   (expert parallelism, one all-reduce of the [B, T, D] output per layer).
 # "grouped": the B*T*k (token, expert) pairs sorted by expert and run as grouped matmuls
-#   (`jax.lax.ragged_dot`). Only the chosen experts' FLOPs where the backend has a grouped
-#   kernel (TPU); XLA:CPU expands a ragged dot densely over the groups (its cost analysis:
-#   2x the "dense" FLOPs), and XLA's partitioner does not split one along its groups, so
-#   it is for unsharded experts on such backends (one device, data-parallel, decoding).
+#   (`jax.lax.ragged_dot`). Only the chosen experts' FLOPs where the backend lowers the
+#   ragged dot to a grouped kernel (unmeasured here: no accelerator); XLA:CPU expands it
+#   densely over the groups (its cost analysis: 2x the "dense" FLOPs). XLA's partitioner
+#   does not split a ragged dot along its groups, so it is for unsharded experts.
 MOE_DISPATCHES = ("dense", "grouped")
 
 
