@@ -261,3 +261,30 @@ def test_expert_parallel_training_on_8_devices_matches_one_device(tmp_path):
   np.testing.assert_allclose([r["loss"] for r in one],
                              [r["cross_ent_loss"] + r["z_loss"] + 0.01 * r["router_aux_loss"] for r in one],
                              rtol=1e-6)
+
+
+def test_attention_lora_exports_to_peft_and_expert_lora_is_refused(mixtral, tmp_path):
+  import peft
+  from linguamix.models import lora
+  from linguamix.models.hf import peft as peft_export
+  _, directory, arch, cfg, params = mixtral
+  with pytest.raises(ValueError, match="adapters on experts are not implemented"):
+    model = _model(dataclasses.replace(cfg, lora=lora.LoraConfig(targets="attention/|mlp/")))
+    jax.eval_shape(lambda: model.init_variables(jax.random.PRNGKey(0), {"decoder_input_tokens": (1, 8)}))
+  lora_cfg = dataclasses.replace(cfg, lora=lora.LoraConfig(targets=r"attention/(query|value|out)", rank=4))
+  model = _model(lora_cfg)
+  adapted = lora.add_adapters(params, model, jax.random.PRNGKey(1))
+  # B starts at zero: random B values make the adapters change the logits
+  adapted = jax.tree_util.tree_map_with_path(
+      lambda p, x: jax.random.normal(jax.random.PRNGKey(2), x.shape) * 0.1
+      if jax.tree_util.keystr(p).endswith("['b']") else x, adapted)
+  batch = _padded_batch()
+  want = np.asarray(model.logits(adapted, batch))
+  assert np.abs(want - np.asarray(_model(cfg).logits(params, batch))).max() > 1e-3
+  peft_export.write_adapter(tmp_path, arch, lora_cfg, adapted, str(directory))
+  fresh = transformers.AutoModelForCausalLM.from_pretrained(directory)
+  peft_model = peft.PeftModel.from_pretrained(fresh, tmp_path).eval()
+  with torch.no_grad():
+    got = peft_model(torch.as_tensor(np.asarray(batch["decoder_input_tokens"]))).logits.numpy()
+  # without an attention mask transformers' row 1 sees its padding only after position 7
+  np.testing.assert_allclose(got[:, :7], want[:, :7], atol=1e-4)
