@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -69,6 +70,18 @@ def test_config_translation(mixtral):
   assert arch.name == "MixtralForCausalLM"
   assert (cfg.num_experts, cfg.experts_per_token, cfg.sliding_window) == (4, 2, 5)
   assert (cfg.router_aux_loss_coef, cfg.router_jitter_noise, cfg.rope_base) == (0.02, 0.1, 1e6)
+
+
+def test_a_missing_or_misshapen_expert_tensor_is_named(mixtral):
+  from linguamix.models.hf import tensors
+  _, directory, arch, cfg, _ = mixtral
+  hf_tensors = tensors.read_safetensors(directory)
+  name = "model.layers.1.block_sparse_moe.experts.2.w3.weight"
+  with pytest.raises(KeyError, match=rf"tensor {re.escape(name)} is missing \(needed for layers_1/mlp/wi_1\)"):
+    decoder_io.params_from_hf(arch, cfg, {k: v for k, v in hf_tensors.items() if k != name})
+  with pytest.raises(ValueError, match=rf"tensor {re.escape(name)} has shape \(47, 32\) but the config implies "
+                                       r"\(48, 32\)"):
+    decoder_io.params_from_hf(arch, cfg, {**hf_tensors, name: hf_tensors[name][:47]})
 
 
 @pytest.mark.parametrize("dispatch", decoder.MOE_DISPATCHES)
