@@ -2,15 +2,23 @@
 
 Llama 2/3, Mistral, Qwen2 (RMSNorm, RoPE, SwiGLU, grouped-query attention, sliding
 window, q/k/v bias), Gemma ((1+scale) RMSNorm, sqrt(d) embedding scale, GELU-tanh gate,
-tied embeddings, free head width), BLOOM (ALiBi, LayerNorm with bias, embedding
-LayerNorm, GELU MLP) and GPT-2/mGPT (learned positions). Fused HF projections (BLOOM's
+tied embeddings, free head width), Gemma 2 (norms after attention and MLP too, attention
+and final logit soft-capping, sliding-window and global layers alternating), Gemma 3
+(Gemma 2 without soft-capping, per-head q/k RMSNorm, a RoPE base per layer kind), BLOOM
+(ALiBi, LayerNorm with bias, embedding LayerNorm, GELU MLP) and GPT-2/mGPT (learned
+positions). Fused HF projections (BLOOM's
 `query_key_value`, GPT-2's `c_attn`) are split on import (hf_decoder.py), so every
 family shares one parameter tree:
 
   token_embedder/embedding [V, D]      pos_embedder/embedding [P, D] (learned)
   embed_norm (BLOOM)                   final_norm          logits_dense/kernel [D, V]
-  layers/{pre_attention_norm, attention/{query,key,value,out}, pre_mlp_norm,
-          mlp/{wi_0 (gate), wi_1 (up) | wi, wo}}        (stacked on `layers` under scan)
+  layers/{pre_attention_norm, attention/{query,key,value,out, query_norm,key_norm (qk_norm)},
+          post_attention_norm (post_norms), pre_mlp_norm, mlp/{wi_0 (gate), wi_1 (up) | wi, wo},
+          post_mlp_norm (post_norms)}                   (stacked on `layers` under scan)
+
+Layers that differ (`layer_types`: sliding-window vs global attention, their RoPE bases)
+share one parameter structure; a per-layer flag, scanned with the layers, picks the
+mask and RoPE frequencies, so `scan_layers=True` covers them too.
 
 `DecoderOnlyModel` implements the T5X contract over SeqIO's DecoderFeatureConverter.
 """
