@@ -73,14 +73,14 @@ class DecoderConfig:
   rope_low_freq_factor: float = 1.0
   rope_high_freq_factor: float = 4.0
   rope_original_max_positions: int = 8192
-  sliding_window: int | None = None  # every layer attends to the last `sliding_window` positions only
-  # Per-layer attention kinds, "full_attention" | "sliding_attention" (Gemma 2/3); a pattern
+  sliding_window: int | None = None
+  query_scale: float | None = None  # attention logits q.k * query_scale; None: head_width ** -0.5
+  # (`sliding_window` windows every layer.) Per-layer attention kinds, "full_attention" | "sliding_attention" (Gemma 2/3); a pattern
   # shorter than num_layers repeats (Gemma 2: sliding, full). The sliding layers attend to
   # the last `local_window` positions and use `rope_local_base` (None: the global RoPE).
   layer_types: tuple[str, ...] | None = None
   local_window: int | None = None
   rope_local_base: float | None = None
-  query_pre_attn_scalar: float | None = None  # queries scaled by its -1/2 power (None: head width)
   attn_logit_softcap: float | None = None  # Gemma 2: attention logits -> cap * tanh(logits / cap)
   final_logit_softcap: float | None = None  # Gemma 2: output logits -> cap * tanh(logits / cap)
   post_norms: bool = False  # Gemma 2/3: also normalise the attention and MLP outputs before the residual
@@ -269,7 +269,8 @@ class Attention(nn.Module):
         inv_freq = jnp.where(local, rope_local_inverse_frequencies(cfg), inv_freq)
       q_BxTxNxH = apply_rope(q_BxTxNxH, positions_BxT, inv_freq)
       k_BxTxKxH = apply_rope(k_BxTxKxH, positions_BxT, inv_freq)
-    q_BxTxNxH = q_BxTxNxH * jnp.asarray((cfg.query_pre_attn_scalar or h) ** -0.5, cfg.dtype)
+    scale = h ** -0.5 if cfg.query_scale is None else cfg.query_scale
+    q_BxTxNxH = q_BxTxNxH * jnp.asarray(scale, cfg.dtype)
     new_cache = None
     if cache is not None:
       k_BxTxKxH = _write_cache(cache[0], k_BxTxKxH, cache_index_B)
