@@ -116,22 +116,22 @@ def test_logits_and_scores_match_transformers(family, scan):
   assert np.abs(np.asarray(unwindowed.logits(params, batch)) - ref).max() > 1e-2
 
 
-@pytest.mark.parametrize("scan", [False, True])
-def test_greedy_decoding_matches_transformers(family, scan):
+@pytest.mark.parametrize("scan, prompt_len, seed", [(False, 3, 1), (True, 6, 2)])
+def test_greedy_decoding_matches_transformers(family, scan, prompt_len, seed):
+  """KV-cache decoding past the window: the cache holds every slot, the mask picks the window."""
   _, hf_model, directory = family
   _, _, params, model = _load(directory, scan_layers=scan)
   length, new = 20, 12
-  for prompt_len, seed in ((3, 1), (6, 2)):
-    context = _ids(1, prompt_len, seed)
-    batch = {"decoder_input_tokens": jnp.asarray(np.pad(context, ((0, 0), (0, length - prompt_len)))),
-             "decoder_causal_attention": jnp.asarray((np.arange(length) < prompt_len)[None], jnp.int32)}
-    tokens = np.asarray(model.predict_batch(params, batch, eos_id=-1))[0, :new]
-    with torch.no_grad():
-      ids = torch.as_tensor(context)
-      ref = hf_model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new,
-                              do_sample=False, pad_token_id=0)[0, prompt_len:].numpy()
-    assert len(set(ref.tolist())) > 2  # not a degenerate repetition
-    np.testing.assert_array_equal(tokens, ref)
+  context = _ids(1, prompt_len, seed)
+  batch = {"decoder_input_tokens": jnp.asarray(np.pad(context, ((0, 0), (0, length - prompt_len)))),
+           "decoder_causal_attention": jnp.asarray((np.arange(length) < prompt_len)[None], jnp.int32)}
+  tokens = np.asarray(model.predict_batch(params, batch, eos_id=-1))[0, :new]
+  with torch.no_grad():
+    ids = torch.as_tensor(context)
+    ref = hf_model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new,
+                            do_sample=False, pad_token_id=0)[0, prompt_len:].numpy()
+  assert len(set(ref.tolist())) > 2  # not a degenerate repetition
+  np.testing.assert_array_equal(tokens, ref)
 
 
 def test_export_reloads_in_transformers(family, tmp_path):
