@@ -208,3 +208,16 @@ def test_layer_types_pattern_validation():
     decoder.DecoderConfig(layer_types=("global",))
   cfg = decoder.DecoderConfig(num_layers=5, layer_types=["sliding_attention", "full_attention"], local_window=8)
   assert list(cfg.local_layers) == [True, False, True, False, True]
+
+
+def test_fused_attention_with_softcap_takes_the_materialised_path():
+  """The fused kernels have no soft-capping step: 'fused' must give the capped numbers, not drop the cap."""
+  from linguamix.models import layers
+  rng = np.random.default_rng(0)
+  q, k, v = (jnp.asarray(rng.normal(size=(1, 6, 4, 8)) * 2, jnp.float32) for _ in range(3))
+  bias = layers.mask_bias(layers.attention_mask(jnp.ones((1, 6)), jnp.ones((1, 6)), causal=True))
+  capped = [layers.dot_product_attention(q, k, v, bias_BxNxTxS=bias, implementation=impl, logit_softcap=1.0)
+            for impl in ("materialised", "fused")]
+  np.testing.assert_allclose(capped[1], capped[0], atol=1e-6)
+  uncapped = layers.dot_product_attention(q, k, v, bias_BxNxTxS=bias)
+  assert np.abs(np.asarray(uncapped - capped[0])).max() > 1e-2
