@@ -2,6 +2,7 @@
 
 # ruff: noqa: F401
 from linguamix.models.hf.families import bloom
+from linguamix.models.hf.families import gemma2
 from linguamix.models.hf.families import gpt2
 from linguamix.models.hf.families import llama
 from linguamix.models.hf.families import mixtral
