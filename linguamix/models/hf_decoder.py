@@ -34,6 +34,8 @@ ARCHITECTURES = {
     "Phi3ForCausalLM": "phi3",
     "BloomForCausalLM": "bloom",
     "GPT2LMHeadModel": "gpt2",
+    "GPTNeoXForCausalLM": "gpt_neox",
+    "Qwen3ForCausalLM": "llama",
 }
 # Buffers some checkpoints carry that hold no parameters.
 _IGNORED = re.compile(r"(\.attn\.(masked_)?bias$|rotary_emb\.inv_freq$)")
@@ -93,6 +95,9 @@ def _llama_layer(cfg: decoder.DecoderConfig) -> list[Entry]:
   entries.append(_entry("self_attn.o_proj.weight", ("attention", "out", "kernel"), _out_kernel(n, h, d)))
   if cfg.out_bias:
     entries.append(_entry("self_attn.o_proj.bias", ("attention", "out", "bias"), _same()))
+  if cfg.qk_norm:
+    entries.append(_entry("self_attn.q_norm.weight", ("attention", "query_norm", "scale"), _same()))
+    entries.append(_entry("self_attn.k_norm.weight", ("attention", "key_norm", "scale"), _same()))
   for proj, ours in (("gate_proj", "wi_0"), ("up_proj", "wi_1"), ("down_proj", "wo")):
     entries.append(_entry(f"mlp.{proj}.weight", ("mlp", ours, "kernel"), _linear()))
     if cfg.mlp_bias:
@@ -170,6 +175,33 @@ def _gpt2_layer(cfg: decoder.DecoderConfig) -> list[Entry]:
   return entries
 
 
+def _gpt_neox_layer(cfg: decoder.DecoderConfig) -> list[Entry]:
+  n, h, d = cfg.num_heads, cfg.head_width, cfg.d_model
+  qkv = [("attention", name) for name in ("query", "key", "value")]
+  # query_key_value is laid out [N, 3, H] along its output axis (per head: q, k, v)
+  entries = [Entry(
+      "attention.query_key_value.weight", tuple(p + ("kernel",) for p in qkv),
+      lambda w: [w.reshape(n, 3, h, d)[:, i].transpose(2, 0, 1) for i in range(3)],
+      lambda ks: np.stack([k.transpose(1, 2, 0) for k in ks], axis=1).reshape(3 * n * h, d))]
+  if cfg.qkv_bias:
+    entries.append(Entry(
+        "attention.query_key_value.bias", tuple(p + ("bias",) for p in qkv),
+        lambda b: [b.reshape(n, 3, h)[:, i] for i in range(3)],
+        lambda bs: np.stack(bs, axis=1).reshape(-1)))
+  entries.append(_entry("attention.dense.weight", ("attention", "out", "kernel"), _out_kernel(n, h, d)))
+  if cfg.out_bias:
+    entries.append(_entry("attention.dense.bias", ("attention", "out", "bias"), _same()))
+  entries += _norm_entries("input_layernorm", "pre_attention_norm", cfg)
+  entries += _norm_entries("post_attention_layernorm", "pre_mlp_norm", cfg)
+  entries += [
+      _entry("mlp.dense_h_to_4h.weight", ("mlp", "wi", "kernel"), _linear()),
+      _entry("mlp.dense_h_to_4h.bias", ("mlp", "wi", "bias"), _same()),
+      _entry("mlp.dense_4h_to_h.weight", ("mlp", "wo", "kernel"), _linear()),
+      _entry("mlp.dense_4h_to_h.bias", ("mlp", "wo", "bias"), _same()),
+  ]
+  return entries
+
+
 _LAYOUT = {
     # family: (prefix of the base model, layer prefix, layer entries, top-level entries)
     "llama": ("model.", "layers", _llama_layer, lambda cfg: [
@@ -186,7 +218,11 @@ _LAYOUT = {
         _entry("wte.weight", ("token_embedder", "embedding"), _same()),
         _entry("wpe.weight", ("pos_embedder", "embedding"), _same()),
         *_norm_entries("ln_f", "final_norm", cfg)]),
+    "gpt_neox": ("gpt_neox.", "layers", _gpt_neox_layer, lambda cfg: [
+        _entry("embed_in.weight", ("token_embedder", "embedding"), _same()),
+        *_norm_entries("final_layer_norm", "final_norm", cfg)]),
 }
+_HEAD = {"gpt_neox": "embed_out.weight"}  # the untied output matrix; others: lm_head.weight
 
 
 def entries(family: str, cfg: decoder.DecoderConfig) -> list[Entry]:
@@ -198,22 +234,23 @@ def entries(family: str, cfg: decoder.DecoderConfig) -> list[Entry]:
                                 paths=tuple((f"layers_{i}",) + p for p in e.paths))
             for e in layer_fn(cfg)]
   if not cfg.tie_embeddings:
-    out.append(_entry("lm_head.weight", ("logits_dense",), (lambda w: [w.T], lambda ks: ks[0].T)))
+    out.append(_entry(_HEAD.get(family, "lm_head.weight"), ("logits_dense",), (lambda w: [w.T], lambda ks: ks[0].T)))
   return out
 
 
 # ---------------------------------------------------------------------------- configs
 
 
-def _rope_fields(hf: dict) -> dict:
+def _rope_fields(hf: dict, default_fraction: float = 1.0) -> dict:
+  """RoPE fields from rope_parameters / rope_scaling, or GPT-NeoX's rotary_emb_base / rotary_pct."""
   rope = dict(hf.get("rope_parameters") or {})
   legacy = hf.get("rope_scaling") or {}
   rope = {**legacy, **rope}
-  theta = rope.get("rope_theta", hf.get("rope_theta", 10000.0))
+  theta = rope.get("rope_theta", hf.get("rope_theta", hf.get("rotary_emb_base", 10000.0)))
   rope_type = rope.get("rope_type", rope.get("type", "default"))
-  if rope.get("partial_rotary_factor", 1.0) != 1.0:
-    raise ValueError(f"partial_rotary_factor={rope['partial_rotary_factor']} is not supported")
-  fields = {"rope_base": float(theta), "rope_type": rope_type}
+  fraction = rope.get("partial_rotary_factor", hf.get("partial_rotary_factor",
+                                                      hf.get("rotary_pct", default_fraction)))
+  fields = {"rope_base": float(theta), "rope_type": rope_type, "rope_fraction": float(fraction)}
   if rope_type in ("linear", "llama3"):
     fields["rope_factor"] = float(rope["factor"])
   if rope_type == "llama3":
@@ -246,8 +283,11 @@ def config_from_hf(hf: dict, where: str = "config.json", **overrides) -> tuple[s
   family = ARCHITECTURES[arch]
   if family in ("llama", "phi3"):
     gemma = arch == "GemmaForCausalLM"
+    qwen3 = arch == "Qwen3ForCausalLM"
     if hf.get("use_sliding_window") and arch == "Qwen2ForCausalLM":
       raise ValueError(f"{where}: Qwen2 per-layer sliding windows (use_sliding_window=true) are not supported")
+    window = _qwen3_window(hf, where) if qwen3 else (
+        hf.get("sliding_window") if arch in ("MistralForCausalLM", "Phi3ForCausalLM") else None)
     act = hf.get("hidden_activation") or hf.get("hidden_act") or "silu"
     fields = dict(
         vocab_size=hf["vocab_size"], d_model=hf["hidden_size"], num_layers=hf["num_hidden_layers"],
@@ -258,9 +298,8 @@ def config_from_hf(hf: dict, where: str = "config.json", **overrides) -> tuple[s
         max_positions=hf.get("max_position_embeddings", 2048),
         activation="gelu_tanh" if gemma and act == "gelu" else _activation(act, where),
         qkv_bias=arch == "Qwen2ForCausalLM" or bool(hf.get("attention_bias", False)),
-        out_bias=arch == "LlamaForCausalLM" and bool(hf.get("attention_bias", False)),
-        mlp_bias=bool(hf.get("mlp_bias", False)),
-        sliding_window=hf.get("sliding_window") if arch in ("MistralForCausalLM", "Phi3ForCausalLM") else None,
+        out_bias=arch in ("LlamaForCausalLM", "Qwen3ForCausalLM") and bool(hf.get("attention_bias", False)),
+        mlp_bias=bool(hf.get("mlp_bias", False)), qk_norm=qwen3, sliding_window=window,
         tie_embeddings=bool(hf.get("tie_word_embeddings", gemma)),
         norm_scale_offset=1.0 if gemma else 0.0, embed_scale=gemma,
         **_rope_fields(hf))
@@ -274,6 +313,17 @@ def config_from_hf(hf: dict, where: str = "config.json", **overrides) -> tuple[s
         norm_eps=hf.get("layer_norm_epsilon", 1e-5), position="alibi", mlp_gated=False,
         activation="gelu_tanh", qkv_bias=True, out_bias=True, mlp_bias=True, embed_norm=True,
         tie_embeddings=bool(hf.get("tie_word_embeddings", True)))
+  elif family == "gpt_neox":
+    bias = bool(hf.get("attention_bias", True))
+    fields = dict(
+        vocab_size=hf["vocab_size"], d_model=hf["hidden_size"], num_layers=hf["num_hidden_layers"],
+        num_heads=hf["num_attention_heads"], mlp_dim=hf["intermediate_size"], norm="layer",
+        norm_eps=hf.get("layer_norm_eps", 1e-5), position="rope",
+        max_positions=hf.get("max_position_embeddings", 2048), mlp_gated=False,
+        activation=_activation(hf.get("hidden_act", "gelu"), where), qkv_bias=bias, out_bias=bias,
+        mlp_bias=True, parallel_residual=bool(hf.get("use_parallel_residual", True)),
+        tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
+        **_rope_fields(hf, default_fraction=0.25))  # GPTNeoXConfig's default rotary_pct
   else:  # gpt2
     for flag in ("scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn"):
       if hf.get(flag):
@@ -289,16 +339,38 @@ def config_from_hf(hf: dict, where: str = "config.json", **overrides) -> tuple[s
   return arch, decoder.DecoderConfig(**{**fields, **overrides})
 
 
+def _qwen3_window(hf: dict, where: str) -> int | None:
+  """Qwen3's one sliding window for all layers, or None; a mix of full and sliding layers is refused."""
+  window = hf.get("sliding_window") if hf.get("use_sliding_window") else None
+  layer_types = hf.get("layer_types") or [
+      "sliding_attention" if window is not None and i >= hf.get("max_window_layers", 28) else "full_attention"
+      for i in range(hf["num_hidden_layers"])]
+  if window is None or set(layer_types) == {"full_attention"}:
+    return None
+  if set(layer_types) != {"sliding_attention"}:
+    raise ValueError(f"{where}: layer_types/max_window_layers mixing full and sliding attention layers "
+                     f"(use_sliding_window=true, max_window_layers={hf.get('max_window_layers')}) "
+                     "is not supported; a sliding window on every layer is")
+  return int(window)
+
+
+def _rope_to_hf(cfg: decoder.DecoderConfig) -> dict:
+  rope = {"rope_type": cfg.rope_type, "rope_theta": cfg.rope_base}
+  if cfg.rope_fraction != 1.0:
+    rope["partial_rotary_factor"] = cfg.rope_fraction
+  if cfg.rope_type in ("linear", "llama3"):
+    rope["factor"] = cfg.rope_factor
+  if cfg.rope_type == "llama3":
+    rope.update(low_freq_factor=cfg.rope_low_freq_factor, high_freq_factor=cfg.rope_high_freq_factor,
+                original_max_position_embeddings=cfg.rope_original_max_positions)
+  return rope
+
+
 def config_to_hf(arch: str, cfg: decoder.DecoderConfig, extra: dict | None = None) -> dict:
   """config.json for `arch` from a DecoderConfig (`extra`: token ids and other keys to keep)."""
   family = ARCHITECTURES[arch]
   if family in ("llama", "phi3"):
-    rope = {"rope_type": cfg.rope_type, "rope_theta": cfg.rope_base}
-    if cfg.rope_type in ("linear", "llama3"):
-      rope["factor"] = cfg.rope_factor
-    if cfg.rope_type == "llama3":
-      rope.update(low_freq_factor=cfg.rope_low_freq_factor, high_freq_factor=cfg.rope_high_freq_factor,
-                  original_max_position_embeddings=cfg.rope_original_max_positions)
+    rope = _rope_to_hf(cfg)
     act = {"silu": "silu", "gelu_tanh": "gelu_pytorch_tanh", "gelu": "gelu", "relu": "relu"}[cfg.activation]
     hf = dict(
         vocab_size=cfg.vocab_size, hidden_size=cfg.d_model, num_hidden_layers=cfg.num_layers,
@@ -308,6 +380,11 @@ def config_to_hf(arch: str, cfg: decoder.DecoderConfig, extra: dict | None = Non
         rope_parameters=rope, rope_theta=cfg.rope_base)
     if arch == "LlamaForCausalLM":
       hf.update(attention_bias=cfg.qkv_bias, mlp_bias=cfg.mlp_bias)
+    if arch == "Qwen3ForCausalLM":
+      sliding = cfg.sliding_window is not None
+      hf.update(attention_bias=cfg.qkv_bias, use_sliding_window=sliding, sliding_window=cfg.sliding_window,
+                max_window_layers=0 if sliding else cfg.num_layers,
+                layer_types=[("sliding_attention" if sliding else "full_attention")] * cfg.num_layers)
     if arch in ("MistralForCausalLM", "Phi3ForCausalLM"):
       hf["sliding_window"] = cfg.sliding_window
     if arch == "GemmaForCausalLM":
@@ -316,6 +393,17 @@ def config_to_hf(arch: str, cfg: decoder.DecoderConfig, extra: dict | None = Non
     hf = dict(vocab_size=cfg.vocab_size, hidden_size=cfg.d_model, n_layer=cfg.num_layers,
               n_head=cfg.num_heads, layer_norm_epsilon=cfg.norm_eps,
               apply_residual_connection_post_layernorm=False, tie_word_embeddings=cfg.tie_embeddings)
+  elif family == "gpt_neox":
+    hf = dict(vocab_size=cfg.vocab_size, hidden_size=cfg.d_model, num_hidden_layers=cfg.num_layers,
+              num_attention_heads=cfg.num_heads, intermediate_size=cfg.mlp_dim,
+              hidden_act={"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu", "silu": "silu"}[cfg.activation],
+              layer_norm_eps=cfg.norm_eps, max_position_embeddings=cfg.max_positions,
+              tie_word_embeddings=cfg.tie_embeddings, use_parallel_residual=cfg.parallel_residual,
+              attention_bias=cfg.qkv_bias,
+              # written even at 1.0: GPTNeoXConfig defaults an absent factor to 0.25
+              rope_parameters={**_rope_to_hf(cfg), "partial_rotary_factor": cfg.rope_fraction},
+              # transformers 4 reads these two
+              rotary_pct=cfg.rope_fraction, rotary_emb_base=cfg.rope_base)
   else:
     hf = dict(vocab_size=cfg.vocab_size, n_embd=cfg.d_model, n_layer=cfg.num_layers, n_head=cfg.num_heads,
               n_inner=cfg.mlp_dim, n_positions=cfg.max_positions, layer_norm_epsilon=cfg.norm_eps,
@@ -323,7 +411,8 @@ def config_to_hf(arch: str, cfg: decoder.DecoderConfig, extra: dict | None = Non
                                    "silu": "silu"}[cfg.activation],
               tie_word_embeddings=cfg.tie_embeddings)
   model_type = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral", "Qwen2ForCausalLM": "qwen2",
-                "GemmaForCausalLM": "gemma", "Phi3ForCausalLM": "phi3", "BloomForCausalLM": "bloom", "GPT2LMHeadModel": "gpt2"}[arch]
+                "GemmaForCausalLM": "gemma", "Phi3ForCausalLM": "phi3", "BloomForCausalLM": "bloom", "GPT2LMHeadModel": "gpt2",
+                "GPTNeoXForCausalLM": "gpt_neox", "Qwen3ForCausalLM": "qwen3"}[arch]
   return {"architectures": [arch], "model_type": model_type, "torch_dtype": "float32",
           **(extra or {}), **hf}
 
@@ -387,11 +476,12 @@ def params_from_hf(arch: str, cfg: decoder.DecoderConfig, tensors: dict[str, np.
   base_prefix = _LAYOUT[family][0]
   tensors = dict(tensors)
   # base-model checkpoints (BloomModel, GPT2Model) store names without the prefix
+  head = _HEAD.get(family, "lm_head.weight")
   for name in list(tensors):
-    if not name.startswith(base_prefix) and name != "lm_head.weight":
+    if not name.startswith(base_prefix) and name != head:
       tensors[base_prefix + name] = tensors.pop(name)
   if cfg.tie_embeddings:
-    tensors.pop("lm_head.weight", None)  # some tied checkpoints store the shared matrix twice
+    tensors.pop(head, None)  # some tied checkpoints store the shared matrix twice
   expected = _expected_shapes(cfg)
   flat = {}
   for e in entries(family, cfg):
