@@ -38,7 +38,7 @@ ARCHITECTURES = {
     "Qwen3ForCausalLM": "llama",
 }
 # Buffers some checkpoints carry that hold no parameters.
-_IGNORED = re.compile(r"(\.attn\.(masked_)?bias$|rotary_emb\.inv_freq$)")
+_IGNORED = re.compile(r"(\.(attn|attention)\.(masked_)?bias$|rotary_emb\.inv_freq$)")
 
 
 @dataclasses.dataclass(frozen=True)
