@@ -37,6 +37,8 @@ FAMILIES = {
     "Phi3ForCausalLM": "linguamix.models.hf_decoder",
     "BloomForCausalLM": "linguamix.models.hf_decoder",
     "GPT2LMHeadModel": "linguamix.models.hf_decoder",
+    "GPTNeoXForCausalLM": "linguamix.models.hf_decoder",
+    "Qwen3ForCausalLM": "linguamix.models.hf_decoder",
     "MT5ForConditionalGeneration": "linguamix.models.checkpoints.hf_mt5",
 }
 HF_CONFIG_FILE = "hf_config.json"
