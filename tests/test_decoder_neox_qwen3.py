@@ -13,7 +13,9 @@ import torch
 import transformers
 from safetensors import numpy as st_numpy
 
-from linguamix.models import decoder, hf_decoder, lora
+from linguamix.models import decoder, lora
+from linguamix.models.hf import decoder_io, tensors
+from linguamix.models.hf import peft as peft_export
 
 VOCAB = 96
 _COMMON = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -50,16 +52,16 @@ def test_pythia_hub_checkpoint_with_legacy_rotary_keys_and_buffers(tmp_path):
       k: v for k, v in legacy.items() if k not in ("architectures", "model_type")})).eval())
   hf_model.save_pretrained(tmp_path)
   (tmp_path / "config.json").write_text(json.dumps(legacy))
-  tensors = dict(hf_decoder.read_safetensors(tmp_path))
+  hf_tensors = tensors.read_safetensors(tmp_path)
   for i in range(2):
     prefix = f"gpt_neox.layers.{i}.attention."
-    tensors[prefix + "bias"] = np.tril(np.ones((64, 64), bool))[None, None]
-    tensors[prefix + "masked_bias"] = np.asarray(-1e9, np.float32)
-    tensors[prefix + "rotary_emb.inv_freq"] = np.ones(2, np.float32)
-  st_numpy.save_file(tensors, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    hf_tensors[prefix + "bias"] = np.tril(np.ones((64, 64), bool))[None, None]
+    hf_tensors[prefix + "masked_bias"] = np.asarray(-1e9, np.float32)
+    hf_tensors[prefix + "rotary_emb.inv_freq"] = np.ones(2, np.float32)
+  st_numpy.save_file(hf_tensors, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
 
-  arch, cfg, params = hf_decoder.load_hf(tmp_path)
-  assert (arch, cfg.rope_fraction, cfg.rope_base, cfg.parallel_residual) == ("GPTNeoXForCausalLM", 0.5, 1000.0, True)
+  arch, cfg, params = decoder_io.load_hf(tmp_path)
+  assert (arch.name, cfg.rope_fraction, cfg.rope_base, cfg.parallel_residual) == ("GPTNeoXForCausalLM", 0.5, 1000.0, True)
   model = decoder.DecoderOnlyModel(cfg, seqio.PassThroughVocabulary(VOCAB, eos_id=0))
   with torch.no_grad():
     ref = hf_model(torch.as_tensor(_ids())).logits.numpy()
@@ -69,7 +71,7 @@ def test_pythia_hub_checkpoint_with_legacy_rotary_keys_and_buffers(tmp_path):
 def test_qwen3_lora_adapters_export_as_peft(tmp_path):
   hf_config = transformers.Qwen3Config(**_COMMON, num_key_value_heads=2, head_dim=16)
   _randomize(transformers.Qwen3ForCausalLM(hf_config)).save_pretrained(tmp_path / "base")
-  arch, cfg, base_params = hf_decoder.load_hf(tmp_path / "base")
+  arch, cfg, base_params = decoder_io.load_hf(tmp_path / "base")
   config = lora.LoraConfig(targets=r"attention/(query|key|value|out)|mlp/", rank=4, alpha=8.0)
   lora_model = decoder.DecoderOnlyModel(
       dataclasses.replace(cfg, lora=config), seqio.PassThroughVocabulary(VOCAB))
@@ -80,7 +82,7 @@ def test_qwen3_lora_adapters_export_as_peft(tmp_path):
       if lora.is_adapter(p) else x, params)
   want = _logits(lora_model, params, _ids(1))
 
-  lora.export_peft(tmp_path / "peft", params, arch, lora_model.config, str(tmp_path / "base"))
+  peft_export.write_adapter(tmp_path / "peft", arch, lora_model.config, params, str(tmp_path / "base"))
   written = json.loads((tmp_path / "peft" / "adapter_config.json").read_text())["target_modules"]
   assert {m.rsplit(".", 1)[-1] for m in written} == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
                                                      "up_proj", "down_proj"}
@@ -98,9 +100,9 @@ def _qwen3_json(**flags):
 
 def test_qwen3_sliding_window_on_some_layers_is_refused_by_name():
   with pytest.raises(ValueError, match="max_window_layers"):
-    hf_decoder.config_from_hf(_qwen3_json(use_sliding_window=True, sliding_window=4, max_window_layers=1))
+    decoder_io.config_from_hf(_qwen3_json(use_sliding_window=True, sliding_window=4, max_window_layers=1))
   # the window is off unless use_sliding_window says so, whatever sliding_window holds
-  _, cfg = hf_decoder.config_from_hf({**_qwen3_json(), "use_sliding_window": False, "sliding_window": 4})
+  _, cfg = decoder_io.config_from_hf({**_qwen3_json(), "use_sliding_window": False, "sliding_window": 4})
   assert cfg.sliding_window is None and cfg.qk_norm
-  _, cfg = hf_decoder.config_from_hf(_qwen3_json(use_sliding_window=True, sliding_window=4, max_window_layers=0))
+  _, cfg = decoder_io.config_from_hf(_qwen3_json(use_sliding_window=True, sliding_window=4, max_window_layers=0))
   assert cfg.sliding_window == 4
