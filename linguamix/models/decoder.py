@@ -5,10 +5,11 @@ window, q/k/v bias), Gemma ((1+scale) RMSNorm, sqrt(d) embedding scale, GELU-tan
 tied embeddings, free head width), Gemma 2 (norms after attention and MLP too, attention
 and final logit soft-capping, sliding-window and global layers alternating), Gemma 3
 (Gemma 2 without soft-capping, per-head q/k RMSNorm, a RoPE base per layer kind), BLOOM
-(ALiBi, LayerNorm with bias, embedding LayerNorm, GELU MLP) and GPT-2/mGPT (learned
-positions). Fused HF projections (BLOOM's
-`query_key_value`, GPT-2's `c_attn`) are split on import (`linguamix.models.hf`), so every
-family shares one parameter tree:
+(ALiBi, LayerNorm with bias, embedding LayerNorm, GELU MLP), GPT-2/mGPT (learned
+positions), GPT-NeoX/Pythia (parallel residual, partial rotary) and Qwen3 (per-head q/k
+RMSNorm). Fused HF projections (BLOOM's and GPT-NeoX's `query_key_value`, GPT-2's
+`c_attn`) are split on import (`linguamix.models.hf`), so every family shares one
+parameter tree:
 
   token_embedder/embedding [V, D]      pos_embedder/embedding [P, D] (learned)
   embed_norm (BLOOM)                   final_norm          logits_dense/kernel [D, V]
@@ -74,6 +75,7 @@ class DecoderConfig:
   rope_low_freq_factor: float = 1.0
   rope_high_freq_factor: float = 4.0
   rope_original_max_positions: int = 8192
+  rope_fraction: float = 1.0  # share of each head's width that rotates (GPT-NeoX/Pythia: 0.25)
   sliding_window: int | None = None
   query_scale: float | None = None  # attention logits q.k * query_scale; None: head_width ** -0.5
   # (`sliding_window` windows every layer.) Per-layer attention kinds, "full_attention" |
@@ -94,6 +96,7 @@ class DecoderConfig:
   mlp_bias: bool = False
   embed_scale: bool = False  # Gemma: embeddings times sqrt(d_model)
   embed_norm: bool = False  # BLOOM: LayerNorm right after the embedding
+  parallel_residual: bool = False  # GPT-NeoX: x + attention(norm1(x)) + mlp(norm2(x))
   tie_embeddings: bool = False
   dropout_rate: float = 0.0
   dtype: Any = jnp.float32  # compute dtype (bf16 for training)
@@ -117,6 +120,8 @@ class DecoderConfig:
     if self.attention not in layers.ATTENTION_IMPLEMENTATIONS:
       raise ValueError(f"DecoderConfig.attention={self.attention!r}; expected one of "
                        f"{layers.ATTENTION_IMPLEMENTATIONS}")
+    if not 0.0 < self.rope_fraction <= 1.0:
+      raise ValueError(f"DecoderConfig.rope_fraction={self.rope_fraction}; expected 0 < rope_fraction <= 1")
     if self.num_experts:
       if self.moe_dispatch not in MOE_DISPATCHES:
         raise ValueError(f"DecoderConfig.moe_dispatch={self.moe_dispatch!r}; expected one of "
@@ -206,8 +211,9 @@ def _norm(cfg: DecoderConfig, name: str) -> nn.Module:
 
 
 def rope_inverse_frequencies(cfg: DecoderConfig) -> np.ndarray:
-  """[H/2] inverse frequencies, with linear or Llama 3 ("llama3") scaling."""
-  h = cfg.head_width
+  """[R/2] inverse frequencies over the R = head_width * rope_fraction rotating features,
+  with linear or Llama 3 ("llama3") scaling."""
+  h = int(cfg.head_width * cfg.rope_fraction)
   inv_freq = 1.0 / (cfg.rope_base ** (np.arange(0, h, 2, dtype=np.float64) / h))
   if cfg.rope_type == "default":
     return inv_freq
@@ -236,13 +242,22 @@ def rope_local_inverse_frequencies(cfg: DecoderConfig) -> np.ndarray:
 
 
 def apply_rope(x_BxTxNxH: Array, positions_BxT: Array, inv_freq: np.ndarray) -> Array:
-  """Rotary embedding, half-split layout (the Hugging Face convention)."""
+  """Rotary embedding, half-split layout (the Hugging Face convention), on the first
+  2 * len(inv_freq) features of each head; the others pass unchanged (partial rotary)."""
   angles_BxTxF = positions_BxT[..., None].astype(jnp.float32) * jnp.asarray(inv_freq, jnp.float32)
   cos = jnp.cos(angles_BxTxF)[:, :, None, :]
   sin = jnp.sin(angles_BxTxF)[:, :, None, :]
-  x1, x2 = jnp.split(x_BxTxNxH.astype(jnp.float32), 2, axis=-1)
-  out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+  x32 = x_BxTxNxH.astype(jnp.float32)
+  rotating = 2 * inv_freq.shape[0]
+  x1, x2 = jnp.split(x32[..., :rotating], 2, axis=-1)
+  out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin, x32[..., rotating:]], axis=-1)
   return out.astype(x_BxTxNxH.dtype)
+
+
+def _qk_norm(cfg: DecoderConfig, name: str) -> nn.Module:
+  """RMSNorm over the head width of each query/key head (scale [head_width])."""
+  return layers.RMSNorm(epsilon=cfg.norm_eps, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+                        scale_offset=cfg.norm_scale_offset, name=name)
 
 
 def alibi_slopes(num_heads: int) -> np.ndarray:
@@ -281,10 +296,8 @@ class Attention(nn.Module):
     k_BxTxKxH = dense((k, h), ("embed", "kv_heads", "kv"), name="key")(x_BxTxD)
     v_BxTxKxH = dense((k, h), ("embed", "kv_heads", "kv"), name="value")(x_BxTxD)
     if cfg.qk_norm:
-      q_BxTxNxH = layers.RMSNorm(epsilon=cfg.norm_eps, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-                                 scale_offset=cfg.norm_scale_offset, name="query_norm")(q_BxTxNxH)
-      k_BxTxKxH = layers.RMSNorm(epsilon=cfg.norm_eps, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-                                 scale_offset=cfg.norm_scale_offset, name="key_norm")(k_BxTxKxH)
+      q_BxTxNxH = _qk_norm(cfg, "query_norm")(q_BxTxNxH)
+      k_BxTxKxH = _qk_norm(cfg, "key_norm")(k_BxTxKxH)
     if cfg.position == "rope":
       inv_freq = rope_inverse_frequencies(cfg)
       if local is not None and cfg.rope_local_base is not None:
@@ -452,12 +465,17 @@ class DecoderLayer(nn.Module):
         y, mask, positions, key_positions, cache, cache_index, local)
     if cfg.post_norms:
       y = _norm(cfg, "post_attention_norm")(y)
-    x_BxTxD = x_BxTxD + dropout(y, deterministic=self.deterministic)
     mlp_cls = MoeMlp if cfg.num_experts else Mlp
-    y = mlp_cls(cfg, self.deterministic, name="mlp")(_norm(cfg, "pre_mlp_norm")(x_BxTxD))
-    if cfg.post_norms:
-      y = _norm(cfg, "post_mlp_norm")(y)
-    x_BxTxD = x_BxTxD + dropout(y, deterministic=self.deterministic)
+    if cfg.parallel_residual:  # the MLP reads the layer input, not the attention's output
+      mlp_BxTxD = mlp_cls(cfg, self.deterministic, name="mlp")(_norm(cfg, "pre_mlp_norm")(x_BxTxD))
+      x_BxTxD = (x_BxTxD + dropout(y, deterministic=self.deterministic)
+                 + dropout(mlp_BxTxD, deterministic=self.deterministic))
+    else:
+      x_BxTxD = x_BxTxD + dropout(y, deterministic=self.deterministic)
+      y = mlp_cls(cfg, self.deterministic, name="mlp")(_norm(cfg, "pre_mlp_norm")(x_BxTxD))
+      if cfg.post_norms:
+        y = _norm(cfg, "post_mlp_norm")(y)
+      x_BxTxD = x_BxTxD + dropout(y, deterministic=self.deterministic)
     x_BxTxD = nn.with_logical_constraint(x_BxTxD, ("batch", "length", "embed"))
     return x_BxTxD, new_cache
 
