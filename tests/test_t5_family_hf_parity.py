@@ -38,7 +38,9 @@ CLASSES = {"umt5": ("UMT5Config", "UMT5ForConditionalGeneration"),
 CASES = {
     "umt5_tied": ("umt5", dict(feed_forward_proj="gated-gelu"), False,
                   dict(relpos_per_layer=True, tie_embeddings=True, scale_decoder_outputs=True)),
-    "umt5_untied": ("umt5", dict(feed_forward_proj="gated-gelu", tie_word_embeddings=False), True,
+    # dense_act_fn as published UMT5 configs spell it (it overrides feed_forward_proj's gelu_new).
+    "umt5_untied": ("umt5", dict(feed_forward_proj="gated-gelu", tie_word_embeddings=False,
+                                 dense_act_fn="gelu_pytorch_tanh"), True,
                     dict(relpos_per_layer=True, tie_embeddings=False, scale_decoder_outputs=False)),
     "t5_original": ("t5", dict(feed_forward_proj="relu"), False,
                     dict(mlp_gated=False, activation="relu", tie_embeddings=True, scale_decoder_outputs=True)),
@@ -72,6 +74,7 @@ def _build(name, directory):
       if "relative_attention_bias" in p_name:
         p.normal_(0, 2.0)
   if separate_head:
+    directory.mkdir()
     state = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
     state["lm_head.weight"] = np.random.default_rng(0).normal(size=state["shared.weight"].shape).astype(np.float32)
     save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
@@ -214,3 +217,17 @@ def test_every_config_flag_is_read_refused_or_inert():
   for model_type in CLASSES:
     fields = {f.name for f in dataclasses.fields(_classes(model_type)[0])}
     assert fields - read - hf_mt5.INERT == set(), model_type
+
+
+@pytest.mark.parametrize("switches", [
+    dict(relpos_per_layer=True),
+    dict(mlp_gated=False, activation="relu", tie_embeddings=True, scale_decoder_outputs=True),
+])
+def test_parameter_trees_of_umt5_and_original_t5_give_back_their_config(switches):
+  """T5X checkpoints carry no config: the layout says per-layer tables, a plain `mlp/wi`, or a
+  missing `logits_dense` (T5X's logits_via_embedding, which divides by sqrt(emb_dim))."""
+  cfg = mt5.MT5Config(vocab_size=32, emb_dim=8, num_heads=2, head_dim=4, mlp_dim=16, num_encoder_layers=3,
+                      num_decoder_layers=2, relative_attention_num_buckets=8, **switches)
+  for scanned in (False, True):
+    shapes = mt5.param_shapes(mt5.MT5Config(**{**cfg.__dict__, "scan_layers": scanned}))
+    assert layout.infer_config(layout.flatten(shapes)) == cfg

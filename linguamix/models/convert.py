@@ -38,6 +38,8 @@ FAMILIES = {
     "BloomForCausalLM": "linguamix.models.hf_decoder",
     "GPT2LMHeadModel": "linguamix.models.hf_decoder",
     "MT5ForConditionalGeneration": "linguamix.models.checkpoints.hf_mt5",
+    "UMT5ForConditionalGeneration": "linguamix.models.checkpoints.hf_mt5",
+    "T5ForConditionalGeneration": "linguamix.models.checkpoints.hf_mt5",
 }
 HF_CONFIG_FILE = "hf_config.json"
 # Tokenizer files copied along so a converted directory is complete.

@@ -45,7 +45,9 @@ FAMILIES = {f.model_type: f for f in (
     Family("UMT5ForConditionalGeneration", "umt5", relpos_per_layer=True, reads_output_scale=True),
 )}
 # feed_forward_proj's (is_gated_act, dense_act_fn) -> (MT5Config.mlp_gated, .activation).
-_MLP = {(True, "gelu_new"): (True, "gelu_tanh"), (False, "relu"): (False, "relu")}
+# gelu_pytorch_tanh is gelu_new's formula (some published UMT5 configs name it).
+_MLP = {(True, "gelu_new"): (True, "gelu_tanh"), (True, "gelu_pytorch_tanh"): (True, "gelu_tanh"),
+        (False, "relu"): (False, "relu")}
 # Flags that only the listed value is implemented for (ids decoding relies on).
 _REFUSED = {"is_encoder_decoder": True, "pad_token_id": 0, "decoder_start_token_id": 0}
 # Flags that do not change the numbers (init, caching, classifier heads, bookkeeping).
