@@ -230,4 +230,5 @@ def test_parameter_trees_of_umt5_and_original_t5_give_back_their_config(switches
                       num_decoder_layers=2, relative_attention_num_buckets=8, **switches)
   for scanned in (False, True):
     shapes = mt5.param_shapes(mt5.MT5Config(**{**cfg.__dict__, "scan_layers": scanned}))
-    assert layout.infer_config(layout.flatten(shapes)) == cfg
+    flat = {k: np.zeros(v.shape, np.float32) for k, v in layout.flatten(shapes).items()}
+    assert layout.infer_config(flat) == cfg

@@ -108,7 +108,7 @@ def infer_config(flat: Mapping[str, Any], **overrides) -> MT5Config:
   # UMT5 keeps a relative-position table per layer; original T5 (T5.1.0) has a plain `mlp/wi`
   # and no `logits_dense` (T5X's logits_via_embedding, which divides the logits by sqrt(emb)).
   per_layer = "encoder/relpos_bias/rel_embedding" not in flat and "encoder/layers_0/relpos_bias/rel_embedding" in flat
-  gated = "encoder/layers_0/mlp/wi" not in flat
+  gated = "encoder/layers_0/mlp/wi/kernel" not in flat
   tied = "decoder/logits_dense/kernel" not in flat
   try:
     vocab, emb = np.shape(flat["token_embedder/embedding"])
