@@ -93,6 +93,18 @@ def _ours(directory):
   return model, layout.unflatten({k: jnp.asarray(v) for k, v in flat.items()})
 
 
+def _generate(reference):
+  """transformers' greedy tokens as our decoding returns them: [B, target length], without the
+  start token 0, padding 0 after EOS 1."""
+  length = TGT.shape[1]
+  with torch.no_grad():
+    generated = reference.generate(input_ids=torch.tensor(ENC), attention_mask=torch.tensor(ENC > 0),
+                                   max_new_tokens=length, do_sample=False, num_beams=1).numpy()[:, 1:]
+  want = np.zeros((2, length), int)
+  want[:, :generated.shape[1]] = generated
+  return want
+
+
 def _batch():
   return dict(encoder_input_tokens=jnp.asarray(ENC), decoder_input_tokens=jnp.asarray(DEC_IN),
               decoder_target_tokens=jnp.asarray(TGT), decoder_loss_weights=jnp.asarray(WEIGHTS))
@@ -129,15 +141,8 @@ def test_logits_scores_greedy_and_export_match_transformers(name, tmp_path):
   np.testing.assert_allclose(jax.jit(ours.score_batch)(params, _batch()), expected, atol=1e-4, rtol=0)
   np.testing.assert_allclose(-expected.sum() / WEIGHTS.sum(), out.loss.item(), rtol=1e-5)  # same targets
 
-  # Greedy decoding equals transformers' generate (start 0, stop at EOS 1, then padding 0).
-  length = TGT.shape[1]
-  with torch.no_grad():
-    generated = reference.generate(input_ids=torch.tensor(ENC), attention_mask=torch.tensor(ENC > 0),
-                                   max_new_tokens=length, do_sample=False, num_beams=1).numpy()[:, 1:]
-  want = np.zeros((2, length), int)
-  want[:, :generated.shape[1]] = generated
-  got = np.asarray(jax.jit(ours.predict_batch)(params, _batch()))
-  np.testing.assert_array_equal(got, want)
+  # Greedy decoding equals transformers' generate.
+  np.testing.assert_array_equal(jax.jit(ours.predict_batch)(params, _batch()), _generate(reference))
 
   # Export: transformers reloads the same model (tied head again without lm_head.weight).
   out_dir = tmp_path / "export"
@@ -232,3 +237,18 @@ def test_parameter_trees_of_umt5_and_original_t5_give_back_their_config(switches
     shapes = mt5.param_shapes(mt5.MT5Config(**{**cfg.__dict__, "scan_layers": scanned}))
     flat = {k: np.zeros(v.shape, np.float32) for k, v in layout.flatten(shapes).items()}
     assert layout.infer_config(flat) == cfg
+
+
+def test_scanned_umt5_gives_transformers_logits_and_decodes(tmp_path):
+  reference = _build("umt5_tied", tmp_path / "hf")
+  _, ref_logits = _hf_forward(reference)
+  ours, params = _ours(tmp_path / "hf")
+  cfg = mt5.MT5Config(**{**ours.config.__dict__, "scan_layers": True, "remat_policy": "dots"})
+  scanned_model = EncoderDecoderModel(cfg, ours.vocabulary)
+  scanned = layout.unflatten(layout.scan(layout.flatten(params)))
+  assert scanned["decoder"]["layers"]["relpos_bias"]["rel_embedding"].shape == (4, 2, 8)
+  hidden, kernel = jax.jit(scanned_model.module.apply)(
+      {"params": scanned}, ENC, (ENC > 0).astype(np.int32), DEC_IN, (TGT > 0).astype(np.int32))
+  valid = TGT > 0
+  np.testing.assert_allclose(np.asarray(mt5.logits(hidden, kernel))[valid], ref_logits[valid], atol=1e-4, rtol=0)
+  np.testing.assert_array_equal(jax.jit(scanned_model.predict_batch)(scanned, _batch()), _generate(reference))
