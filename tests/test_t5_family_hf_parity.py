@@ -69,10 +69,16 @@ def _build(name, directory):
   config_cls, model_cls = _classes(model_type)
   torch.manual_seed(0)
   model = model_cls(config_cls(**TINY, **flags)).eval()
-  with torch.no_grad():  # the default init leaves relative biases tiny; make every table matter
+  with torch.no_grad():  # the default init leaves relative biases tiny and decoding flat; make all matter
     for p_name, p in model.named_parameters():
       if "relative_attention_bias" in p_name:
         p.normal_(0, 2.0)
+      elif "layer_norm" in p_name:
+        p.uniform_(0.5, 1.5)
+      elif p_name == "shared.weight":  # small next to the layers' outputs: a tied head then
+        p.normal_(0, 0.3)  # does not just echo the input token
+      else:
+        p.normal_(0, p.shape[1] ** -0.5)
   if separate_head:
     directory.mkdir()
     state = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
@@ -151,7 +157,7 @@ def test_logits_scores_greedy_and_export_match_transformers(name, tmp_path):
   assert ("lm_head.weight" in load_file(str(out_dir / "model.safetensors"))) != ours.config.tie_embeddings
   assert json.loads((out_dir / "config.json").read_text())["architectures"] == [type(reference).__name__]
   reloaded = type(reference).from_pretrained(str(out_dir)).eval()
-  np.testing.assert_allclose(_hf_forward(reloaded)[1], ref_logits, atol=1e-5, rtol=0)
+  np.testing.assert_allclose(_hf_forward(reloaded)[1], ref_logits, atol=1e-4, rtol=0)
 
 
 def test_mt5_head_tied_like_transformers(tmp_path):
