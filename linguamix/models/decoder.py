@@ -4,7 +4,7 @@ Llama 2/3, Mistral, Qwen2 (RMSNorm, RoPE, SwiGLU, grouped-query attention, slidi
 window, q/k/v bias), Gemma ((1+scale) RMSNorm, sqrt(d) embedding scale, GELU-tanh gate,
 tied embeddings, free head width), BLOOM (ALiBi, LayerNorm with bias, embedding
 LayerNorm, GELU MLP) and GPT-2/mGPT (learned positions). Fused HF projections (BLOOM's
-`query_key_value`, GPT-2's `c_attn`) are split on import (hf_decoder.py), so every
+`query_key_value`, GPT-2's `c_attn`) are split on import (`linguamix.models.hf`), so every
 family shares one parameter tree:
 
   token_embedder/embedding [V, D]      pos_embedder/embedding [P, D] (learned)
@@ -17,6 +17,7 @@ family shares one parameter tree:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import math
@@ -28,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import seqio
 
-from linguamix.models import base, layers
+from linguamix.models import base, layers, losses
 from linguamix.models import lora as lora_lib
 
 Array = jax.Array
@@ -63,6 +64,7 @@ class DecoderConfig:
   rope_high_freq_factor: float = 4.0
   rope_original_max_positions: int = 8192
   sliding_window: int | None = None
+  query_scale: float | None = None  # attention logits q.k * query_scale; None: head_width ** -0.5
   mlp_gated: bool = True  # SwiGLU/GeGLU (wi_0 gate, wi_1 up) vs. plain wi -> act -> wo
   activation: str = "silu"
   qkv_bias: bool = False
@@ -209,7 +211,8 @@ class Attention(nn.Module):
       inv_freq = rope_inverse_frequencies(cfg)
       q_BxTxNxH = apply_rope(q_BxTxNxH, positions_BxT, inv_freq)
       k_BxTxKxH = apply_rope(k_BxTxKxH, positions_BxT, inv_freq)
-    q_BxTxNxH = q_BxTxNxH * jnp.asarray(h ** -0.5, cfg.dtype)
+    scale = h ** -0.5 if cfg.query_scale is None else cfg.query_scale
+    q_BxTxNxH = q_BxTxNxH * jnp.asarray(scale, cfg.dtype)
     new_cache = None
     if cache is not None:
       k_BxTxKxH = _write_cache(cache[0], k_BxTxKxH, cache_index_B)
@@ -425,6 +428,13 @@ class DecoderOnlyModel(base.BaseModel):
     """With LoRA, only the adapters train (the trainer's optimizer hook); else None: all train."""
     return lora_lib.trainable_mask(params) if self.config.lora is not None else None
 
+  def with_start_token(self, start_token: str) -> "DecoderOnlyModel":
+    if start_token not in START_TOKENS:
+      raise ValueError(f"DecoderOnlyModel.start_token={start_token!r}; expected one of {START_TOKENS}")
+    model = copy.copy(self)
+    model.start_token = start_token
+    return model
+
   def _forward(self, params, batch, dropout_rng=None):
     """Final hidden states [B, L, D] and the output kernel for a feature-converter batch."""
     tokens_BxL = batch["decoder_input_tokens"]
@@ -458,30 +468,12 @@ class DecoderOnlyModel(base.BaseModel):
 
   def loss_fn(self, params, batch, dropout_rng):
     lse_BxL, target_logit_BxL, correct_BxL = self._stats(params, batch, dropout_rng)
-    weights_BxL = batch.get("decoder_loss_weights")
-    if weights_BxL is None:
-      weights_BxL = (batch["decoder_target_tokens"] > 0)
-    weights_BxL = weights_BxL.astype(jnp.float32)
-    num_tokens = jnp.sum(weights_BxL)
-    denominator = jnp.maximum(num_tokens, 1.0)
-    xent = jnp.sum((lse_BxL - target_logit_BxL) * weights_BxL)
-    z = jnp.sum(self.z_loss * jnp.square(lse_BxL) * weights_BxL)
-    loss = (xent + z) / denominator
-    metrics = {
-        "loss": loss,
-        "cross_ent_loss": xent / denominator,
-        "z_loss": z / denominator,
-        "accuracy": jnp.sum(correct_BxL * weights_BxL) / denominator,
-        "num_tokens": num_tokens,
-    }
-    return loss, metrics
+    return losses.cross_entropy(lse_BxL, target_logit_BxL, correct_BxL, losses.loss_weights(batch),
+                                z_loss=self.z_loss)
 
   def score_batch(self, params, batch) -> Array:
     lse_BxL, target_logit_BxL, _ = self._stats(params, batch)
-    weights_BxL = batch.get("decoder_loss_weights")
-    if weights_BxL is None:
-      weights_BxL = (batch["decoder_target_tokens"] > 0)
-    return jnp.sum((target_logit_BxL - lse_BxL) * weights_BxL.astype(jnp.float32), axis=-1)
+    return losses.sequence_log_likelihood(lse_BxL, target_logit_BxL, losses.loss_weights(batch))
 
   def predict_batch(self, params, batch, rng=None, *, temperature: float = 0.0,
                     top_k: int = 0, top_p: float = 1.0, eos_id: int | None = None) -> Array:

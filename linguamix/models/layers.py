@@ -219,8 +219,3 @@ def output_logit_stats(
 
   _, stats = jax.lax.scan(body, None, (h_ZxBxCxD, t_ZxBxC))
   return tuple(x.swapaxes(0, 1).reshape(b, -1)[:, :length] for x in stats)
-
-
-def token_cross_entropy(lse_BxL: Array, target_logit_BxL: Array, z_loss: float = 0.0) -> Array:
-  """Per-token cross-entropy with T5X's z-loss term (z_loss * log(Z)**2)."""
-  return lse_BxL - target_logit_BxL + z_loss * jnp.square(lse_BxL)
