@@ -12,7 +12,7 @@ _REFUSED = {"decoder_start_token_id": 0, "pad_token_id": 0}
 
 
 def _family(*, relpos_per_layer: bool, reads_output_scale: bool, default_feed_forward_proj: str):
-  """(config_from_hf, config_to_hf) of one family; hf_mt5 (JAX-free) is imported when converting."""
+  """(config_from_hf, config_to_hf) of one family; hf_mt5 (it imports JAX) only when converting."""
   family = dict(relpos_per_layer=relpos_per_layer, reads_output_scale=reads_output_scale)
 
   def from_hf(hf):
