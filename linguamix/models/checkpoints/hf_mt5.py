@@ -236,8 +236,8 @@ def save(directory: str, flat: Mapping[str, np.ndarray], cfg: MT5Config, dtype: 
 
   os.makedirs(directory, exist_ok=True)
   config = hf_config(cfg, arch, torch_dtype=jnp.dtype(dtype).name)
-  tensors = {k: v.astype(jnp.dtype(dtype)) for k, v in hf_from_params(flat, cfg).items()}
-  save_file(tensors, os.path.join(directory, "model.safetensors"), metadata={"format": "pt"})
+  state = {k: v.astype(jnp.dtype(dtype)) for k, v in hf_from_params(flat, cfg).items()}
+  save_file(state, os.path.join(directory, "model.safetensors"), metadata={"format": "pt"})
   with open(os.path.join(directory, "config.json"), "w") as f:
     json.dump(config, f, indent=2)
 
