@@ -34,12 +34,23 @@ HF_CONFIGS = {
                                              n_positions=64, scale_attn_weights=False),
     "gemma_attention_bias": transformers.GemmaConfig(**_COMMON, num_key_value_heads=2, head_dim=8,
                                                      attention_bias=True),
+    # Pythia's layout: parallel residual, a quarter of each head rotating, biases everywhere
+    "neox_parallel": transformers.GPTNeoXConfig(**_COMMON, rotary_pct=0.25, use_parallel_residual=True),
+    "neox_sequential": transformers.GPTNeoXConfig(
+        **_COMMON, use_parallel_residual=False, attention_bias=False, hidden_act="gelu_new",
+        rope_parameters={"rope_type": "default", "rope_theta": 500.0, "partial_rotary_factor": 0.5}),
+    "qwen3_qk_norm": transformers.Qwen3Config(**_COMMON, num_key_value_heads=2, head_dim=16),
+    "qwen3_window_bias": transformers.Qwen3Config(
+        **_COMMON, num_key_value_heads=1, head_dim=8, attention_bias=True, tie_word_embeddings=True,
+        use_sliding_window=True, sliding_window=4, max_window_layers=0),
 }
 ARCHS = {"llama_gqa": transformers.LlamaForCausalLM, "mistral_window": transformers.MistralForCausalLM,
          "qwen2_bias": transformers.Qwen2ForCausalLM, "gemma_tied": transformers.GemmaForCausalLM,
          "phi3_fused": transformers.Phi3ForCausalLM, "bloom_alibi": transformers.BloomForCausalLM,
          "gpt2": transformers.GPT2LMHeadModel, "gpt2_unscaled": transformers.GPT2LMHeadModel,
-         "gemma_attention_bias": transformers.GemmaForCausalLM}
+         "gemma_attention_bias": transformers.GemmaForCausalLM, "neox_parallel": transformers.GPTNeoXForCausalLM,
+         "neox_sequential": transformers.GPTNeoXForCausalLM, "qwen3_qk_norm": transformers.Qwen3ForCausalLM,
+         "qwen3_window_bias": transformers.Qwen3ForCausalLM}
 
 
 def _randomize(model):

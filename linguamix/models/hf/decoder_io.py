@@ -38,7 +38,7 @@ def entries(arch: Architecture | str, cfg: decoder.DecoderConfig) -> list[tensor
                                 paths=tuple((f"layers_{i}",) + p for p in e.paths))
             for e in arch.layer_entries(cfg)]
   if not cfg.tie_embeddings:
-    out.append(tensors.lm_head())
+    out.append(tensors.lm_head(arch.lm_head))
   return out
 
 
@@ -72,10 +72,10 @@ def params_from_hf(arch: Architecture | str, cfg: decoder.DecoderConfig, hf_tens
   hf_tensors = dict(hf_tensors)
   # base-model checkpoints (LlamaModel, GPT2Model) store names without the prefix
   for name in list(hf_tensors):
-    if not name.startswith(arch.base_prefix) and name != "lm_head.weight":
+    if not name.startswith(arch.base_prefix) and name != arch.lm_head:
       hf_tensors[arch.base_prefix + name] = hf_tensors.pop(name)
   if cfg.tie_embeddings:
-    hf_tensors.pop("lm_head.weight", None)  # some tied checkpoints store the shared matrix twice
+    hf_tensors.pop(arch.lm_head, None)  # some tied checkpoints store the shared matrix twice
   expected = _expected_shapes(cfg)
   flat = {}
   for e in entries(arch, cfg):

@@ -73,6 +73,7 @@ class Architecture:
   top_entries: Callable[[Any], list] | None = None  # embeddings, final norm (lm_head: when untied)
   base_prefix: str = "model."  # base-model checkpoints (LlamaModel, GPT2Model) omit it
   layer_prefix: str = "layers"
+  lm_head: str = "lm_head.weight"  # the untied output matrix (GPT-NeoX: embed_out.weight), no prefix
   refused: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # flag -> only value implemented
   inert: frozenset[str] = frozenset()  # flags beyond COMMON_INERT that change no numbers
   peft: bool = False  # q/k/v and MLP projections are separate HF modules

@@ -62,9 +62,9 @@ def norm_entries(hf_prefix: str, ours: str, cfg) -> list[Entry]:
   return entries
 
 
-def lm_head() -> Entry:
+def lm_head(hf_name: str = "lm_head.weight") -> Entry:
   """The untied output projection [V, D] <-> `logits_dense` [D, V]."""
-  return entry("lm_head.weight", ("logits_dense",), (lambda w: [w.T], lambda ks: ks[0].T))
+  return entry(hf_name, ("logits_dense",), (lambda w: [w.T], lambda ks: ks[0].T))
 
 
 def read_safetensors(directory: str | pathlib.Path) -> dict[str, np.ndarray]:

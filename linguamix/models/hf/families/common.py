@@ -17,14 +17,20 @@ def activation(hf: HFConfig, name: str) -> str:
   return ACTIVATIONS[name]
 
 
-def rope_fields(hf: HFConfig) -> dict:
-  """DecoderConfig RoPE fields from `rope_parameters` (transformers 5) or legacy `rope_scaling`/`rope_theta`."""
+def rope_fields(hf: HFConfig, partial_rotary: float | None = None, theta: float = 10000.0) -> dict:
+  """DecoderConfig RoPE fields from `rope_parameters` (transformers 5) or legacy `rope_scaling`/`rope_theta`.
+
+  `partial_rotary`: the family rotates part of each head (`rope_fraction`), by this
+  fraction where config.json names none; None: only whole heads (other factors refused).
+  `theta`: the base where config.json names none.
+  """
   rope = {**(hf.get("rope_scaling") or {}), **(hf.get("rope_parameters") or {})}
-  theta = rope.get("rope_theta", hf.get("rope_theta", 10000.0))
+  theta = rope.get("rope_theta", hf.get("rope_theta", theta))
   rope_type = rope.get("rope_type", rope.get("type", "default"))
-  if rope.get("partial_rotary_factor", hf.get("partial_rotary_factor", 1.0)) != 1.0:
-    raise hf.refuse("partial_rotary_factor", rope.get("partial_rotary_factor", hf.get("partial_rotary_factor")))
-  fields = {"rope_base": float(theta), "rope_type": rope_type}
+  fraction = rope.get("partial_rotary_factor", hf.get("partial_rotary_factor", partial_rotary or 1.0))
+  if partial_rotary is None and fraction != 1.0:
+    raise hf.refuse("partial_rotary_factor", fraction)
+  fields = {"rope_base": float(theta), "rope_type": rope_type, "rope_fraction": float(fraction)}
   if rope_type in ("linear", "llama3"):
     fields["rope_factor"] = float(rope["factor"])
   if rope_type == "llama3":
@@ -38,6 +44,8 @@ def rope_fields(hf: HFConfig) -> dict:
 
 def rope_to_hf(cfg) -> dict:
   rope = {"rope_type": cfg.rope_type, "rope_theta": cfg.rope_base}
+  if cfg.rope_fraction != 1.0:
+    rope["partial_rotary_factor"] = cfg.rope_fraction
   if cfg.rope_type in ("linear", "llama3"):
     rope["factor"] = cfg.rope_factor
   if cfg.rope_type == "llama3":
