@@ -155,4 +155,4 @@ def test_seqio_prefix_lm_batches_train_on_targets_only_packed_or_not():
   np.testing.assert_allclose(packed_total, sum(scores), rtol=1e-5)
   loss, metrics = jax.jit(model.loss_fn)(params, first, None)
   np.testing.assert_allclose(loss, -scores[0] / 3, rtol=1e-5)
-  assert metrics["num_tokens"] == 3
+  assert metrics["num_target_tokens"] == 3 and metrics["num_tokens"] == first["decoder_target_tokens"].size

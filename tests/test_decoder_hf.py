@@ -10,7 +10,8 @@ import seqio
 import torch
 import transformers
 
-from linguamix.models import decoder, hf_decoder
+from linguamix.models import decoder
+from linguamix.models.hf import decoder_io
 
 VOCAB = 96
 _COMMON = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -28,11 +29,28 @@ HF_CONFIGS = {
                                           pad_token_id=0),
     "bloom_alibi": transformers.BloomConfig(vocab_size=VOCAB, hidden_size=32, n_layer=2, n_head=4),
     "gpt2": transformers.GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=64),
+    # flags that once imported silently wrong or failed
+    "gpt2_unscaled": transformers.GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4,
+                                             n_positions=64, scale_attn_weights=False),
+    "gemma_attention_bias": transformers.GemmaConfig(**_COMMON, num_key_value_heads=2, head_dim=8,
+                                                     attention_bias=True),
+    # Pythia's layout: parallel residual, a quarter of each head rotating, biases everywhere
+    "neox_parallel": transformers.GPTNeoXConfig(**_COMMON, rotary_pct=0.25, use_parallel_residual=True),
+    "neox_sequential": transformers.GPTNeoXConfig(
+        **_COMMON, use_parallel_residual=False, attention_bias=False, hidden_act="gelu_new",
+        rope_parameters={"rope_type": "default", "rope_theta": 500.0, "partial_rotary_factor": 0.5}),
+    "qwen3_qk_norm": transformers.Qwen3Config(**_COMMON, num_key_value_heads=2, head_dim=16),
+    "qwen3_window_bias": transformers.Qwen3Config(
+        **_COMMON, num_key_value_heads=1, head_dim=8, attention_bias=True, tie_word_embeddings=True,
+        use_sliding_window=True, sliding_window=4, max_window_layers=0),
 }
 ARCHS = {"llama_gqa": transformers.LlamaForCausalLM, "mistral_window": transformers.MistralForCausalLM,
          "qwen2_bias": transformers.Qwen2ForCausalLM, "gemma_tied": transformers.GemmaForCausalLM,
          "phi3_fused": transformers.Phi3ForCausalLM, "bloom_alibi": transformers.BloomForCausalLM,
-         "gpt2": transformers.GPT2LMHeadModel}
+         "gpt2": transformers.GPT2LMHeadModel, "gpt2_unscaled": transformers.GPT2LMHeadModel,
+         "gemma_attention_bias": transformers.GemmaForCausalLM, "neox_parallel": transformers.GPTNeoXForCausalLM,
+         "neox_sequential": transformers.GPTNeoXForCausalLM, "qwen3_qk_norm": transformers.Qwen3ForCausalLM,
+         "qwen3_window_bias": transformers.Qwen3ForCausalLM}
 
 
 def _randomize(model):
@@ -51,7 +69,7 @@ def family(request, tmp_path_factory):
   hf_model = _randomize(ARCHS[name](HF_CONFIGS[name]).eval())
   directory = tmp_path_factory.mktemp(name)
   hf_model.save_pretrained(directory)
-  arch, cfg, params = hf_decoder.load_hf(directory)
+  arch, cfg, params = decoder_io.load_hf(directory)
   model = decoder.DecoderOnlyModel(cfg, seqio.PassThroughVocabulary(VOCAB, eos_id=2))
   return name, hf_model, directory, arch, cfg, params, model
 
@@ -133,7 +151,7 @@ def test_start_token_greedy_decoding_matches_transformers(family, start_token):
 def test_export_reloads_in_transformers(family, tmp_path):
   name, hf_model, directory, arch, cfg, params, _ = family
   original = json.loads((directory / "config.json").read_text())
-  hf_decoder.save_hf(tmp_path, arch, cfg, params,
+  decoder_io.save_hf(tmp_path, arch, cfg, params,
                      extra_config={k: v for k, v in original.items() if k.endswith("token_id")})
   reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
   assert type(reloaded) is ARCHS[name]
@@ -157,7 +175,7 @@ def llama_beams(tmp_path_factory):
       p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
   directory = tmp_path_factory.mktemp("llama_beams")
   hf_model.save_pretrained(directory)
-  _, cfg, params = hf_decoder.load_hf(directory)
+  _, cfg, params = decoder_io.load_hf(directory)
   model = decoder.DecoderOnlyModel(cfg, seqio.PassThroughVocabulary(VOCAB, eos_id=2), start_token="none",
                                    decode_method="beam", beam_size=BEAMS, alpha=0.0)
   rng = np.random.default_rng(5)

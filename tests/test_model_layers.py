@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from linguamix.models import layers
+from linguamix.models import layers, losses
 
 
 def test_chunked_logit_stats_match_full_logits_and_gradients():
@@ -22,8 +22,8 @@ def test_chunked_logit_stats_match_full_logits_and_gradients():
     np.testing.assert_array_equal(correct, logits.argmax(-1) == np.asarray(t))
 
   def loss(h, w, chunk):
-    lse, tgt, _ = layers.output_logit_stats(h, w, t, chunk_length=chunk)
-    return layers.token_cross_entropy(lse, tgt, z_loss=1e-4).sum()
+    lse, tgt, correct = layers.output_logit_stats(h, w, t, chunk_length=chunk)
+    return losses.cross_entropy(lse, tgt, correct, jnp.ones(t.shape), z_loss=1e-4, normalizer=None)[0]
 
   g_full = jax.grad(loss, argnums=(0, 1))(h, w, None)
   g_chunk = jax.grad(loss, argnums=(0, 1))(h, w, 3)

@@ -44,6 +44,16 @@ class BaseModel(abc.ABC):
   # What a decoder-only model puts before each sequence (`DecoderOnlyModel`); None: no
   # such slot (encoder-decoder models). Evaluation derives it from the tokenizer.
   start_token: str | None = None
+  # `optim.build` name the trainer uses unless a gin names another.
+  default_optimizer: str = "adamw"
+
+  def with_start_token(self, start_token: str) -> "BaseModel":
+    """The same model with another start-token policy; a model without the slot is itself."""
+    return self
+
+  def trainable_mask(self, params: Params) -> Any:
+    """A tree of bools like `params` marking what trains (LoRA: the adapters); None: everything."""
+    return None
 
   @property
   @abc.abstractmethod

@@ -2,21 +2,31 @@
 
 Llama 2/3, Mistral, Qwen2 (RMSNorm, RoPE, SwiGLU, grouped-query attention, sliding
 window, q/k/v bias), Gemma ((1+scale) RMSNorm, sqrt(d) embedding scale, GELU-tanh gate,
-tied embeddings, free head width), BLOOM (ALiBi, LayerNorm with bias, embedding
-LayerNorm, GELU MLP) and GPT-2/mGPT (learned positions). Fused HF projections (BLOOM's
-`query_key_value`, GPT-2's `c_attn`) are split on import (hf_decoder.py), so every
-family shares one parameter tree:
+tied embeddings, free head width), Gemma 2 (norms after attention and MLP too, attention
+and final logit soft-capping, sliding-window and global layers alternating), Gemma 3
+(Gemma 2 without soft-capping, per-head q/k RMSNorm, a RoPE base per layer kind), BLOOM
+(ALiBi, LayerNorm with bias, embedding LayerNorm, GELU MLP), GPT-2/mGPT (learned
+positions), GPT-NeoX/Pythia (parallel residual, partial rotary) and Qwen3 (per-head q/k
+RMSNorm). Fused HF projections (BLOOM's and GPT-NeoX's `query_key_value`, GPT-2's
+`c_attn`) are split on import (`linguamix.models.hf`), so every family shares one
+parameter tree:
 
   token_embedder/embedding [V, D]      pos_embedder/embedding [P, D] (learned)
   embed_norm (BLOOM)                   final_norm          logits_dense/kernel [D, V]
-  layers/{pre_attention_norm, attention/{query,key,value,out}, pre_mlp_norm,
-          mlp/{wi_0 (gate), wi_1 (up) | wi, wo}}        (stacked on `layers` under scan)
+  layers/{pre_attention_norm, attention/{query,key,value,out, query_norm,key_norm (qk_norm)},
+          post_attention_norm (post_norms), pre_mlp_norm, mlp/{wi_0 (gate), wi_1 (up) | wi, wo},
+          post_mlp_norm (post_norms)}                   (stacked on `layers` under scan)
+
+Layers that differ (`layer_types`: sliding-window vs global attention, their RoPE bases)
+share one parameter structure; a per-layer flag, scanned with the layers, picks the
+mask and RoPE frequencies, so `scan_layers=True` covers them too.
 
 `DecoderOnlyModel` implements the T5X contract over SeqIO's DecoderFeatureConverter.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import math
@@ -28,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 import seqio
 
-from linguamix.models import base, decoding, layers
+from linguamix.models import base, decoding, layers, losses
 from linguamix.models import lora as lora_lib
 
 Array = jax.Array
@@ -38,6 +48,9 @@ _ACTIVATIONS = {
     "gelu_tanh": functools.partial(jax.nn.gelu, approximate=True),
     "relu": jax.nn.relu,
 }
+
+
+LAYER_TYPES = ("full_attention", "sliding_attention")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +75,20 @@ class DecoderConfig:
   rope_low_freq_factor: float = 1.0
   rope_high_freq_factor: float = 4.0
   rope_original_max_positions: int = 8192
+  rope_fraction: float = 1.0  # share of each head's width that rotates (GPT-NeoX/Pythia: 0.25)
   sliding_window: int | None = None
+  query_scale: float | None = None  # attention logits q.k * query_scale; None: head_width ** -0.5
+  # (`sliding_window` windows every layer.) Per-layer attention kinds, "full_attention" |
+  # "sliding_attention" (Gemma 2/3); a pattern shorter than num_layers repeats (Gemma 2:
+  # sliding, full). The sliding layers attend to the last `local_window` positions and use
+  # `rope_local_base` (None: the global RoPE).
+  layer_types: tuple[str, ...] | None = None
+  local_window: int | None = None
+  rope_local_base: float | None = None
+  attn_logit_softcap: float | None = None  # Gemma 2: attention logits -> cap * tanh(logits / cap)
+  final_logit_softcap: float | None = None  # Gemma 2: output logits -> cap * tanh(logits / cap)
+  post_norms: bool = False  # Gemma 2/3: also normalise the attention and MLP outputs before the residual
+  qk_norm: bool = False  # per-head RMSNorm of queries and keys before RoPE (Qwen3, Gemma 3)
   mlp_gated: bool = True  # SwiGLU/GeGLU (wi_0 gate, wi_1 up) vs. plain wi -> act -> wo
   activation: str = "silu"
   qkv_bias: bool = False
@@ -70,6 +96,7 @@ class DecoderConfig:
   mlp_bias: bool = False
   embed_scale: bool = False  # Gemma: embeddings times sqrt(d_model)
   embed_norm: bool = False  # BLOOM: LayerNorm right after the embedding
+  parallel_residual: bool = False  # GPT-NeoX: x + attention(norm1(x)) + mlp(norm2(x))
   tie_embeddings: bool = False
   dropout_rate: float = 0.0
   dtype: Any = jnp.float32  # compute dtype (bf16 for training)
@@ -83,9 +110,24 @@ class DecoderConfig:
     if self.attention not in layers.ATTENTION_IMPLEMENTATIONS:
       raise ValueError(f"DecoderConfig.attention={self.attention!r}; expected one of "
                        f"{layers.ATTENTION_IMPLEMENTATIONS}")
+    if not 0.0 < self.rope_fraction <= 1.0:
+      raise ValueError(f"DecoderConfig.rope_fraction={self.rope_fraction}; expected 0 < rope_fraction <= 1")
     # gin binds dtypes as strings ('bfloat16')
     object.__setattr__(self, "dtype", jnp.dtype(self.dtype))
     object.__setattr__(self, "param_dtype", jnp.dtype(self.param_dtype))
+    if self.layer_types is not None:
+      object.__setattr__(self, "layer_types", tuple(self.layer_types))  # gin binds lists
+      unknown = set(self.layer_types) - set(LAYER_TYPES)
+      if unknown or not self.layer_types:
+        raise ValueError(f"DecoderConfig.layer_types={self.layer_types!r}; expected entries of {LAYER_TYPES}")
+      if self.sliding_window is not None:
+        raise ValueError("DecoderConfig.sliding_window windows every layer; with layer_types "
+                         "set local_window (the window of the 'sliding_attention' layers)")
+      if "sliding_attention" in self.layer_types and self.local_window is None:
+        raise ValueError("DecoderConfig.layer_types has 'sliding_attention' layers but local_window is None")
+    elif self.local_window is not None or self.rope_local_base is not None:
+      raise ValueError("DecoderConfig.local_window and rope_local_base apply to the 'sliding_attention' "
+                       "layers of layer_types, which is None")
 
   @property
   def kv_heads(self) -> int:
@@ -94,6 +136,14 @@ class DecoderConfig:
   @property
   def head_width(self) -> int:
     return self.head_dim or self.d_model // self.num_heads
+
+  @property
+  def local_layers(self) -> np.ndarray | None:
+    """[num_layers] bool: True for the 'sliding_attention' layers; None without layer_types."""
+    if self.layer_types is None:
+      return None
+    pattern = self.layer_types
+    return np.asarray([pattern[i % len(pattern)] == "sliding_attention" for i in range(self.num_layers)])
 
 
 _init = nn.initializers.normal(stddev=0.02)
@@ -141,8 +191,9 @@ def _norm(cfg: DecoderConfig, name: str) -> nn.Module:
 
 
 def rope_inverse_frequencies(cfg: DecoderConfig) -> np.ndarray:
-  """[H/2] inverse frequencies, with linear or Llama 3 ("llama3") scaling."""
-  h = cfg.head_width
+  """[R/2] inverse frequencies over the R = head_width * rope_fraction rotating features,
+  with linear or Llama 3 ("llama3") scaling."""
+  h = int(cfg.head_width * cfg.rope_fraction)
   inv_freq = 1.0 / (cfg.rope_base ** (np.arange(0, h, 2, dtype=np.float64) / h))
   if cfg.rope_type == "default":
     return inv_freq
@@ -162,14 +213,31 @@ def rope_inverse_frequencies(cfg: DecoderConfig) -> np.ndarray:
   raise ValueError(f"DecoderConfig.rope_type must be default, linear or llama3, got {cfg.rope_type!r}")
 
 
+def rope_local_inverse_frequencies(cfg: DecoderConfig) -> np.ndarray:
+  """[H/2] inverse frequencies of the 'sliding_attention' layers: plain RoPE at rope_local_base."""
+  if cfg.rope_local_base is None:
+    return rope_inverse_frequencies(cfg)
+  h = cfg.head_width
+  return 1.0 / (cfg.rope_local_base ** (np.arange(0, h, 2, dtype=np.float64) / h))
+
+
 def apply_rope(x_BxTxNxH: Array, positions_BxT: Array, inv_freq: np.ndarray) -> Array:
-  """Rotary embedding, half-split layout (the Hugging Face convention)."""
+  """Rotary embedding, half-split layout (the Hugging Face convention), on the first
+  2 * len(inv_freq) features of each head; the others pass unchanged (partial rotary)."""
   angles_BxTxF = positions_BxT[..., None].astype(jnp.float32) * jnp.asarray(inv_freq, jnp.float32)
   cos = jnp.cos(angles_BxTxF)[:, :, None, :]
   sin = jnp.sin(angles_BxTxF)[:, :, None, :]
-  x1, x2 = jnp.split(x_BxTxNxH.astype(jnp.float32), 2, axis=-1)
-  out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+  x32 = x_BxTxNxH.astype(jnp.float32)
+  rotating = 2 * inv_freq.shape[0]
+  x1, x2 = jnp.split(x32[..., :rotating], 2, axis=-1)
+  out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin, x32[..., rotating:]], axis=-1)
   return out.astype(x_BxTxNxH.dtype)
+
+
+def _qk_norm(cfg: DecoderConfig, name: str) -> nn.Module:
+  """RMSNorm over the head width of each query/key head (scale [head_width])."""
+  return layers.RMSNorm(epsilon=cfg.norm_eps, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+                        scale_offset=cfg.norm_scale_offset, name=name)
 
 
 def alibi_slopes(num_heads: int) -> np.ndarray:
@@ -197,7 +265,9 @@ class Attention(nn.Module):
   deterministic: bool = True
 
   @nn.compact
-  def __call__(self, x_BxTxD, mask_bias_Bx1xTxS, positions_BxT, key_positions_BxS, cache, cache_index_B):
+  def __call__(self, x_BxTxD, mask_bias_Bx1xTxS, positions_BxT, key_positions_BxS, cache, cache_index_B,
+               local=None):
+    """`local`: a bool scalar, True in a 'sliding_attention' layer (None without layer_types)."""
     cfg = self.config
     n, k, h = cfg.num_heads, cfg.kv_heads, cfg.head_width
     dense = functools.partial(Dense, use_bias=cfg.qkv_bias, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
@@ -205,11 +275,17 @@ class Attention(nn.Module):
     q_BxTxNxH = dense((n, h), ("embed", "heads", "kv"), name="query")(x_BxTxD)
     k_BxTxKxH = dense((k, h), ("embed", "kv_heads", "kv"), name="key")(x_BxTxD)
     v_BxTxKxH = dense((k, h), ("embed", "kv_heads", "kv"), name="value")(x_BxTxD)
+    if cfg.qk_norm:
+      q_BxTxNxH = _qk_norm(cfg, "query_norm")(q_BxTxNxH)
+      k_BxTxKxH = _qk_norm(cfg, "key_norm")(k_BxTxKxH)
     if cfg.position == "rope":
       inv_freq = rope_inverse_frequencies(cfg)
+      if local is not None and cfg.rope_local_base is not None:
+        inv_freq = jnp.where(local, rope_local_inverse_frequencies(cfg), inv_freq)
       q_BxTxNxH = apply_rope(q_BxTxNxH, positions_BxT, inv_freq)
       k_BxTxKxH = apply_rope(k_BxTxKxH, positions_BxT, inv_freq)
-    q_BxTxNxH = q_BxTxNxH * jnp.asarray(h ** -0.5, cfg.dtype)
+    scale = h ** -0.5 if cfg.query_scale is None else cfg.query_scale
+    q_BxTxNxH = q_BxTxNxH * jnp.asarray(scale, cfg.dtype)
     new_cache = None
     if cache is not None:
       k_BxTxKxH = _write_cache(cache[0], k_BxTxKxH, cache_index_B)
@@ -223,7 +299,7 @@ class Attention(nn.Module):
     out_BxTxNxH = layers.dot_product_attention(
         q_BxTxNxH, k_BxTxKxH, v_BxTxKxH, bias_BxNxTxS=bias_BxNxTxS,
         dropout_rate=cfg.dropout_rate, dropout_rng=dropout_rng, dtype=cfg.dtype,
-        implementation=cfg.attention)
+        implementation=cfg.attention, logit_softcap=cfg.attn_logit_softcap)
     out_BxTxD = Dense((cfg.d_model,), ("heads", "kv", "embed"), in_dims=2, use_bias=cfg.out_bias,
                       dtype=cfg.dtype, param_dtype=cfg.param_dtype, lora=cfg.lora,
                       deterministic=self.deterministic, name="out")(out_BxTxNxH)
@@ -250,22 +326,35 @@ class Mlp(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-  """Pre-norm block. `aux` = (additive mask bias, positions, key positions, cache index) is shared by all layers."""
+  """Pre-norm block (with `post_norms`, also normed after). `aux` = (additive mask bias, positions,
+  key positions, cache index, the sliding layers' mask bias or None) is shared by all layers;
+  `local` (a bool scalar, scanned per layer) picks the sliding layers' mask and RoPE."""
 
   config: DecoderConfig
   deterministic: bool = True
 
   @nn.compact
-  def __call__(self, x_BxTxD, aux, cache):
+  def __call__(self, x_BxTxD, aux, cache, local=None):
     cfg = self.config
-    mask, positions, key_positions, cache_index = aux
+    mask, positions, key_positions, cache_index, local_mask = aux
+    if local_mask is not None:
+      mask = jnp.where(local, local_mask, mask)
     dropout = nn.Dropout(cfg.dropout_rate, broadcast_dims=(1,))
     y = _norm(cfg, "pre_attention_norm")(x_BxTxD)
     y, new_cache = Attention(cfg, self.deterministic, name="attention")(
-        y, mask, positions, key_positions, cache, cache_index)
-    x_BxTxD = x_BxTxD + dropout(y, deterministic=self.deterministic)
-    y = Mlp(cfg, self.deterministic, name="mlp")(_norm(cfg, "pre_mlp_norm")(x_BxTxD))
-    x_BxTxD = x_BxTxD + dropout(y, deterministic=self.deterministic)
+        y, mask, positions, key_positions, cache, cache_index, local)
+    if cfg.post_norms:
+      y = _norm(cfg, "post_attention_norm")(y)
+    if cfg.parallel_residual:  # the MLP reads the layer input, not the attention's output
+      mlp_BxTxD = Mlp(cfg, self.deterministic, name="mlp")(_norm(cfg, "pre_mlp_norm")(x_BxTxD))
+      x_BxTxD = (x_BxTxD + dropout(y, deterministic=self.deterministic)
+                 + dropout(mlp_BxTxD, deterministic=self.deterministic))
+    else:
+      x_BxTxD = x_BxTxD + dropout(y, deterministic=self.deterministic)
+      y = Mlp(cfg, self.deterministic, name="mlp")(_norm(cfg, "pre_mlp_norm")(x_BxTxD))
+      if cfg.post_norms:
+        y = _norm(cfg, "post_mlp_norm")(y)
+      x_BxTxD = x_BxTxD + dropout(y, deterministic=self.deterministic)
     x_BxTxD = nn.with_logical_constraint(x_BxTxD, ("batch", "length", "embed"))
     return x_BxTxD, new_cache
 
@@ -305,19 +394,27 @@ class Decoder(nn.Module):
     if cfg.remat_policy != "none":
       layer_cls = nn.remat(layer_cls, policy=layers.REMAT_POLICIES[cfg.remat_policy],
                            prevent_cse=not cfg.scan_layers)
-    # The mask folded into an additive bias once for all layers.
-    aux = (layers.mask_bias(mask_Bx1xTxS), positions_BxT, key_positions_BxS, cache_index_B)
+    # The mask folded into an additive bias once for all layers; the sliding layers of
+    # layer_types also see only keys less than local_window positions back.
+    local_mask = None
+    if cfg.local_window is not None:
+      near_BxTxS = positions_BxT[:, :, None] - key_positions_BxS[:, None, :] < cfg.local_window
+      local_mask = layers.mask_bias(mask_Bx1xTxS & near_BxTxS[:, None])
+    aux = (layers.mask_bias(mask_Bx1xTxS), positions_BxT, key_positions_BxS, cache_index_B, local_mask)
+    local_L = None if cfg.local_layers is None else jnp.asarray(cfg.local_layers)
     if cfg.scan_layers:
       stack = nn.scan(
           layer_cls, variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True},
-          in_axes=(nn.broadcast, 0), length=cfg.num_layers,
+          in_axes=(nn.broadcast, 0, 0), length=cfg.num_layers,
           metadata_params={nn.PARTITION_NAME: "layers"})
-      x_BxTxD, cache = stack(cfg, deterministic, name="layers")(x_BxTxD, aux, cache)
+      x_BxTxD, cache = stack(cfg, deterministic, name="layers")(x_BxTxD, aux, cache, local_L)
     else:
       new_layers = []
       for i in range(cfg.num_layers):
         layer_cache = None if cache is None else (cache[0][i], cache[1][i])
-        x_BxTxD, layer_cache = layer_cls(cfg, deterministic, name=f"layers_{i}")(x_BxTxD, aux, layer_cache)
+        local = None if local_L is None else local_L[i]
+        x_BxTxD, layer_cache = layer_cls(cfg, deterministic, name=f"layers_{i}")(
+            x_BxTxD, aux, layer_cache, local)
         new_layers.append(layer_cache)
       if cache is not None:
         cache = tuple(jnp.stack([c[j] for c in new_layers]) for j in range(2))
@@ -413,6 +510,13 @@ class DecoderOnlyModel(base.BaseModel):
     """With LoRA, only the adapters train (the trainer's optimizer hook); else None: all train."""
     return lora_lib.trainable_mask(params) if self.config.lora is not None else None
 
+  def with_start_token(self, start_token: str) -> "DecoderOnlyModel":
+    if start_token not in START_TOKENS:
+      raise ValueError(f"DecoderOnlyModel.start_token={start_token!r}; expected one of {START_TOKENS}")
+    model = copy.copy(self)
+    model.start_token = start_token
+    return model
+
   def _forward(self, params, batch, dropout_rng=None):
     """Final hidden states [B, L, D] and the output kernel for a feature-converter batch."""
     tokens_BxL = batch["decoder_input_tokens"]
@@ -437,39 +541,23 @@ class DecoderOnlyModel(base.BaseModel):
   def logits(self, params, batch) -> Array:
     """Full fp32 logits [B, L, V] (tests, small vocabularies; training uses chunked stats)."""
     hidden_BxLxD, kernel_DxV = self._forward(params, batch)
-    return jnp.einsum("bld,dv->blv", hidden_BxLxD, kernel_DxV, preferred_element_type=jnp.float32)
+    logits_BxLxV = jnp.einsum("bld,dv->blv", hidden_BxLxD, kernel_DxV, preferred_element_type=jnp.float32)
+    return layers.softcap(logits_BxLxV, self.config.final_logit_softcap)
 
   def _stats(self, params, batch, dropout_rng=None):
     hidden_BxLxD, kernel_DxV = self._forward(params, batch, dropout_rng)
     return layers.output_logit_stats(hidden_BxLxD, kernel_DxV, batch["decoder_target_tokens"],
-                                     chunk_length=self.logits_chunk_length)
+                                     chunk_length=self.logits_chunk_length,
+                                     logit_softcap=self.config.final_logit_softcap)
 
   def loss_fn(self, params, batch, dropout_rng):
     lse_BxL, target_logit_BxL, correct_BxL = self._stats(params, batch, dropout_rng)
-    weights_BxL = batch.get("decoder_loss_weights")
-    if weights_BxL is None:
-      weights_BxL = (batch["decoder_target_tokens"] > 0)
-    weights_BxL = weights_BxL.astype(jnp.float32)
-    num_tokens = jnp.sum(weights_BxL)
-    denominator = jnp.maximum(num_tokens, 1.0)
-    xent = jnp.sum((lse_BxL - target_logit_BxL) * weights_BxL)
-    z = jnp.sum(self.z_loss * jnp.square(lse_BxL) * weights_BxL)
-    loss = (xent + z) / denominator
-    metrics = {
-        "loss": loss,
-        "cross_ent_loss": xent / denominator,
-        "z_loss": z / denominator,
-        "accuracy": jnp.sum(correct_BxL * weights_BxL) / denominator,
-        "num_tokens": num_tokens,
-    }
-    return loss, metrics
+    return losses.cross_entropy(lse_BxL, target_logit_BxL, correct_BxL, losses.loss_weights(batch),
+                                z_loss=self.z_loss)
 
   def score_batch(self, params, batch) -> Array:
     lse_BxL, target_logit_BxL, _ = self._stats(params, batch)
-    weights_BxL = batch.get("decoder_loss_weights")
-    if weights_BxL is None:
-      weights_BxL = (batch["decoder_target_tokens"] > 0)
-    return jnp.sum((target_logit_BxL - lse_BxL) * weights_BxL.astype(jnp.float32), axis=-1)
+    return losses.sequence_log_likelihood(lse_BxL, target_logit_BxL, losses.loss_weights(batch))
 
   def predict_batch_with_aux(self, params, batch, rng=None, *, return_all_beams: bool = False,
                              **decode_kwargs):
@@ -507,7 +595,7 @@ class DecoderOnlyModel(base.BaseModel):
     hidden_BxLxD, kernel_DxV, cache = self.module.apply(
         variables, prompt_BxL, positions_BxL, mask, positions_BxL, cache, jnp.zeros((b,), jnp.int32))
     last_BxD = jnp.take_along_axis(hidden_BxLxD, (prompt_len_B - 1)[:, None, None], axis=1)[:, 0]
-    first_logits_BxV = jnp.einsum("bd,dv->bv", last_BxD, kernel_DxV, preferred_element_type=jnp.float32)
+    first_logits_BxV = self._output_logits(last_BxD, kernel_DxV)
     # beams: every row's cache and per-row state k times (rows b*k .. b*k + k - 1)
     cache = decoding.repeat_beams(cache, k, axis=1)
     first_logits_BxV, prompt_len_kB, positions_kBxL = decoding.repeat_beams(
@@ -540,6 +628,10 @@ class DecoderOnlyModel(base.BaseModel):
       hidden_Bx1xD, kernel_DxV, cache = self.module.apply(
           variables, tokens_Bx1, step_positions_Bx1, order_BxS[:, None, None, :], key_positions_BxL,
           cache, index_B)
-      return jnp.einsum("bd,dv->bv", hidden_Bx1xD[:, 0], kernel_DxV, preferred_element_type=jnp.float32), cache
+      return self._output_logits(hidden_Bx1xD[:, 0], kernel_DxV), cache
 
     return step
+
+  def _output_logits(self, hidden_BxD, kernel_DxV):
+    logits_BxV = jnp.einsum("bd,dv->bv", hidden_BxD, kernel_DxV, preferred_element_type=jnp.float32)
+    return layers.softcap(logits_BxV, self.config.final_logit_softcap)

@@ -14,14 +14,10 @@ import jax
 import jax.numpy as jnp
 import seqio
 
-from linguamix.models import base, decoding, layers
+from linguamix.models import base, decoding, layers, losses
 from linguamix.models.mt5 import MT5Config, Transformer, logits
 
 Array = jax.Array
-
-# T5X's `loss_normalizing_factor`: None sums the loss over tokens; a number divides by it;
-# this name divides by the number of weighted target tokens (a per-token mean).
-NUM_REAL_TARGET_TOKENS = "NUM_REAL_TARGET_TOKENS"
 
 
 def _segment_ids(batch: Mapping[str, Array], prefix: str, tokens: str) -> Array:
@@ -35,20 +31,14 @@ def segment_ids(batch: Mapping[str, Array]) -> tuple[Array, Array]:
           _segment_ids(batch, "decoder", "decoder_target_tokens"))
 
 
-def loss_weights(batch: Mapping[str, Array]) -> Array:
-  weights = batch.get("decoder_loss_weights")
-  if weights is None:
-    weights = batch["decoder_target_tokens"] > 0
-  return weights.astype(jnp.float32)
-
-
 class EncoderDecoderModel(base.BaseModel):
   """mT5 / T5.1.1 with T5X's loss (z-loss, loss normalisation) and decoding."""
 
   feature_converter_cls = seqio.EncDecFeatureConverter
+  default_optimizer = "adafactor"  # T5X's for mT5
 
   def __init__(self, config: MT5Config, vocabulary: seqio.Vocabulary, *, z_loss: float = 1e-4,
-               loss_normalizing_factor: float | str | None = NUM_REAL_TARGET_TOKENS,
+               loss_normalizing_factor: float | str | None = losses.NUM_REAL_TARGET_TOKENS,
                logits_chunk_length: int | None = None, decode_method: str = "greedy",
                beam_size: int = 4, alpha: float = 0.6, temperature: float = 1.0, top_k: int = 0,
                top_p: float = 1.0, eos_id: int | None = None):
@@ -89,34 +79,17 @@ class EncoderDecoderModel(base.BaseModel):
 
   def loss_fn(self, params, batch, dropout_rng):
     lse_BxT, target_logit_BxT, correct_BxT = self._logit_stats(params, batch, dropout_rng)
-    weights_BxT = loss_weights(batch)
-    cross_ent = jnp.sum((lse_BxT - target_logit_BxT) * weights_BxT)
-    z_loss = jnp.sum(self.z_loss * jnp.square(lse_BxT) * weights_BxT)
-    num_tokens = jnp.sum(weights_BxT)
-    if self.loss_normalizing_factor is None:
-      normalizer = 1.0
-    elif self.loss_normalizing_factor == NUM_REAL_TARGET_TOKENS:
-      normalizer = jnp.maximum(num_tokens, 1.0)
-    else:
-      normalizer = float(self.loss_normalizing_factor)
-    loss = (cross_ent + z_loss) / normalizer
-    metrics = {
-        "loss": loss,
-        "cross_ent_loss": cross_ent / normalizer,
-        "z_loss": z_loss / normalizer,
-        "accuracy": jnp.sum(correct_BxT * weights_BxT) / jnp.maximum(num_tokens, 1.0),
-        "num_target_tokens": num_tokens,
-        "num_tokens": jnp.asarray(weights_BxT.size, jnp.float32),
-    }
-    return loss, metrics
+    return losses.cross_entropy(lse_BxT, target_logit_BxT, correct_BxT, losses.loss_weights(batch),
+                                z_loss=self.z_loss, normalizer=self.loss_normalizing_factor)
 
   def token_log_likelihood(self, params, batch) -> Array:
     """log p(target token) per position [B, T], weighted by loss weights, float32."""
     lse_BxT, target_logit_BxT, _ = self._logit_stats(params, batch, None)
-    return (target_logit_BxT - lse_BxT) * loss_weights(batch)
+    return (target_logit_BxT - lse_BxT) * losses.loss_weights(batch)
 
   def score_batch(self, params, batch) -> Array:
-    return jnp.sum(self.token_log_likelihood(params, batch), axis=-1)
+    lse_BxT, target_logit_BxT, _ = self._logit_stats(params, batch, None)
+    return losses.sequence_log_likelihood(lse_BxT, target_logit_BxT, losses.loss_weights(batch))
 
   # --- decoding -------------------------------------------------------------------------
 

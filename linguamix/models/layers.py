@@ -109,10 +109,13 @@ def dot_product_attention(
     dropout_rng: Array | None = None,
     dtype: jnp.dtype = jnp.float32,
     implementation: str = "materialised",
+    logit_softcap: float | None = None,
 ) -> Array:
   """Softmax attention with grouped-query heads (N = K * G), an additive bias and a mask.
 
   No scaling inside: callers scale the queries (T5 folds the scale into the init).
+  `logit_softcap` (Gemma 2) maps the logits to cap * tanh(logits / cap) before the bias
+  and mask are added; the fused kernels have no such step, so it takes the materialised path.
   The softmax runs in float32 whatever the compute dtype. With `mask_Bx1xTxS`, fully
   masked rows (padding queries) give zeros; with the mask folded into the bias
   (`mask_bias`) they give finite values that only padding positions see.
@@ -123,7 +126,7 @@ def dot_product_attention(
     raise ValueError(f"attention implementation {implementation!r}; expected one of "
                      f"{ATTENTION_IMPLEMENTATIONS}")
   dropout = dropout_rate > 0.0 and dropout_rng is not None
-  if implementation == "fused" and not dropout:
+  if implementation == "fused" and not dropout and logit_softcap is None:
     return _fused_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, mask_Bx1xTxS, bias_BxNxTxS, dtype)
   b, t, n, h = q_BxTxNxH.shape
   kv_heads = k_BxSxKxH.shape[2]
@@ -136,6 +139,7 @@ def dot_product_attention(
     q_BxTxKxGxH = q_BxTxNxH.reshape(b, t, kv_heads, g, h)
     logits_BxKxGxTxS = jnp.einsum(
         "btkgh,bskh->bkgts", q_BxTxKxGxH, k_BxSxKxH, preferred_element_type=jnp.float32)
+  logits_BxKxGxTxS = softcap(logits_BxKxGxTxS, logit_softcap)
   if bias_BxNxTxS is not None:
     bias = bias_BxNxTxS.astype(jnp.float32)
     bias = bias.reshape(bias.shape[0], -1, 1, t, s) if bias.shape[1] == 1 else \
@@ -180,8 +184,16 @@ def _fused_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, mask_Bx1xTxS, bias_BxNxTxS
   return out_BxTxNxH
 
 
-def _logit_stats(h_BxCxD: Array, kernel_DxV: Array, targets_BxC: Array):
+def softcap(logits: Array, cap: float | None) -> Array:
+  """cap * tanh(logits / cap) (Gemma 2's soft capping); the logits unchanged when cap is None."""
+  if cap is None:
+    return logits
+  return jnp.tanh(logits / cap) * cap
+
+
+def _logit_stats(h_BxCxD: Array, kernel_DxV: Array, targets_BxC: Array, logit_softcap: float | None = None):
   logits_BxCxV = jnp.einsum("bcd,dv->bcv", h_BxCxD, kernel_DxV, preferred_element_type=jnp.float32)
+  logits_BxCxV = softcap(logits_BxCxV, logit_softcap)
   lse_BxC = jax.nn.logsumexp(logits_BxCxV, axis=-1)
   target_logit_BxC = jnp.take_along_axis(logits_BxCxV, targets_BxC[..., None], axis=-1)[..., 0]
   correct_BxC = jnp.argmax(logits_BxCxV, axis=-1) == targets_BxC
@@ -194,8 +206,11 @@ def output_logit_stats(
     targets_BxL: Array,
     *,
     chunk_length: int | None = None,
+    logit_softcap: float | None = None,
 ) -> tuple[Array, Array, Array]:
   """log-sum-exp, target logit and argmax==target per position, in float32.
+
+  `logit_softcap` soft-caps the logits first (`softcap`; Gemma 2's final_logit_softcapping).
 
   The cross-entropy is `lse - target_logit` (+ z_loss * lse**2), the target
   log-probability `target_logit - lse`. With `chunk_length`, positions are processed
@@ -205,7 +220,7 @@ def output_logit_stats(
   """
   b, length, d = hidden_BxLxD.shape
   if chunk_length is None or chunk_length >= length:
-    return _logit_stats(hidden_BxLxD, kernel_DxV, targets_BxL)
+    return _logit_stats(hidden_BxLxD, kernel_DxV, targets_BxL, logit_softcap)
   num_chunks = -(-length // chunk_length)
   pad = num_chunks * chunk_length - length
   h = jnp.pad(hidden_BxLxD, ((0, 0), (0, pad), (0, 0)))
@@ -215,12 +230,7 @@ def output_logit_stats(
 
   @jax.checkpoint
   def body(carry, chunk):
-    return carry, _logit_stats(chunk[0], kernel_DxV, chunk[1])
+    return carry, _logit_stats(chunk[0], kernel_DxV, chunk[1], logit_softcap)
 
   _, stats = jax.lax.scan(body, None, (h_ZxBxCxD, t_ZxBxC))
   return tuple(x.swapaxes(0, 1).reshape(b, -1)[:, :length] for x in stats)
-
-
-def token_cross_entropy(lse_BxL: Array, target_logit_BxL: Array, z_loss: float = 0.0) -> Array:
-  """Per-token cross-entropy with T5X's z-loss term (z_loss * log(Z)**2)."""
-  return lse_BxL - target_logit_BxL + z_loss * jnp.square(lse_BxL)

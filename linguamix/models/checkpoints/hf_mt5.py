@@ -12,9 +12,11 @@ import os
 from typing import Mapping
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 
 from linguamix.models.checkpoints import layout
+from linguamix.models.hf import tensors
+from linguamix.models.hf.families import t5
 from linguamix.models.mt5 import MT5Config, param_shapes
 
 _ATTN = {"query": "q", "key": "k", "value": "v", "out": "o"}
@@ -69,7 +71,7 @@ def config_from_hf(hf: Mapping) -> MT5Config:
 def hf_config(cfg: MT5Config, **extra) -> dict:
   """config.json contents for `MT5ForConditionalGeneration` (pad 0, eos 1, start 0)."""
   return dict(
-      architectures=["MT5ForConditionalGeneration"], model_type="mt5", vocab_size=cfg.vocab_size,
+      architectures=[t5.MT5.name], model_type=t5.MT5.model_type, vocab_size=cfg.vocab_size,
       d_model=cfg.emb_dim, d_kv=cfg.head_dim, d_ff=cfg.mlp_dim, num_layers=cfg.num_encoder_layers,
       num_decoder_layers=cfg.num_decoder_layers, num_heads=cfg.num_heads,
       relative_attention_num_buckets=cfg.relative_attention_num_buckets,
@@ -109,32 +111,13 @@ def _expected(cfg: MT5Config) -> dict:
   return param_shapes(MT5Config(**{**cfg.__dict__, "scan_layers": False}))
 
 
-def read_safetensors(directory: str) -> dict[str, np.ndarray]:
-  """All tensors of `model.safetensors` or of the shards listed in its index."""
-  single = os.path.join(directory, "model.safetensors")
-  index = single + ".index.json"
-  if os.path.exists(single):
-    return load_file(single)
-  if not os.path.exists(index):
-    raise FileNotFoundError(f"{directory}: neither model.safetensors nor model.safetensors.index.json")
-  with open(index) as f:
-    shards = sorted(set(json.load(f)["weight_map"].values()))
-  state = {}
-  for shard in shards:
-    path = os.path.join(directory, shard)
-    if not os.path.exists(path):
-      raise FileNotFoundError(f"{index} lists shard {shard}, which is missing")
-    state.update(load_file(path))
-  return state
-
-
 def load(directory: str, cfg: MT5Config | None = None) -> tuple[dict, MT5Config]:
   """(flat unscanned params, config) from an HF checkpoint directory; `cfg` defaults to
   its config.json, and a given `cfg` must match the checkpoint."""
   with open(os.path.join(directory, "config.json")) as f:
     hf_cfg = config_from_hf(json.load(f))
   cfg = cfg or hf_cfg
-  return params_from_hf(read_safetensors(directory), cfg, source=directory), cfg
+  return params_from_hf(tensors.read_safetensors(directory), cfg, source=directory), cfg
 
 
 def save(directory: str, flat: Mapping[str, np.ndarray], cfg: MT5Config, dtype: str = "float32") -> None:
@@ -148,7 +131,7 @@ def save(directory: str, flat: Mapping[str, np.ndarray], cfg: MT5Config, dtype: 
     json.dump(hf_config(cfg, torch_dtype=jnp.dtype(dtype).name), f, indent=2)
 
 
-# `linguamix convert` hooks (linguamix.models.convert.FAMILIES).
+# `linguamix convert` hooks (through the registry record in linguamix.models.hf.families.t5).
 
 
 def import_hf(hf_dir: str, scan_layers: bool = False) -> tuple[dict, dict]:
