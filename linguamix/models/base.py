@@ -34,6 +34,7 @@ LOGICAL_AXES = (
     "vocab",      # vocabulary
     "layers",     # stacked layers under nn.scan
     "relpos_buckets",  # T5 relative position buckets
+    "expert",     # mixture-of-experts experts (expert parallelism)
 )
 
 

@@ -105,6 +105,16 @@ class DecoderConfig:
   remat_policy: str = "none"  # "none" | "full" | "dots" | "dots_with_no_batch_dims"
   lora: lora_lib.LoraConfig | None = None  # adapters on the projections it selects
   attention: str = "materialised"  # one of layers.ATTENTION_IMPLEMENTATIONS
+  # Mixture of experts (Mixtral): num_experts > 0 replaces every MLP by `num_experts`
+  # gated MLPs of width mlp_dim and a router picking `experts_per_token` of them per token.
+  num_experts: int = 0
+  experts_per_token: int = 2
+  moe_dispatch: str = "dense"  # one of MOE_DISPATCHES (see `MoeMlp`)
+  # Weight of the router's load-balancing loss in the training loss (0: reported only).
+  router_aux_loss_coef: float = 0.0
+  # Training only (with a dropout rng), as in transformers: the MoE input is multiplied by
+  # uniform noise in [1 - j, 1 + j] before the router and the experts see it.
+  router_jitter_noise: float = 0.0
 
   def __post_init__(self):
     if self.attention not in layers.ATTENTION_IMPLEMENTATIONS:
@@ -112,6 +122,16 @@ class DecoderConfig:
                        f"{layers.ATTENTION_IMPLEMENTATIONS}")
     if not 0.0 < self.rope_fraction <= 1.0:
       raise ValueError(f"DecoderConfig.rope_fraction={self.rope_fraction}; expected 0 < rope_fraction <= 1")
+    if self.num_experts:
+      if self.moe_dispatch not in MOE_DISPATCHES:
+        raise ValueError(f"DecoderConfig.moe_dispatch={self.moe_dispatch!r}; expected one of "
+                         f"{MOE_DISPATCHES}")
+      if not 0 < self.experts_per_token <= self.num_experts:
+        raise ValueError(f"DecoderConfig.experts_per_token={self.experts_per_token} must be in "
+                         f"1..num_experts={self.num_experts}")
+      if not self.mlp_gated or self.mlp_bias:
+        raise ValueError("DecoderConfig.num_experts > 0 needs mlp_gated=True and mlp_bias=False "
+                         "(Mixtral's experts); other expert MLPs are not implemented")
     # gin binds dtypes as strings ('bfloat16')
     object.__setattr__(self, "dtype", jnp.dtype(self.dtype))
     object.__setattr__(self, "param_dtype", jnp.dtype(self.param_dtype))
@@ -325,6 +345,106 @@ class Mlp(nn.Module):
     return dense((cfg.d_model,), ("mlp", "embed"), name="wo")(h_BxTxF)
 
 
+# How `MoeMlp` computes its experts; both are exact (no capacity, no token dropped):
+# "dense": every expert runs over every token and the outputs are summed with the routing
+#   weights (zero for the experts not chosen). E / k times the expert FLOPs and an
+#   [B, T, E, F] activation, but plain einsums: the `expert` axis shards over a mesh axis
+#   (expert parallelism, one all-reduce of the [B, T, D] output per layer).
+# "grouped": the B*T*k (token, expert) pairs sorted by expert and run as grouped matmuls
+#   (`jax.lax.ragged_dot`). Only the chosen experts' FLOPs where the backend lowers the
+#   ragged dot to a grouped kernel (unmeasured here: no accelerator); XLA:CPU expands it
+#   densely over the groups (its cost analysis: 2x the "dense" FLOPs). XLA's partitioner
+#   does not split a ragged dot along its groups, so it is for unsharded experts.
+MOE_DISPATCHES = ("dense", "grouped")
+
+
+def route(logits_NxE: Array, k: int) -> tuple[Array, Array]:
+  """Mixtral's router (transformers' MixtralTopKRouter): softmax over all experts in float32,
+  the top k, their weights renormalised to sum to one. -> (weights [N, k] f32, experts [N, k])."""
+  probs_NxE = jax.nn.softmax(logits_NxE.astype(jnp.float32), axis=-1)
+  top_NxK, experts_NxK = jax.lax.top_k(probs_NxE, k)
+  return top_NxK / jnp.sum(top_NxK, axis=-1, keepdims=True), experts_NxK
+
+
+def load_balancing_loss(router_logits: list[Array], mask_BxT: Array, k: int) -> Array:
+  """transformers' `load_balancing_loss_func` (Switch Transformer eqs. 4-6) with its attention mask.
+
+  `router_logits`: per-layer [B, T, E] arrays, or [layers, B, T, E] stacks (nn.scan); the
+  order of layers does not matter. As transformers does, the counts of top-k assignments and
+  the router probabilities are pooled over all layers and non-padding tokens first, then
+  multiplied: E * sum_e (fraction of assignments to e) * (mean probability of e).
+  """
+  b, t = mask_BxT.shape
+  e = router_logits[0].shape[-1]
+  logits_LxBxTxE = jnp.concatenate([x.reshape(-1, b, t, e) for x in router_logits])
+  probs_LxBxTxE = jax.nn.softmax(logits_LxBxTxE.astype(jnp.float32), axis=-1)
+  _, experts_LxBxTxK = jax.lax.top_k(probs_LxBxTxE, k)
+  chosen_LxBxTxE = jnp.sum(jax.nn.one_hot(experts_LxBxTxK, e, dtype=jnp.float32), axis=-2)
+  m_BxTx1 = mask_BxT.astype(jnp.float32)[..., None]
+  rows = logits_LxBxTxE.shape[0] * jnp.maximum(jnp.sum(m_BxTx1), 1.0)
+  tokens_per_expert_E = jnp.sum(chosen_LxBxTxE * m_BxTx1, axis=(0, 1, 2)) / rows
+  prob_per_expert_E = jnp.sum(probs_LxBxTxE * m_BxTx1, axis=(0, 1, 2)) / rows
+  return e * jnp.sum(tokens_per_expert_E * prob_per_expert_E)
+
+
+class MoeMlp(nn.Module):
+  """Mixtral's sparse MLP: a router [D, E] and E SwiGLU experts with kernels stacked on `expert`.
+
+  Parameters: router/kernel [D, E], wi_0 (gate) / wi_1 (up) [E, D, F], wo [E, F, D]. The
+  router logits are sown as intermediates `router_logits` for the load-balancing loss.
+  """
+
+  config: DecoderConfig
+  deterministic: bool = True
+
+  @nn.compact
+  def __call__(self, x_BxTxD):
+    cfg = self.config
+    e, d, f = cfg.num_experts, cfg.d_model, cfg.mlp_dim
+    if cfg.lora is not None and cfg.lora.applies_to(self.path + ("wi_0",)):
+      raise ValueError(f"LoRA targets {cfg.lora.targets!r} select mixture-of-experts MLPs; "
+                       "adapters on experts are not implemented (target attention/ only)")
+    if cfg.router_jitter_noise and not self.deterministic:
+      j = cfg.router_jitter_noise
+      x_BxTxD = x_BxTxD * jax.random.uniform(self.make_rng("dropout"), x_BxTxD.shape, x_BxTxD.dtype,
+                                             1.0 - j, 1.0 + j)
+    logits_BxTxE = Dense((e,), ("embed", None), dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+                         name="router")(x_BxTxD)
+    if not self.is_initializing():
+      self.sow("intermediates", "router_logits", logits_BxTxE)
+    weights_BxTxK, experts_BxTxK = route(logits_BxTxE, cfg.experts_per_token)
+    wi_0_ExDxF, wi_1_ExDxF, wo_ExFxD = (
+        self.param(name, nn.with_logical_partitioning(_init, axes), shape, cfg.param_dtype).astype(cfg.dtype)
+        for name, axes, shape in (("wi_0", ("expert", "embed", "mlp"), (e, d, f)),
+                                  ("wi_1", ("expert", "embed", "mlp"), (e, d, f)),
+                                  ("wo", ("expert", "mlp", "embed"), (e, f, d))))
+    act = _ACTIVATIONS[cfg.activation]
+    x_BxTxD = x_BxTxD.astype(cfg.dtype)
+    if cfg.moe_dispatch == "dense":
+      # routing weights of all E experts, zero where not chosen
+      weights_BxTxE = jnp.sum(jax.nn.one_hot(experts_BxTxK, e, dtype=jnp.float32)
+                              * weights_BxTxK[..., None], axis=-2)
+      h_BxTxExF = (act(jnp.einsum("btd,edf->btef", x_BxTxD, wi_0_ExDxF))
+                   * jnp.einsum("btd,edf->btef", x_BxTxD, wi_1_ExDxF))
+      h_BxTxExF = nn.with_logical_constraint(h_BxTxExF, ("batch", "length", "expert", "mlp"))
+      # the weights scale each expert's hidden state before wo, so one contraction over
+      # (expert, mlp) sums the experts (down_proj is linear: the same as weighting outputs)
+      h_BxTxExF = (h_BxTxExF.astype(jnp.float32) * weights_BxTxE[..., None]).astype(cfg.dtype)
+      return jnp.einsum("btef,efd->btd", h_BxTxExF, wo_ExFxD)
+    b, t, k = experts_BxTxK.shape
+    experts_P = experts_BxTxK.reshape(-1)  # P = B*T*k (token, expert) pairs
+    order_P = jnp.argsort(experts_P, stable=True)
+    token_P = order_P // k
+    sizes_E = jnp.bincount(experts_P, length=e).astype(jnp.int32)
+    x_PxD = x_BxTxD.reshape(b * t, d)[token_P]
+    h_PxF = (act(jax.lax.ragged_dot(x_PxD, wi_0_ExDxF, sizes_E))
+             * jax.lax.ragged_dot(x_PxD, wi_1_ExDxF, sizes_E))
+    y_PxD = jax.lax.ragged_dot(h_PxF, wo_ExFxD, sizes_E)
+    y_PxD = y_PxD.astype(jnp.float32) * weights_BxTxK.reshape(-1)[order_P][:, None]
+    y_NxD = jnp.zeros((b * t, d), jnp.float32).at[token_P].add(y_PxD)
+    return y_NxD.reshape(b, t, d).astype(cfg.dtype)
+
+
 class DecoderLayer(nn.Module):
   """Pre-norm block (with `post_norms`, also normed after). `aux` = (additive mask bias, positions,
   key positions, cache index, the sliding layers' mask bias or None) is shared by all layers;
@@ -345,13 +465,14 @@ class DecoderLayer(nn.Module):
         y, mask, positions, key_positions, cache, cache_index, local)
     if cfg.post_norms:
       y = _norm(cfg, "post_attention_norm")(y)
+    mlp_cls = MoeMlp if cfg.num_experts else Mlp
     if cfg.parallel_residual:  # the MLP reads the layer input, not the attention's output
-      mlp_BxTxD = Mlp(cfg, self.deterministic, name="mlp")(_norm(cfg, "pre_mlp_norm")(x_BxTxD))
+      mlp_BxTxD = mlp_cls(cfg, self.deterministic, name="mlp")(_norm(cfg, "pre_mlp_norm")(x_BxTxD))
       x_BxTxD = (x_BxTxD + dropout(y, deterministic=self.deterministic)
                  + dropout(mlp_BxTxD, deterministic=self.deterministic))
     else:
       x_BxTxD = x_BxTxD + dropout(y, deterministic=self.deterministic)
-      y = Mlp(cfg, self.deterministic, name="mlp")(_norm(cfg, "pre_mlp_norm")(x_BxTxD))
+      y = mlp_cls(cfg, self.deterministic, name="mlp")(_norm(cfg, "pre_mlp_norm")(x_BxTxD))
       if cfg.post_norms:
         y = _norm(cfg, "post_mlp_norm")(y)
       x_BxTxD = x_BxTxD + dropout(y, deterministic=self.deterministic)
@@ -404,7 +525,8 @@ class Decoder(nn.Module):
     local_L = None if cfg.local_layers is None else jnp.asarray(cfg.local_layers)
     if cfg.scan_layers:
       stack = nn.scan(
-          layer_cls, variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True},
+          layer_cls, variable_axes={"params": 0, "intermediates": 0},
+          split_rngs={"params": True, "dropout": True},
           in_axes=(nn.broadcast, 0, 0), length=cfg.num_layers,
           metadata_params={nn.PARTITION_NAME: "layers"})
       x_BxTxD, cache = stack(cfg, deterministic, name="layers")(x_BxTxD, aux, cache, local_L)
@@ -517,8 +639,9 @@ class DecoderOnlyModel(base.BaseModel):
     model.start_token = start_token
     return model
 
-  def _forward(self, params, batch, dropout_rng=None):
-    """Final hidden states [B, L, D] and the output kernel for a feature-converter batch."""
+  def _forward(self, params, batch, dropout_rng=None, with_router: bool = False):
+    """Final hidden states [B, L, D] and the output kernel for a feature-converter batch;
+    `with_router` adds the router's load-balancing loss (mixture of experts)."""
     tokens_BxL = batch["decoder_input_tokens"]
     b, length = tokens_BxL.shape
     segment_ids_BxL = batch.get("decoder_segment_ids")
@@ -531,12 +654,25 @@ class DecoderOnlyModel(base.BaseModel):
     mask = layers.attention_mask(
         segment_ids_BxL, segment_ids_BxL, causal=True, sliding_window=self.config.sliding_window,
         bidirectional_prefix_BxT=prefix_BxL)
+    start_BxL = positions_BxL == 0
     tokens_BxL, positions_BxL, mask = self._apply_start_token(tokens_BxL, positions_BxL, mask)
     rngs = {"dropout": dropout_rng} if dropout_rng is not None else {}
-    hidden_BxLxD, kernel_DxV, _ = self.module.apply(
+    if not with_router:
+      hidden_BxLxD, kernel_DxV, _ = self.module.apply(
+          self._variables(params), tokens_BxL, positions_BxL, mask, positions_BxL,
+          deterministic=dropout_rng is None, rngs=rngs)
+      return hidden_BxLxD, kernel_DxV
+    (hidden_BxLxD, kernel_DxV, _), state = self.module.apply(
         self._variables(params), tokens_BxL, positions_BxL, mask, positions_BxL,
-        deterministic=dropout_rng is None, rngs=rngs)
-    return hidden_BxLxD, kernel_DxV
+        deterministic=dropout_rng is None, rngs=rngs, mutable=["intermediates"])
+    # the tokens transformers' load-balancing loss counts: not padding, and not the
+    # start slot that `start_token="none"` hides (that text has no such token)
+    real_BxL = segment_ids_BxL > 0
+    if self.start_token == "none":
+      real_BxL &= ~start_BxL
+    router_logits = jax.tree.leaves(state["intermediates"])
+    return hidden_BxLxD, kernel_DxV, load_balancing_loss(
+        router_logits, real_BxL, self.config.experts_per_token)
 
   def logits(self, params, batch) -> Array:
     """Full fp32 logits [B, L, V] (tests, small vocabularies; training uses chunked stats)."""
@@ -550,10 +686,24 @@ class DecoderOnlyModel(base.BaseModel):
                                      chunk_length=self.logits_chunk_length,
                                      logit_softcap=self.config.final_logit_softcap)
 
+  def router_aux_loss(self, params, batch) -> Array:
+    """transformers' MixtralForCausalLM `aux_loss` for this batch (mixture of experts only)."""
+    return self._forward(params, batch, with_router=True)[2]
+
   def loss_fn(self, params, batch, dropout_rng):
-    lse_BxL, target_logit_BxL, correct_BxL = self._stats(params, batch, dropout_rng)
-    return losses.cross_entropy(lse_BxL, target_logit_BxL, correct_BxL, losses.loss_weights(batch),
-                                z_loss=self.z_loss)
+    if not self.config.num_experts:
+      lse_BxL, target_logit_BxL, correct_BxL = self._stats(params, batch, dropout_rng)
+      return losses.cross_entropy(lse_BxL, target_logit_BxL, correct_BxL, losses.loss_weights(batch),
+                                  z_loss=self.z_loss)
+    hidden_BxLxD, kernel_DxV, aux = self._forward(params, batch, dropout_rng, with_router=True)
+    lse_BxL, target_logit_BxL, correct_BxL = layers.output_logit_stats(
+        hidden_BxLxD, kernel_DxV, batch["decoder_target_tokens"], chunk_length=self.logits_chunk_length)
+    # the loss carries coef x aux (transformers' `loss += router_aux_loss_coef * aux_loss`);
+    # router_aux_loss reports aux itself, comparable to transformers' `aux_loss`
+    loss, metrics = losses.cross_entropy(
+        lse_BxL, target_logit_BxL, correct_BxL, losses.loss_weights(batch), z_loss=self.z_loss,
+        extra_losses={"weighted_router_aux_loss": self.config.router_aux_loss_coef * aux})
+    return loss, {**metrics, "router_aux_loss": aux}
 
   def score_batch(self, params, batch) -> Array:
     lse_BxL, target_logit_BxL, _ = self._stats(params, batch)

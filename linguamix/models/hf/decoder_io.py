@@ -79,13 +79,16 @@ def params_from_hf(arch: Architecture | str, cfg: decoder.DecoderConfig, hf_tens
   expected = _expected_shapes(cfg)
   flat = {}
   for e in entries(arch, cfg):
-    if e.hf_name not in hf_tensors:
-      raise KeyError(f"{where}: tensor {e.hf_name} is missing (needed for {'/'.join(e.paths[0])})")
-    w = hf_tensors.pop(e.hf_name)
-    want = e.to_hf([np.zeros(expected[p], np.float32) for p in e.paths]).shape
-    if tuple(w.shape) != tuple(want):
-      raise ValueError(f"{where}: tensor {e.hf_name} has shape {tuple(w.shape)} but the config implies "
-                       f"{tuple(want)} (parameter {'/'.join(e.paths[0])})")
+    want = tuple(e.to_hf([np.zeros(expected[p], np.float32) for p in e.paths]).shape)
+    for name in e.hf_names():
+      if name not in hf_tensors:
+        raise KeyError(f"{where}: tensor {name} is missing (needed for {'/'.join(e.paths[0])})")
+      shape = tuple(hf_tensors[name].shape)
+      if shape != (want[1:] if e.stacked else want):
+        raise ValueError(f"{where}: tensor {name} has shape {shape} but the config implies "
+                         f"{want[1:] if e.stacked else want} (parameter {'/'.join(e.paths[0])})")
+    ws = [hf_tensors.pop(name) for name in e.hf_names()]
+    w = np.stack(ws) if e.stacked else ws[0]
     for path, value in zip(e.paths, e.to_ours(np.asarray(w, np.float32))):
       flat[path] = value.astype(cfg.param_dtype)
   unused = sorted(n for n in hf_tensors if not arch.is_ignored(n))
@@ -110,7 +113,11 @@ def params_to_hf(arch: Architecture | str, cfg: decoder.DecoderConfig, params: d
   if problems:
     raise ValueError(f"the params do not fit this {_record(arch).name} config ({len(problems)} problems): "
                      + "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""))
-  return {e.hf_name: np.ascontiguousarray(e.to_hf([flat[p] for p in e.paths])) for e in entries(arch, cfg)}
+  out = {}
+  for e in entries(arch, cfg):
+    w = e.to_hf([flat[p] for p in e.paths])
+    out.update(zip(e.hf_names(), map(np.ascontiguousarray, w if e.stacked else [w])))
+  return out
 
 
 def load_hf(directory: str | pathlib.Path, **overrides) -> tuple[Architecture, decoder.DecoderConfig, dict]:

@@ -24,6 +24,12 @@ class Entry:
   paths: tuple[Path, ...]  # our parameter paths (in a layer table: relative to the layer)
   to_ours: Callable[[np.ndarray], list[np.ndarray]]
   to_hf: Callable[[list[np.ndarray]], np.ndarray]
+  # > 0: `hf_name` has one "{}", filled with 0 .. stacked - 1; those tensors (one per expert)
+  # stack on a new first axis before `to_ours`, and `to_hf`'s result splits along it
+  stacked: int = 0
+
+  def hf_names(self) -> list[str]:
+    return [self.hf_name.format(i) for i in range(self.stacked)] if self.stacked else [self.hf_name]
 
 
 def linear(*shape):
@@ -42,6 +48,11 @@ def bias(*shape):
 
 def entry(hf_name: str, path: Path, transforms) -> Entry:
   return Entry(hf_name, (path,), *transforms)
+
+
+def stacked(hf_template: str, n: int, path: Path, transforms) -> Entry:
+  """`n` HF tensors named `hf_template.format(i)` <-> one parameter with a leading axis of n."""
+  return Entry(hf_template, (path,), *transforms, stacked=n)
 
 
 def out_kernel(n: int, h: int, d: int):
