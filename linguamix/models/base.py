@@ -74,5 +74,12 @@ class BaseModel(abc.ABC):
     """Per-example summed target log-likelihood, weighted by loss weights, no z-loss. [B]."""
 
   @abc.abstractmethod
+  def predict_batch_with_aux(self, params: Params, batch: Batch, rng: Array | None = None,
+                             **decode_kwargs) -> tuple[Array, Mapping[str, Array]]:
+    """Decoded target token ids [B, L] and {'scores': [B]}: each prediction's summed
+    log-likelihood (beam search: length-normalised). Greedy unless decode_kwargs or the
+    constructor ask otherwise (`decoding.decode_options` names the options)."""
+
   def predict_batch(self, params: Params, batch: Batch, rng: Array | None = None, **decode_kwargs) -> Array:
-    """Decoded target token ids [B, L] (greedy unless decode_kwargs ask otherwise)."""
+    """Decoded target token ids [B, L], the tokens of `predict_batch_with_aux`."""
+    return self.predict_batch_with_aux(params, batch, rng, **decode_kwargs)[0]

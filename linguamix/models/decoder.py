@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 import seqio
 
-from linguamix.models import base, layers, losses
+from linguamix.models import base, decoding, layers, losses
 from linguamix.models import lora as lora_lib
 
 Array = jax.Array
@@ -550,23 +550,6 @@ class Decoder(nn.Module):
     return x_BxTxD, kernel_DxV.astype(cfg.dtype), cache
 
 
-def _sample(logits_BxV: Array, rng: Array, temperature: float, top_k: int, top_p: float) -> Array:
-  if temperature == 0.0:
-    return jnp.argmax(logits_BxV, axis=-1)
-  logits_BxV = logits_BxV / temperature
-  if top_k:
-    kth_Bx1 = jax.lax.top_k(logits_BxV, top_k)[0][:, -1:]
-    logits_BxV = jnp.where(logits_BxV < kth_Bx1, -jnp.inf, logits_BxV)
-  if top_p < 1.0:
-    sorted_BxV = jnp.sort(logits_BxV, axis=-1)[:, ::-1]
-    probs_BxV = jax.nn.softmax(sorted_BxV, axis=-1)
-    # keep the smallest prefix whose mass reaches top_p (the first token always stays)
-    keep_BxV = jnp.cumsum(probs_BxV, axis=-1) - probs_BxV < top_p
-    threshold_Bx1 = jnp.min(jnp.where(keep_BxV, sorted_BxV, jnp.inf), axis=-1, keepdims=True)
-    logits_BxV = jnp.where(logits_BxV < threshold_Bx1, -jnp.inf, logits_BxV)
-  return jax.random.categorical(rng, logits_BxV, axis=-1)
-
-
 START_TOKENS = ("zero", "bos", "none")
 
 
@@ -592,7 +575,9 @@ class DecoderOnlyModel(base.BaseModel):
   def __init__(self, config: DecoderConfig, vocabulary: seqio.Vocabulary, *,
                z_loss: float = 0.0, inputs_bidirectional_attention: bool = False,
                logits_chunk_length: int | None = None, module: nn.Module | None = None,
-               start_token: str = "zero"):
+               start_token: str = "zero", decode_method: str = "greedy", beam_size: int = 4,
+               alpha: float = 0.6, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+               eos_id: int | None = None):
     if start_token not in START_TOKENS:
       raise ValueError(f"DecoderOnlyModel.start_token={start_token!r}; expected one of {START_TOKENS}")
     if vocabulary is not None and vocabulary.vocab_size > config.vocab_size:
@@ -606,6 +591,9 @@ class DecoderOnlyModel(base.BaseModel):
     self.logits_chunk_length = logits_chunk_length
     self.start_token = start_token
     self.module = module if module is not None else Decoder(config)
+    self.decode_defaults = decoding.decode_options(
+        decode_method=decode_method, beam_size=beam_size, alpha=alpha, temperature=temperature,
+        top_k=top_k, top_p=top_p, eos_id=eos_id)
 
   @property
   def vocabulary(self) -> seqio.Vocabulary:
@@ -721,20 +709,24 @@ class DecoderOnlyModel(base.BaseModel):
     lse_BxL, target_logit_BxL, _ = self._stats(params, batch)
     return losses.sequence_log_likelihood(lse_BxL, target_logit_BxL, losses.loss_weights(batch))
 
-  def predict_batch(self, params, batch, rng=None, *, temperature: float = 0.0,
-                    top_k: int = 0, top_p: float = 1.0, eos_id: int | None = None) -> Array:
-    """Decodes the targets after each prompt with a KV cache; [B, L] ids, 0 after EOS.
+  def predict_batch_with_aux(self, params, batch, rng=None, *, return_all_beams: bool = False,
+                             **decode_kwargs):
+    """Decodes the targets after each prompt with a KV cache: [B, L] ids (0 after EOS) and
+    {'scores': [B]} (their log-likelihood; beam search: length-normalised).
 
     The prompt is the `decoder_causal_attention` part of `decoder_input_tokens` (only
-    position 0 for a plain LM). Greedy at temperature 0, else sampling with optional
-    top-k / top-p. Decoding stops at EOS (`eos_id`, default the vocabulary's) or
-    when the sequence length is reached.
+    position 0 for a plain LM); it prefills the cache in one pass, then `decoding.decode`
+    steps each row from its own prompt length. decode_kwargs override the constructor's
+    (`decoding.decode_options`): decode_method ('greedy', 'sample', 'beam'), beam_size,
+    alpha, temperature, top_k, top_p, eos_id (default the vocabulary's). A row stops at
+    EOS or when the sequence length is reached; `return_all_beams=True` gives beam
+    search's [B, K, L] tokens and [B, K] scores.
     """
+    opts = decoding.resolve_options(self.decode_defaults, decode_kwargs)
+    k = decoding.num_beams(opts)
     cfg = self.config
     tokens_BxL = batch["decoder_input_tokens"]
     b, length = tokens_BxL.shape
-    eos_id = self.vocabulary.eos_id if eos_id is None else eos_id
-    rng = jax.random.PRNGKey(0) if rng is None else rng
     causal = batch.get("decoder_causal_attention")
     prompt_len_B = (jnp.ones((b,), jnp.int32) if causal is None
                     else jnp.maximum(jnp.sum(causal, axis=1).astype(jnp.int32), 1))
@@ -750,44 +742,46 @@ class DecoderOnlyModel(base.BaseModel):
     cache_shape = (cfg.num_layers, b, length, cfg.kv_heads, cfg.head_width)
     cache = (jnp.zeros(cache_shape, cfg.dtype), jnp.zeros(cache_shape, cfg.dtype))
     variables = self._variables(params)
-    zeros_B = jnp.zeros((b,), jnp.int32)
     hidden_BxLxD, kernel_DxV, cache = self.module.apply(
-        variables, prompt_BxL, positions_BxL, mask, positions_BxL, cache, zeros_B)
+        variables, prompt_BxL, positions_BxL, mask, positions_BxL, cache, jnp.zeros((b,), jnp.int32))
     last_BxD = jnp.take_along_axis(hidden_BxLxD, (prompt_len_B - 1)[:, None, None], axis=1)[:, 0]
+    first_logits_BxV = self._output_logits(last_BxD, kernel_DxV)
+    # beams: every row's cache and per-row state k times (rows b*k .. b*k + k - 1)
+    cache = decoding.repeat_beams(cache, k, axis=1)
+    first_logits_BxV, prompt_len_kB, positions_kBxL = decoding.repeat_beams(
+        (first_logits_BxV, prompt_len_B, positions_BxL), k)
+    eos_id = self.vocabulary.eos_id if opts["eos_id"] is None else opts["eos_id"]
+    # the first target sits at prompt position prompt_len - 1; the last at length - 1
+    return decoding.decode(
+        self._step_fn(variables, prompt_len_kB, positions_kBxL), cache, opts, batch_size=b,
+        max_length=length, eos_id=eos_id, rng=rng, cache_batch_axis=1, first_logits_BxV=first_logits_BxV,
+        max_steps_B=length - prompt_len_B + 1, return_all_beams=return_all_beams)
 
-    def next_token(hidden_BxD, kernel_DxV, step_rng):
-      logits_BxV = jnp.einsum("bd,dv->bv", hidden_BxD, kernel_DxV, preferred_element_type=jnp.float32)
-      logits_BxV = layers.softcap(logits_BxV, cfg.final_logit_softcap)
-      return _sample(logits_BxV, step_rng, temperature, top_k, top_p).astype(jnp.int32)
+  def _step_fn(self, variables, prompt_len_B, key_positions_BxL):
+    """`decoding`'s step function over the prefilled cache; rows keep their own offsets.
 
-    rng, step_rng = jax.random.split(rng)
-    token_B = next_token(last_BxD, kernel_DxV, step_rng)
-    out_BxL = jnp.zeros((b, length), jnp.int32).at[:, 0].set(token_B)
-    done_B = (token_B == eos_id) | (prompt_len_B >= length)
-    # the token just sampled sits at sequence position index_B
-    state = (prompt_len_B, token_B, out_BxL, done_B, cache, rng)
+    Output step s feeds the token emitted at step s - 1, which sits at sequence position
+    prompt_len_B + s - 1 (clipped: rows that are done only rewrite their last slot).
+    """
+    cfg = self.config
+    length = key_positions_BxL.shape[1]
+    arange_L = jnp.arange(length)
 
-    def cond(state):
-      return ~jnp.all(state[3])
-
-    def body(state):
-      index_B, token_B, out_BxL, done_B, cache, rng = state
-      index_B = jnp.minimum(index_B, length - 1)
+    def step(tokens_Bx1, cache, step_index):
+      index_B = jnp.minimum(prompt_len_B + step_index - 1, length - 1)
       order_BxS = arange_L[None, :] <= index_B[:, None]
       if cfg.sliding_window is not None:
         order_BxS &= index_B[:, None] - arange_L[None, :] < cfg.sliding_window
       if self.start_token == "none":
         order_BxS &= arange_L[None, :] > 0
-      step_mask = order_BxS[:, None, None, :]
       step_positions_Bx1 = index_B[:, None] - (self.start_token == "none")
       hidden_Bx1xD, kernel_DxV, cache = self.module.apply(
-          variables, token_B[:, None], step_positions_Bx1, step_mask, positions_BxL, cache, index_B)
-      rng, step_rng = jax.random.split(rng)
-      new_B = next_token(hidden_Bx1xD[:, 0], kernel_DxV, step_rng)
-      out_index_B = index_B - prompt_len_B + 1
-      write_BxL = (arange_L[None, :] == out_index_B[:, None]) & ~done_B[:, None]
-      out_BxL = jnp.where(write_BxL, new_B[:, None], out_BxL)
-      done_B = done_B | (new_B == eos_id) | (index_B + 1 >= length)
-      return index_B + 1, new_B, out_BxL, done_B, cache, rng
+          variables, tokens_Bx1, step_positions_Bx1, order_BxS[:, None, None, :], key_positions_BxL,
+          cache, index_B)
+      return self._output_logits(hidden_Bx1xD[:, 0], kernel_DxV), cache
 
-    return jax.lax.while_loop(cond, body, state)[2]
+    return step
+
+  def _output_logits(self, hidden_BxD, kernel_DxV):
+    logits_BxV = jnp.einsum("bd,dv->bv", hidden_BxD, kernel_DxV, preferred_element_type=jnp.float32)
+    return layers.softcap(logits_BxV, self.config.final_logit_softcap)

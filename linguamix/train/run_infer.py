@@ -41,8 +41,6 @@ def infer(*, model, checkpoint_path: str, output_dir: str, mixture_or_task_name:
   params = run_eval.load_checkpoint_params(model, checkpoint_path, task_feature_lengths)
   runner = evaluation.BatchRunner(partitioning.Partitioner(), batch_size)
   if mode == "predict_with_aux":
-    if not hasattr(model, "predict_batch_with_aux"):
-      raise ValueError(f"{type(model).__name__} has no predict_batch_with_aux")
     fn = jax.jit(lambda b: model.predict_batch_with_aux(params, b)[1]["scores"])
     pred = jax.jit(lambda b: model.predict_batch(params, b))
   elif mode == "predict":
