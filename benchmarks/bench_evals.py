@@ -64,7 +64,8 @@ def vs_lm_eval(args) -> None:
   import torch
   import transformers
   import lm_eval_helpers  # lm-eval on local files (tests/)
-  from linguamix.models import decoder, hf_decoder, hf_vocabulary
+  from linguamix.models import decoder, hf_vocabulary
+  from linguamix.models.hf import decoder_io
 
   langs = sorted(p.name for p in (BUNDLED / "xcopa").iterdir() if p.is_dir())
   texts = [" ".join([r["premise"], r["choice1"], r["choice2"]])
@@ -104,7 +105,7 @@ def vs_lm_eval(args) -> None:
     vocabulary = hf_vocabulary.HfTokenizerVocabulary(str(hf_dir))
     with gin.unlock_config():
       gin.bind_parameter("linguamix.t5x_tasks.task_vocabulary.vocabulary", vocabulary)
-    _, cfg, params = hf_decoder.load_hf(hf_dir)
+    _, cfg, params = decoder_io.load_hf(hf_dir)
     model = decoder.DecoderOnlyModel(cfg, vocabulary)
     start = time.perf_counter()
     results = runner.evaluate(model, params, "xcopa", str(tmp / "ours"), batch_size=args.batch_size,

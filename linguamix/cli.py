@@ -18,7 +18,7 @@ from linguamix import _quiet
 COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("linguamix.commands.bench", "benchmark a gin config's training step (steps/s, tokens/s, MFU) and input pipeline"),
     "augment": ("linguamix.augment.command", "sPhinX selective translated augmentation with an OpenAI-compatible endpoint"),
-    "convert": ("linguamix.models.convert", "checkpoints to Orbax: legacy T5X (mT5) and Hugging Face safetensors (mT5, Llama-family, BLOOM, GPT-2); export back to HF and PEFT"),
+    "convert": ("linguamix.models.convert", "checkpoints to Orbax: legacy T5X (mT5) and Hugging Face safetensors (see its --help for the architectures); export back to HF and PEFT"),
     "judge": ("linguamix.commands.judge", "MT-Bench-X LLM judge (grading or pairwise, both orders) via an OpenAI-compatible endpoint"),
     "mixtures": ("linguamix.commands.mixtures", "list recipe mixtures; show one's per-language composition"),
     "prepare": ("linguamix.prepare.command", "fetch the studies' datasets, benchmarks and base checkpoints (Hub, gs://) into the loaders' layouts"),

@@ -57,18 +57,18 @@ class LookupScorer(base.BaseModel):
   def loss_fn(self, params, batch, dropout_rng):
     raise NotImplementedError
 
-  def predict_batch(self, params, batch, rng=None, **kw):
+  def predict_batch_with_aux(self, params, batch, rng=None, **kw):
     raise NotImplementedError
 
 
 class LookupGenerator(LookupScorer):
   """Generates table[decoded encoder input] (EncDec batches), EOS-terminated."""
 
-  def predict_batch(self, params, batch, rng=None, **kw):
+  def predict_batch_with_aux(self, params, batch, rng=None, **kw):
     length = batch["decoder_target_tokens"].shape[1]
     out = np.zeros((len(batch["encoder_input_tokens"]), length), np.int32)
     for b, tokens in enumerate(batch["encoder_input_tokens"]):
       if tokens.any():
         ids = self._vocab.encode(self.table[self._decode(tokens)]) + [self._vocab.eos_id]
         out[b, :min(len(ids), length)] = ids[:length]
-    return out
+    return out, {"scores": np.zeros(len(out), np.float32)}

@@ -83,10 +83,10 @@ def test_sampling_top_k_one_is_greedy_and_temperature_varies():
   batch = {"decoder_input_tokens": jnp.asarray([[0, 4, 5, 6, 0, 0, 0, 0, 0, 0]]),
            "decoder_causal_attention": jnp.asarray([[1, 1, 1, 1, 0, 0, 0, 0, 0, 0]])}
   greedy = jax.jit(model.predict_batch)(params, batch)
-  top1 = jax.jit(functools.partial(model.predict_batch, temperature=1.0, top_k=1))(
+  top1 = jax.jit(functools.partial(model.predict_batch, decode_method="sample", temperature=1.0, top_k=1))(
       params, batch, jax.random.PRNGKey(3))
   np.testing.assert_array_equal(greedy, top1)
-  sample = jax.jit(functools.partial(model.predict_batch, temperature=5.0, top_p=0.99))
+  sample = jax.jit(functools.partial(model.predict_batch, decode_method="sample", temperature=5.0, top_p=0.99))
   samples = {tuple(np.asarray(sample(params, batch, jax.random.PRNGKey(s)))[0]) for s in range(4)}
   assert len(samples) > 1
 
@@ -155,4 +155,4 @@ def test_seqio_prefix_lm_batches_train_on_targets_only_packed_or_not():
   np.testing.assert_allclose(packed_total, sum(scores), rtol=1e-5)
   loss, metrics = jax.jit(model.loss_fn)(params, first, None)
   np.testing.assert_allclose(loss, -scores[0] / 3, rtol=1e-5)
-  assert metrics["num_tokens"] == 3
+  assert metrics["num_target_tokens"] == 3 and metrics["num_tokens"] == first["decoder_target_tokens"].size

@@ -10,7 +10,8 @@ import torch
 import transformers
 
 from linguamix import cli
-from linguamix.models import decoder, hf_decoder
+from linguamix.models import decoder
+from linguamix.models.hf import decoder_io, registry
 
 CONFIG = transformers.LlamaConfig(vocab_size=96, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                   num_key_value_heads=2, intermediate_size=64, max_position_embeddings=64)
@@ -50,7 +51,7 @@ def test_missing_shard_is_named(sharded, tmp_path):
   for f in [hf_dir / "config.json", hf_dir / "model.safetensors.index.json", *shards[1:]]:
     (broken / f.name).write_bytes(f.read_bytes())
   with pytest.raises(FileNotFoundError, match=shards[0].name):
-    hf_decoder.load_hf(broken)
+    decoder_io.load_hf(broken)
 
 
 def _copy_with_config(hf_dir: pathlib.Path, dest: pathlib.Path, **changes) -> pathlib.Path:
@@ -65,7 +66,7 @@ def _copy_with_config(hf_dir: pathlib.Path, dest: pathlib.Path, **changes) -> pa
 def test_unsupported_architecture_is_named(sharded, tmp_path, capsys):
   bad = _copy_with_config(sharded[1], tmp_path / "bad", architectures=["FalconForCausalLM"])
   with pytest.raises(ValueError, match=r"config\.json: architectures=\['FalconForCausalLM'\] is not supported"):
-    hf_decoder.load_hf(bad)
+    decoder_io.load_hf(bad)
   assert cli.main(["convert", "import-hf", str(bad), str(tmp_path / "out")]) == 2
   err = capsys.readouterr().err
   assert err.startswith("linguamix convert: error: ") and "FalconForCausalLM" in err
@@ -77,7 +78,7 @@ def test_mismatched_shape_names_tensor_and_both_shapes(sharded, tmp_path):
   bad = _copy_with_config(sharded[1], tmp_path / "bad", intermediate_size=48)
   with pytest.raises(ValueError, match=r"model\.layers\.0\.mlp\.gate_proj\.weight has shape \(64, 32\) "
                                        r"but the config implies \(48, 32\)"):
-    hf_decoder.load_hf(bad)
+    decoder_io.load_hf(bad)
 
 
 def test_tokenizer_larger_than_embedding_is_refused():
@@ -88,9 +89,9 @@ def test_tokenizer_larger_than_embedding_is_refused():
 
 def test_export_refuses_a_config_the_params_do_not_fit(sharded, tmp_path):
   """Reshapes would accept 2 heads x 16 for a 4-head x 8 model: the export must not."""
-  _, _, params = hf_decoder.load_hf(sharded[1])
+  _, _, params = decoder_io.load_hf(sharded[1])
   wrong = {**CONFIG.to_dict(), "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16}
   with pytest.raises(ValueError, match=r"layers_0/attention/query/kernel: params \(32, 4, 8\), "
                                        r"config implies \(32, 2, 16\)"):
-    hf_decoder.export_hf(params, wrong, str(tmp_path / "out"))
+    registry.lookup(wrong).export_hf(params, wrong, str(tmp_path / "out"))
   assert not (tmp_path / "out" / "model.safetensors").exists()

@@ -15,6 +15,13 @@ PUBLISHED = {  # parameters of the Hugging Face checkpoints
     "mistral_7b": 7_241_732_096, "qwen2_0_5b": 494_032_768, "qwen2_1_5b": 1_543_714_304,
     "qwen2_7b": 7_615_616_512, "gemma_2b": 2_506_172_416, "bloom_560m": 559_214_592,
     "phi3_mini": 3_821_079_552, "bloom_1b7": 1_722_408_960, "bloom_7b1": 7_069_016_064, "mgpt": 1_417_596_928,
+    # Gemma 2 / 3: the "params" KerasHub publishes for its gemma2_2b_en, gemma2_9b_en and gemma3_1b
+    # presets (keras_hub/src/models/gemma*/gemma*_presets.py), which are these checkpoints
+    "gemma2_2b": 2_614_341_888, "gemma2_9b": 9_241_705_984, "gemma3_1b": 999_885_952,
+    # Pythia: total parameters in the EleutherAI/pythia-* model cards' table (non-embedding ones:
+    # Biderman et al. 2023, Table 1); Qwen3: keras-hub's qwen3 preset metadata (model cards: 0.6B, 8.2B)
+    "pythia_1b": 1_011_781_632, "pythia_6_9b": 6_857_302_016, "pythia_12b": 11_846_072_320,
+    "qwen3_0_6b": 596_049_920, "qwen3_8b": 8_190_735_360,
 }
 
 

@@ -36,7 +36,8 @@ import lm_eval
 
 import linguamix.evals  # noqa: F401  (registers the tasks)
 from linguamix.evals import paws_x, requests, runner, xnli
-from linguamix.models import decoder, encoder_decoder, hf_decoder, hf_vocabulary, mt5
+from linguamix.models import decoder, encoder_decoder, hf_vocabulary, mt5
+from linguamix.models.hf import decoder_io
 from linguamix.models.checkpoints import hf_mt5, layout
 from evals_helpers import write_tsv
 import lm_eval_helpers
@@ -150,7 +151,7 @@ def _causal(directory, data, kind):
                                       bos_token_id=1, eos_token_id=2, pad_token_id=3)
     model = transformers.BloomForCausalLM(config)
   _randomize(model.eval()).save_pretrained(directory)
-  _, cfg, params = hf_decoder.load_hf(directory)
+  _, cfg, params = decoder_io.load_hf(directory)
   # Built as a user would, without choosing a start token: the eval derives it.
   return decoder.DecoderOnlyModel(cfg, hf_vocabulary.HfTokenizerVocabulary(str(directory))), params
 

@@ -14,7 +14,9 @@ import seqio
 import torch
 import transformers
 
-from linguamix.models import decoder, hf_decoder, lora
+from linguamix.models import decoder, lora
+from linguamix.models.hf import decoder_io, registry
+from linguamix.models.hf import peft as peft_export
 from linguamix.train import optim
 
 LORA = lora.LoraConfig(targets=r"attention/(query|value|out)|mlp/wo", rank=4, alpha=8.0)
@@ -28,7 +30,7 @@ def base(tmp_path_factory):
   hf_model = transformers.LlamaForCausalLM(config).eval()
   directory = tmp_path_factory.mktemp("llama")
   hf_model.save_pretrained(directory)
-  arch, cfg, params = hf_decoder.load_hf(directory)
+  arch, cfg, params = decoder_io.load_hf(directory)
   return hf_model, directory, arch, cfg, params
 
 
@@ -88,7 +90,7 @@ def test_merged_weights_equal_adapter_plus_base_and_peft_loads_the_export(base, 
   merged = lora.merge(trained, LORA)
   np.testing.assert_allclose(jax.jit(base_model.logits)(merged, _batch(1)), want, atol=1e-4)
 
-  lora.export_peft(tmp_path, trained, arch, lora_model.config, str(hf_dir))
+  peft_export.write_adapter(tmp_path, arch, lora_model.config, trained, str(hf_dir))
   assert json.loads((tmp_path / "adapter_config.json").read_text())["r"] == 4
   # a fresh base: peft injects its layers into the model it is given
   fresh = transformers.AutoModelForCausalLM.from_pretrained(hf_dir)
@@ -110,7 +112,7 @@ def test_scanned_merge_matches_and_fused_families_refuse_peft_export():
   np.testing.assert_allclose(jax.jit(merged_model.logits)(lora.merge(params, LORA), _batch()),
                              jax.jit(model.logits)(params, _batch()), atol=1e-4, rtol=1e-5)
   with pytest.raises(ValueError, match="BloomForCausalLM"):
-    lora.export_peft("/nonexistent", params, "BloomForCausalLM", cfg)
+    peft_export.write_adapter("/nonexistent", registry.get("BloomForCausalLM"), cfg, params)
 
 
 def test_convert_cli_merges_or_exports_adapters_of_a_checkpoint(base, tmp_path, capsys):

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from linguamix.models import layers
+from linguamix.models import layers, losses
 
 
 def test_chunked_logit_stats_match_full_logits_and_gradients():
@@ -22,8 +22,8 @@ def test_chunked_logit_stats_match_full_logits_and_gradients():
     np.testing.assert_array_equal(correct, logits.argmax(-1) == np.asarray(t))
 
   def loss(h, w, chunk):
-    lse, tgt, _ = layers.output_logit_stats(h, w, t, chunk_length=chunk)
-    return layers.token_cross_entropy(lse, tgt, z_loss=1e-4).sum()
+    lse, tgt, correct = layers.output_logit_stats(h, w, t, chunk_length=chunk)
+    return losses.cross_entropy(lse, tgt, correct, jnp.ones(t.shape), z_loss=1e-4, normalizer=None)[0]
 
   # The hand-written backward pass against autodiff of the textbook formula.
   def loss_ref(h, w):
@@ -38,6 +38,24 @@ def test_chunked_logit_stats_match_full_logits_and_gradients():
   for a, b, r in zip(g_full, g_chunk, g_ref):
     np.testing.assert_allclose(a, r, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(b, r, rtol=1e-5, atol=1e-6)
+
+
+def test_soft_capped_logit_stats_gradients_match_autodiff():
+  rng = np.random.default_rng(2)
+  h = jnp.asarray(rng.normal(size=(2, 5, 8)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(8, 40)), jnp.float32)
+  t = jnp.asarray(rng.integers(0, 40, size=(2, 5)))
+
+  def loss(h, w):
+    lse, tgt, _ = layers.output_logit_stats(h, w, t, logit_softcap=3.0)
+    return (lse - tgt).sum()
+
+  def loss_ref(h, w):
+    logits = 3.0 * jnp.tanh(jnp.einsum("bld,dv->blv", h, w) / 3.0)
+    return (jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, t[..., None], -1)[..., 0]).sum()
+
+  for a, r in zip(jax.grad(loss, argnums=(0, 1))(h, w), jax.grad(loss_ref, argnums=(0, 1))(h, w)):
+    np.testing.assert_allclose(a, r, rtol=1e-5, atol=1e-6)
 
 
 def test_grouped_query_attention_matches_repeated_heads_and_masks_segments():

@@ -16,6 +16,7 @@ transformers = pytest.importorskip("transformers")
 
 from linguamix.models import mt5
 from linguamix.models.checkpoints import hf_mt5, layout
+from linguamix.models.hf import tensors
 from linguamix.models.encoder_decoder import EncoderDecoderModel
 
 # Long enough inputs that distances reach the log-spaced buckets (8 buckets, max 20).
@@ -129,7 +130,7 @@ def test_scanned_layers_and_remat_give_the_same_logits(reference):
 
 
 def test_bad_hf_checkpoints_name_the_tensor(reference, tmp_path):
-  state = hf_mt5.read_safetensors(reference["dir"])
+  state = tensors.read_safetensors(reference["dir"])
   cfg = hf_mt5.load(reference["dir"])[1]
   bad = dict(state)
   del bad["decoder.block.1.layer.2.DenseReluDense.wo.weight"]
@@ -158,7 +159,7 @@ def test_sharded_hf_checkpoint_and_convert_import_hf(reference, tmp_path):
   import orbax.checkpoint as ocp
   from linguamix import cli
 
-  state = hf_mt5.read_safetensors(reference["dir"])
+  state = tensors.read_safetensors(reference["dir"])
   names = sorted(state)
   shards = {"model-00001-of-00002.safetensors": names[:10], "model-00002-of-00002.safetensors": names[10:]}
   sharded = tmp_path / "sharded"

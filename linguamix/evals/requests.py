@@ -20,7 +20,6 @@ tokenizer (`start_token`), and model gins set the same one for training.
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import functools
 from typing import Callable, Iterator
@@ -134,8 +133,7 @@ def for_model(model, add_bos_token: bool | None = None):
   if model.start_token != want:
     logging.info("scoring with start_token=%r (the tokenizer's default), not the model's %r",
                  want, model.start_token)
-    model = copy.copy(model)
-    model.start_token = want
+    model = model.with_start_token(want)
   return model, dataclasses.replace(fmt, start_is_bos=want == "bos")
 
 

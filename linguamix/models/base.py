@@ -34,6 +34,7 @@ LOGICAL_AXES = (
     "vocab",      # vocabulary
     "layers",     # stacked layers under nn.scan
     "relpos_buckets",  # T5 relative position buckets
+    "expert",     # mixture-of-experts experts (expert parallelism)
 )
 
 
@@ -44,6 +45,16 @@ class BaseModel(abc.ABC):
   # What a decoder-only model puts before each sequence (`DecoderOnlyModel`); None: no
   # such slot (encoder-decoder models). Evaluation derives it from the tokenizer.
   start_token: str | None = None
+  # `optim.build` name the trainer uses unless a gin names another.
+  default_optimizer: str = "adamw"
+
+  def with_start_token(self, start_token: str) -> "BaseModel":
+    """The same model with another start-token policy; a model without the slot is itself."""
+    return self
+
+  def trainable_mask(self, params: Params) -> Any:
+    """A tree of bools like `params` marking what trains (LoRA: the adapters); None: everything."""
+    return None
 
   @property
   @abc.abstractmethod
@@ -63,5 +74,12 @@ class BaseModel(abc.ABC):
     """Per-example summed target log-likelihood, weighted by loss weights, no z-loss. [B]."""
 
   @abc.abstractmethod
+  def predict_batch_with_aux(self, params: Params, batch: Batch, rng: Array | None = None,
+                             **decode_kwargs) -> tuple[Array, Mapping[str, Array]]:
+    """Decoded target token ids [B, L] and {'scores': [B]}: each prediction's summed
+    log-likelihood (beam search: length-normalised). Greedy unless decode_kwargs or the
+    constructor ask otherwise (`decoding.decode_options` names the options)."""
+
   def predict_batch(self, params: Params, batch: Batch, rng: Array | None = None, **decode_kwargs) -> Array:
-    """Decoded target token ids [B, L] (greedy unless decode_kwargs ask otherwise)."""
+    """Decoded target token ids [B, L], the tokens of `predict_batch_with_aux`."""
+    return self.predict_batch_with_aux(params, batch, rng, **decode_kwargs)[0]

@@ -5,10 +5,8 @@
   linguamix convert export-peft MODEL_DIR/checkpoint_N PEFT_DIR --config config.json --lora_alpha A
   linguamix convert import-t5x T5X_CHECKPOINT_DIR ORBAX_DIR [--scan_layers]   (legacy mT5)
 
-The family is read from config.json `architectures`; FAMILIES maps each architecture
-to the module that converts it. A module provides
-  import_hf(hf_dir, **options) -> (params, hf_config)   (hf_config: the config.json dict)
-  export_hf(params, hf_config, out_dir, dtype)           (writes config.json + safetensors)
+The architecture is read from config.json `architectures`; its record in
+`linguamix.models.hf.registry` converts it (`import_hf`, `export_hf`, `export_peft`).
 The Orbax directory holds the bare params tree (what `INITIAL_CHECKPOINT_PATH` loads)
 plus `hf_config.json`, so export needs no other input. Export also reads a training
 checkpoint (`MODEL_DIR/checkpoint_<step>`): its `state/params` subtree.
@@ -21,36 +19,18 @@ directory that `INITIAL_CHECKPOINT_PATH` or `from_pretrained` would half-read.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import pathlib
 import shutil
 
 from linguamix import atomic
 from linguamix import errors
+from linguamix.models.hf import registry
 
-FAMILIES = {
-    "LlamaForCausalLM": "linguamix.models.hf_decoder",
-    "MistralForCausalLM": "linguamix.models.hf_decoder",
-    "Qwen2ForCausalLM": "linguamix.models.hf_decoder",
-    "GemmaForCausalLM": "linguamix.models.hf_decoder",
-    "Phi3ForCausalLM": "linguamix.models.hf_decoder",
-    "BloomForCausalLM": "linguamix.models.hf_decoder",
-    "GPT2LMHeadModel": "linguamix.models.hf_decoder",
-    "MT5ForConditionalGeneration": "linguamix.models.checkpoints.hf_mt5",
-}
 HF_CONFIG_FILE = "hf_config.json"
 # Tokenizer files copied along so a converted directory is complete.
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                     "tokenizer.model", "generation_config.json")
-
-
-def family_module(hf_config: dict, where: str):
-  archs = hf_config.get("architectures") or []
-  if not archs or archs[0] not in FAMILIES:
-    raise ValueError(f"{where}: architectures={archs!r} is not supported; "
-                     f"supported: {', '.join(sorted(FAMILIES))}")
-  return importlib.import_module(FAMILIES[archs[0]])
 
 
 def import_hf(hf_dir: str, out_dir: str, **options) -> dict:
@@ -59,9 +39,9 @@ def import_hf(hf_dir: str, out_dir: str, **options) -> dict:
   if not config_path.exists():
     raise FileNotFoundError(f"{config_path} does not exist")
   hf_config = _read_json(config_path)
-  module = family_module(hf_config, str(config_path))
+  arch = registry.lookup(hf_config, str(config_path))
   _check_new(out_dir)
-  params, hf_config = module.import_hf(hf_dir, **options)
+  params, hf_config = arch.import_hf(hf_dir, **options)
   _save_orbax(out_dir, params, hf_config, copy_from=hf_dir)
   return hf_config
 
@@ -102,7 +82,7 @@ def import_t5x(t5x_dir: str, out_dir: str, scan_layers: bool = False) -> dict:
 
 
 def _read_checkpoint(checkpoint_dir: str, config_path: str | None):
-  """(hf_config, family module, params) of a converted dir or a training checkpoint."""
+  """(hf_config, architecture record, params) of a converted dir or a training checkpoint."""
   import orbax.checkpoint as ocp
 
   src = pathlib.Path(checkpoint_dir).absolute()
@@ -110,7 +90,7 @@ def _read_checkpoint(checkpoint_dir: str, config_path: str | None):
   if not config_file.exists():
     raise FileNotFoundError(f"{config_file} does not exist: pass --config with the model's config.json")
   hf_config = _read_json(config_file)
-  module = family_module(hf_config, str(config_file))
+  arch = registry.lookup(hf_config, str(config_file))
   item = src / "state" if (src / "state").is_dir() else src
   try:
     tree = ocp.PyTreeCheckpointer().restore(item)
@@ -118,18 +98,17 @@ def _read_checkpoint(checkpoint_dir: str, config_path: str | None):
     raise errors.UserError(f"{item}: not a readable Orbax checkpoint: "
                            f"{str(e).split(' [tensorstore_spec=')[0]}") from e
   params = tree["params"] if "params" in tree else tree
-  return hf_config, module, params
+  return hf_config, arch, params
 
 
 def export_hf(checkpoint_dir: str, out_dir: str, config_path: str | None = None,
               dtype: str = "float32", lora_alpha: float | None = None) -> dict:
   """Orbax params (converted or a training checkpoint) -> HF directory; LoRA adapters
   (decoder families) are merged into the weights with `lora_alpha`."""
-  hf_config, module, params = _read_checkpoint(checkpoint_dir, config_path)
+  hf_config, arch, params = _read_checkpoint(checkpoint_dir, config_path)
   src = pathlib.Path(checkpoint_dir).absolute()
   with atomic.atomic_dir(out_dir) as tmp:
-    module.export_hf(params, hf_config, tmp, dtype,
-                     **({"lora_alpha": lora_alpha} if lora_alpha is not None else {}))
+    arch.export_hf(params, hf_config, tmp, dtype, lora_alpha)
     for name in _TOKENIZER_FILES:
       if (src / name).exists():
         shutil.copy(src / name, pathlib.Path(tmp) / name)
@@ -139,11 +118,9 @@ def export_hf(checkpoint_dir: str, out_dir: str, config_path: str | None = None,
 def export_peft(checkpoint_dir: str, out_dir: str, config_path: str | None, lora_alpha: float,
                 lora_dropout: float = 0.0) -> dict:
   """LoRA adapters of a training checkpoint -> PEFT adapter directory."""
-  hf_config, module, params = _read_checkpoint(checkpoint_dir, config_path)
-  if not hasattr(module, "export_peft"):
-    raise ValueError(f"{hf_config['architectures'][0]} has no LoRA adapters to export")
+  hf_config, arch, params = _read_checkpoint(checkpoint_dir, config_path)
   with atomic.atomic_dir(out_dir) as tmp:
-    module.export_peft(params, hf_config, tmp, lora_alpha, lora_dropout)
+    arch.export_peft(params, hf_config, tmp, lora_alpha, lora_dropout)
   return hf_config
 
 
@@ -152,7 +129,7 @@ def main(argv: list[str]) -> int:
       prog="linguamix convert",
       description="Convert Hugging Face checkpoints (config.json + model.safetensors, sharded "
                   "or not) to Orbax params for INITIAL_CHECKPOINT_PATH, and back. Families: "
-                  + ", ".join(sorted(FAMILIES)))
+                  + ", ".join(registry.names()))
   sub = parser.add_subparsers(dest="command", required=True)
   imp = sub.add_parser("import-hf", help="HF model directory -> Orbax params directory")
   imp.add_argument("hf_dir", help="directory with config.json and model.safetensors[.index.json]")

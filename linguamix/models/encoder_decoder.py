@@ -14,15 +14,10 @@ import jax
 import jax.numpy as jnp
 import seqio
 
-from linguamix.models import base, decoding, layers
+from linguamix.models import base, decoding, layers, losses
 from linguamix.models.mt5 import MT5Config, Transformer, logits
 
 Array = jax.Array
-
-# T5X's `loss_normalizing_factor`: None sums the loss over tokens; a number divides by it;
-# this name divides by the number of weighted target tokens (a per-token mean).
-NUM_REAL_TARGET_TOKENS = "NUM_REAL_TARGET_TOKENS"
-DECODE_METHODS = ("greedy", "sample", "beam")
 
 
 def _segment_ids(batch: Mapping[str, Array], prefix: str, tokens: str) -> Array:
@@ -36,32 +31,26 @@ def segment_ids(batch: Mapping[str, Array]) -> tuple[Array, Array]:
           _segment_ids(batch, "decoder", "decoder_target_tokens"))
 
 
-def loss_weights(batch: Mapping[str, Array]) -> Array:
-  weights = batch.get("decoder_loss_weights")
-  if weights is None:
-    weights = batch["decoder_target_tokens"] > 0
-  return weights.astype(jnp.float32)
-
-
 class EncoderDecoderModel(base.BaseModel):
   """mT5 / T5.1.1 with T5X's loss (z-loss, loss normalisation) and decoding."""
 
   feature_converter_cls = seqio.EncDecFeatureConverter
+  default_optimizer = "adafactor"  # T5X's for mT5
 
   def __init__(self, config: MT5Config, vocabulary: seqio.Vocabulary, *, z_loss: float = 1e-4,
-               loss_normalizing_factor: float | str | None = NUM_REAL_TARGET_TOKENS,
+               loss_normalizing_factor: float | str | None = losses.NUM_REAL_TARGET_TOKENS,
                logits_chunk_length: int | None = None, decode_method: str = "greedy",
-               beam_size: int = 4, alpha: float = 0.6, temperature: float = 1.0, top_k: int = 0):
-    if decode_method not in DECODE_METHODS:
-      raise ValueError(f"decode_method={decode_method!r}; expected one of {DECODE_METHODS}")
+               beam_size: int = 4, alpha: float = 0.6, temperature: float = 1.0, top_k: int = 0,
+               top_p: float = 1.0, eos_id: int | None = None):
     self.config = config
     self.module = Transformer(config)
     self._vocabulary = vocabulary
     self.z_loss = z_loss
     self.loss_normalizing_factor = loss_normalizing_factor
     self.logits_chunk_length = logits_chunk_length
-    self.decode_defaults = dict(decode_method=decode_method, beam_size=beam_size, alpha=alpha,
-                                temperature=temperature, top_k=top_k)
+    self.decode_defaults = decoding.decode_options(
+        decode_method=decode_method, beam_size=beam_size, alpha=alpha, temperature=temperature,
+        top_k=top_k, top_p=top_p, eos_id=eos_id)
 
   @property
   def vocabulary(self) -> seqio.Vocabulary:
@@ -90,34 +79,17 @@ class EncoderDecoderModel(base.BaseModel):
 
   def loss_fn(self, params, batch, dropout_rng):
     lse_BxT, target_logit_BxT, correct_BxT = self._logit_stats(params, batch, dropout_rng)
-    weights_BxT = loss_weights(batch)
-    cross_ent = jnp.sum((lse_BxT - target_logit_BxT) * weights_BxT)
-    z_loss = jnp.sum(self.z_loss * jnp.square(lse_BxT) * weights_BxT)
-    num_tokens = jnp.sum(weights_BxT)
-    if self.loss_normalizing_factor is None:
-      normalizer = 1.0
-    elif self.loss_normalizing_factor == NUM_REAL_TARGET_TOKENS:
-      normalizer = jnp.maximum(num_tokens, 1.0)
-    else:
-      normalizer = float(self.loss_normalizing_factor)
-    loss = (cross_ent + z_loss) / normalizer
-    metrics = {
-        "loss": loss,
-        "cross_ent_loss": cross_ent / normalizer,
-        "z_loss": z_loss / normalizer,
-        "accuracy": jnp.sum(correct_BxT * weights_BxT) / jnp.maximum(num_tokens, 1.0),
-        "num_target_tokens": num_tokens,
-        "num_tokens": jnp.asarray(weights_BxT.size, jnp.float32),
-    }
-    return loss, metrics
+    return losses.cross_entropy(lse_BxT, target_logit_BxT, correct_BxT, losses.loss_weights(batch),
+                                z_loss=self.z_loss, normalizer=self.loss_normalizing_factor)
 
   def token_log_likelihood(self, params, batch) -> Array:
     """log p(target token) per position [B, T], weighted by loss weights, float32."""
     lse_BxT, target_logit_BxT, _ = self._logit_stats(params, batch, None)
-    return (target_logit_BxT - lse_BxT) * loss_weights(batch)
+    return (target_logit_BxT - lse_BxT) * losses.loss_weights(batch)
 
   def score_batch(self, params, batch) -> Array:
-    return jnp.sum(self.token_log_likelihood(params, batch), axis=-1)
+    lse_BxT, target_logit_BxT, _ = self._logit_stats(params, batch, None)
+    return losses.sequence_log_likelihood(lse_BxT, target_logit_BxT, losses.loss_weights(batch))
 
   # --- decoding -------------------------------------------------------------------------
 
@@ -140,41 +112,23 @@ class EncoderDecoderModel(base.BaseModel):
       return logits(hidden, kernel)[:, 0], cache
     return step
 
-  def predict_batch_with_aux(self, params, batch, rng=None, **decode_kwargs):
+  def predict_batch_with_aux(self, params, batch, rng=None, *, return_all_beams: bool = False,
+                             **decode_kwargs):
     """Decoded tokens [B, L] and {'scores': [B]} (log-likelihood; beam: length-normalised).
 
-    decode_kwargs override the constructor's: decode_method ('greedy', 'sample', 'beam'),
-    beam_size, alpha, temperature, top_k; with `return_all_beams=True` beam search returns
-    [B, K, L] tokens and [B, K] scores.
+    decode_kwargs override the constructor's (`decoding.decode_options`): decode_method
+    ('greedy', 'sample', 'beam'), beam_size, alpha, temperature, top_k, top_p, eos_id; with
+    `return_all_beams=True` beam search returns [B, K, L] tokens and [B, K] scores.
     """
-    opts = dict(self.decode_defaults)
-    return_all = decode_kwargs.pop("return_all_beams", False)
-    unknown = set(decode_kwargs) - set(opts)
-    if unknown:
-      raise TypeError(f"unknown decode options {sorted(unknown)}; known: {sorted(opts)}")
-    opts.update(decode_kwargs)
+    opts = decoding.resolve_options(self.decode_defaults, decode_kwargs)
+    k = decoding.num_beams(opts)
     enc_tokens = batch["encoder_input_tokens"]
     enc_seg = _segment_ids(batch, "encoder", "encoder_input_tokens")
     max_length = batch["decoder_target_tokens"].shape[1]
-    b = enc_tokens.shape[0]
-    eos_id = self.vocabulary.eos_id
     encoded = self.module.apply({"params": params}, enc_tokens, enc_seg, method=Transformer.encode)
-    if opts["decode_method"] == "beam":
-      k = opts["beam_size"]
-      encoded, enc_seg = (jnp.repeat(x, k, axis=0) for x in (encoded, enc_seg))
-      cache = self._init_cache(params, encoded, enc_seg, max_length)
-      tokens, scores = decoding.beam_search(
-          self._step_fn(params, enc_seg), cache, batch_size=b, beam_size=k, max_length=max_length,
-          eos_id=eos_id, alpha=opts["alpha"], cache_batch_axis=1)
-      if return_all:
-        return tokens, {"scores": scores}
-      return tokens[:, 0], {"scores": scores[:, 0]}
+    encoded, enc_seg = decoding.repeat_beams((encoded, enc_seg), k)
     cache = self._init_cache(params, encoded, enc_seg, max_length)
-    greedy = opts["decode_method"] == "greedy"
-    tokens, scores = decoding.temperature_sample(
-        self._step_fn(params, enc_seg), cache, batch_size=b, max_length=max_length, eos_id=eos_id,
-        rng=rng, temperature=0.0 if greedy else opts["temperature"], top_k=opts["top_k"])
-    return tokens, {"scores": scores}
-
-  def predict_batch(self, params, batch, rng=None, **decode_kwargs):
-    return self.predict_batch_with_aux(params, batch, rng, **decode_kwargs)[0]
+    eos_id = self.vocabulary.eos_id if opts["eos_id"] is None else opts["eos_id"]
+    return decoding.decode(self._step_fn(params, enc_seg), cache, opts, batch_size=enc_tokens.shape[0],
+                           max_length=max_length, eos_id=eos_id, rng=rng, cache_batch_axis=1,
+                           return_all_beams=return_all_beams)

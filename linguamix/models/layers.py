@@ -111,10 +111,13 @@ def dot_product_attention(
     dropout_rng: Array | None = None,
     dtype: jnp.dtype = jnp.float32,
     implementation: str = "materialised",
+    logit_softcap: float | None = None,
 ) -> Array:
   """Softmax attention with grouped-query heads (N = K * G), an additive bias and a mask.
 
   No scaling inside: callers scale the queries (T5 folds the scale into the init).
+  `logit_softcap` (Gemma 2) maps the logits to cap * tanh(logits / cap) before the bias
+  and mask are added; the fused kernels have no such step, so it takes the materialised path.
   The softmax runs in float32 whatever the compute dtype. With `mask_Bx1xTxS`, fully
   masked rows (padding queries) give zeros; with the mask folded into the bias
   (`mask_bias`) they give finite values that only padding positions see.
@@ -125,7 +128,7 @@ def dot_product_attention(
     raise ValueError(f"attention implementation {implementation!r}; expected one of "
                      f"{ATTENTION_IMPLEMENTATIONS}")
   dropout = dropout_rate > 0.0 and dropout_rng is not None
-  if implementation == "fused" and not dropout:
+  if implementation == "fused" and not dropout and logit_softcap is None:
     return _fused_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, mask_Bx1xTxS, bias_BxNxTxS, dtype)
   b, t, n, h = q_BxTxNxH.shape
   kv_heads = k_BxSxKxH.shape[2]
@@ -138,6 +141,7 @@ def dot_product_attention(
     q_BxTxKxGxH = q_BxTxNxH.reshape(b, t, kv_heads, g, h)
     logits_BxKxGxTxS = jnp.einsum(
         "btkgh,bskh->bkgts", q_BxTxKxGxH, k_BxSxKxH, preferred_element_type=jnp.float32)
+  logits_BxKxGxTxS = softcap(logits_BxKxGxTxS, logit_softcap)
   if bias_BxNxTxS is not None:
     bias = bias_BxNxTxS.astype(jnp.float32)
     bias = bias.reshape(bias.shape[0], -1, 1, t, s) if bias.shape[1] == 1 else \
@@ -210,8 +214,16 @@ def _project_bwd(in_dims, residuals, g):
 project.defvjp(_project_fwd, _project_bwd)
 
 
-def _logit_stats_fwd(h_BxCxD: Array, kernel_DxV: Array, targets_BxC: Array):
+def softcap(logits: Array, cap: float | None) -> Array:
+  """cap * tanh(logits / cap) (Gemma 2's soft capping); the logits unchanged when cap is None."""
+  if cap is None:
+    return logits
+  return jnp.tanh(logits / cap) * cap
+
+
+def _logit_stats_fwd(h_BxCxD: Array, kernel_DxV: Array, targets_BxC: Array, logit_softcap: float | None):
   logits_BxCxV = jnp.einsum("bcd,dv->bcv", h_BxCxD, kernel_DxV, preferred_element_type=jnp.float32)
+  logits_BxCxV = softcap(logits_BxCxV, logit_softcap)
   # One max over V serves the log-sum-exp and the accuracy: an argmax is a variadic
   # (value, index) reduction, which XLA:CPU ran at ~9 ms of a 160 ms tiny mT5 step.
   max_BxC = jnp.max(logits_BxCxV, axis=-1)
@@ -222,8 +234,9 @@ def _logit_stats_fwd(h_BxCxD: Array, kernel_DxV: Array, targets_BxC: Array):
   return (lse_BxC, target_logit_BxC, correct_BxC), (h_BxCxD, kernel_DxV, targets_BxC, logits_BxCxV, lse_BxC)
 
 
-def _logit_stats_bwd(residuals, cotangents):
-  """d logits = softmax * g_lse + one_hot(target) * g_target (accuracy: zero almost everywhere).
+def _logit_stats_bwd(logit_softcap, residuals, cotangents):
+  """d logits = softmax * g_lse + one_hot(target) * g_target (accuracy: zero almost everywhere),
+  times the soft cap's derivative 1 - (logits / cap)**2 when the logits are capped.
 
   Written out because autodiff's version scatters the target-logit gradient and XLA:CPU
   then multiplies the output kernel's gradient with both operands transposed (~10 ms of
@@ -234,6 +247,8 @@ def _logit_stats_bwd(residuals, cotangents):
   vocab_V = jnp.arange(logits_BxCxV.shape[-1])
   g_BxCxV = (jnp.exp(logits_BxCxV - lse_BxC[..., None]) * g_lse_BxC[..., None]
              + jnp.where(vocab_V == targets_BxC[..., None], g_target_BxC[..., None], 0.0))
+  if logit_softcap is not None:
+    g_BxCxV = g_BxCxV * (1.0 - jnp.square(logits_BxCxV / logit_softcap))
   g_BxCxV = g_BxCxV.astype(kernel_DxV.dtype)
   g_h = jnp.einsum("bcv,dv->bcd", g_BxCxV, kernel_DxV, preferred_element_type=jnp.float32)
   g_kernel = jnp.einsum("bcd,bcv->dv", h_BxCxD.astype(kernel_DxV.dtype), g_BxCxV,
@@ -241,9 +256,9 @@ def _logit_stats_bwd(residuals, cotangents):
   return g_h.astype(h_BxCxD.dtype), g_kernel.astype(kernel_DxV.dtype), None
 
 
-@jax.custom_vjp
-def _logit_stats(h_BxCxD: Array, kernel_DxV: Array, targets_BxC: Array):
-  return _logit_stats_fwd(h_BxCxD, kernel_DxV, targets_BxC)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _logit_stats(h_BxCxD: Array, kernel_DxV: Array, targets_BxC: Array, logit_softcap: float | None = None):
+  return _logit_stats_fwd(h_BxCxD, kernel_DxV, targets_BxC, logit_softcap)[0]
 
 
 _logit_stats.defvjp(_logit_stats_fwd, _logit_stats_bwd)
@@ -255,8 +270,11 @@ def output_logit_stats(
     targets_BxL: Array,
     *,
     chunk_length: int | None = None,
+    logit_softcap: float | None = None,
 ) -> tuple[Array, Array, Array]:
   """log-sum-exp, target logit and argmax==target per position, in float32.
+
+  `logit_softcap` soft-caps the logits first (`softcap`; Gemma 2's final_logit_softcapping).
 
   The cross-entropy is `lse - target_logit` (+ z_loss * lse**2), the target
   log-probability `target_logit - lse`. With `chunk_length`, positions are processed
@@ -266,7 +284,7 @@ def output_logit_stats(
   """
   b, length, d = hidden_BxLxD.shape
   if chunk_length is None or chunk_length >= length:
-    lse, target_logit, correct = _logit_stats(hidden_BxLxD, kernel_DxV, targets_BxL)
+    lse, target_logit, correct = _logit_stats(hidden_BxLxD, kernel_DxV, targets_BxL, logit_softcap)
     return lse, target_logit, correct > 0
   num_chunks = -(-length // chunk_length)
   pad = num_chunks * chunk_length - length
@@ -277,13 +295,8 @@ def output_logit_stats(
 
   @jax.checkpoint
   def body(carry, chunk):
-    return carry, _logit_stats(chunk[0], kernel_DxV, chunk[1])
+    return carry, _logit_stats(chunk[0], kernel_DxV, chunk[1], logit_softcap)
 
   _, stats = jax.lax.scan(body, None, (h_ZxBxCxD, t_ZxBxC))
   lse, target_logit, correct = (x.swapaxes(0, 1).reshape(b, -1)[:, :length] for x in stats)
   return lse, target_logit, correct > 0
-
-
-def token_cross_entropy(lse_BxL: Array, target_logit_BxL: Array, z_loss: float = 0.0) -> Array:
-  """Per-token cross-entropy with T5X's z-loss term (z_loss * log(Z)**2)."""
-  return lse_BxL - target_logit_BxL + z_loss * jnp.square(lse_BxL)

@@ -1,4 +1,4 @@
-"""LoRA: low-rank adapters on the projections a regex selects, merge, and PEFT export.
+"""LoRA: low-rank adapters on the projections a regex selects, and their merge.
 
 With `DecoderConfig.lora = LoraConfig(targets=r"attention/(query|value)", rank=8)`
 every selected `Dense` adds `x A B * alpha / rank` (A [in.., r], B [r, out..], B zero
@@ -9,14 +9,13 @@ trainer's optimizer (`optim.build(trainable=...)`) keeps state for them only.
   split_params / combine_params   trainable adapters vs. frozen base
   add_adapters(base, model, rng)  fresh adapters next to a converted base checkpoint
   merge(params, lora)             base weights with the adapters folded in
-  export_peft(dir, params, ...)   adapter_config.json + adapter_model.safetensors for `peft`
+
+PEFT export is `linguamix.models.hf.peft` (it needs the architecture's tensor table).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import pathlib
 import re
 from typing import Any
 
@@ -120,49 +119,3 @@ def _adapter_pairs(adapters: dict) -> dict[tuple, tuple]:
   """module path (without the adapter name) -> (a, b)."""
   flat = flax.traverse_util.flatten_dict(adapters)
   return {k[:-2]: (flat[k[:-1] + ("a",)], flat[k[:-1] + ("b",)]) for k in flat if k[-1] == "a"}
-
-
-def export_peft(directory: str | pathlib.Path, params: dict, arch: str, model_config,
-                base_model_name_or_path: str = "") -> None:
-  """Writes a PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors).
-
-  Supported for architectures with separate q/k/v projections (Llama, Mistral, Qwen2,
-  Gemma); BLOOM and GPT-2 fuse them into one HF module, which a LoRA per projection
-  cannot be written as.
-  """
-  from safetensors.numpy import save_file
-
-  from linguamix.models import hf_decoder
-
-  if hf_decoder.ARCHITECTURES[arch] != "llama":
-    raise ValueError(f"PEFT export supports Llama-family architectures only, not {arch} "
-                     "(its fused q/k/v projection has no per-projection adapter)")
-  lora = model_config.lora
-  adapters, _ = split_params(nn.meta.unbox(params))
-  flat = flax.traverse_util.flatten_dict(adapters)
-  if any(k[0] == "layers" for k in flat):  # scanned: one entry per layer
-    unstacked = {}
-    for k, v in flat.items():
-      for i in range(v.shape[0]):
-        unstacked[(f"layers_{i}",) + k[1:]] = v[i]
-    flat = unstacked
-  hf_module = {e.paths[0][:-1]: e.hf_name.rsplit(".", 1)[0]
-               for e in hf_decoder.entries("llama", dataclasses.replace(model_config, scan_layers=False))
-               if len(e.paths) == 1 and e.paths[0][-1] == "kernel"}
-  tensors, modules = {}, []
-  for module, (a, b) in _adapter_pairs(flax.traverse_util.unflatten_dict(flat)).items():
-    name = hf_module[module]
-    modules.append(name)
-    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
-    tensors[f"base_model.model.{name}.lora_A.weight"] = np.ascontiguousarray(a.reshape(-1, lora.rank).T)
-    tensors[f"base_model.model.{name}.lora_B.weight"] = np.ascontiguousarray(b.reshape(lora.rank, -1).T)
-  directory = pathlib.Path(directory)
-  directory.mkdir(parents=True, exist_ok=True)
-  save_file(tensors, str(directory / "adapter_model.safetensors"), metadata={"format": "pt"})
-  config = {
-      "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": lora.rank, "lora_alpha": lora.alpha,
-      "lora_dropout": lora.dropout, "target_modules": sorted(modules), "bias": "none",
-      "fan_in_fan_out": False, "use_rslora": False, "inference_mode": True,
-      "base_model_name_or_path": base_model_name_or_path,
-  }
-  (directory / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n")

@@ -9,6 +9,12 @@ pre_cross_attention_layer_norm,encoder_decoder_attention,pre_mlp_layer_norm,mlp}
 With `scan_layers=True` the `layers_{i}` subtrees become one `layers` subtree stacked on
 axis `PARAM_SCAN_AXIS` (T5X's scalable layout); `checkpoints.layout` converts either way.
 
+Switches beyond mT5 (defaults keep mT5): `relpos_per_layer` (UMT5: every layer's
+self-attention owns `layers_{i}/relpos_bias/rel_embedding`, no stack-level table),
+`mlp_gated`/`activation` (original T5: `mlp/wi` -> relu -> `mlp/wo`), `tie_embeddings`
+(logits through `token_embedder/embedding`, no `logits_dense`) and `scale_decoder_outputs`
+(decoder output times emb_dim**-0.5 before the head, as original T5 and transformers' tied T5/UMT5).
+
 Attention is unscaled (T5 folds 1/sqrt(head_dim) into the query initialiser). Relative
 positions use the row index, which inside one packed segment equals the position
 difference; other segments are masked, so packed batches need no position input.
@@ -31,6 +37,7 @@ Array = jax.Array
 PARAM_SCAN_AXIS = 1  # stacked layer axis of scanned params (T5X scalable_t5 uses 1 too)
 
 REMAT_POLICIES = layers.REMAT_POLICIES
+MLP_ACTIVATIONS = {"gelu_tanh": functools.partial(nn.gelu, approximate=True), "relu": nn.relu}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,8 +59,15 @@ class MT5Config:
   scan_layers: bool = False
   remat_policy: str = "none"  # one of REMAT_POLICIES
   attention: str = "materialised"  # one of layers.ATTENTION_IMPLEMENTATIONS
+  relpos_per_layer: bool = False  # UMT5: a relative-position table in every layer, not one per stack
+  mlp_gated: bool = True  # T5.1.1/mT5 wo(act(wi_0 x) * wi_1 x); False: original T5's wo(act(wi x))
+  activation: str = "gelu_tanh"  # one of MLP_ACTIVATIONS
+  tie_embeddings: bool = False  # logits via the shared embedding (no decoder/logits_dense)
+  scale_decoder_outputs: bool = False  # decoder output * emb_dim**-0.5 before the head
 
   def __post_init__(self):
+    if self.activation not in MLP_ACTIVATIONS:
+      raise ValueError(f"MT5Config.activation={self.activation!r}; expected one of {sorted(MLP_ACTIVATIONS)}")
     if self.remat_policy not in REMAT_POLICIES:
       raise ValueError(f"MT5Config.remat_policy={self.remat_policy!r}; expected one of {sorted(REMAT_POLICIES)}")
     if self.attention not in layers.ATTENTION_IMPLEMENTATIONS:
@@ -116,12 +130,17 @@ class Embed(nn.Module):
   features: int
   dtype: Any = jnp.float32
 
-  @nn.compact
-  def __call__(self, tokens_BxL: Array) -> Array:
-    embedding_VxD = self.param(
+  def setup(self):
+    self.embedding = self.param(
         "embedding", nn.with_logical_partitioning(nn.initializers.normal(stddev=1.0), ("vocab", "embed")),
         (self.num_embeddings, self.features), jnp.float32)
-    return jnp.take(embedding_VxD, tokens_BxL, axis=0).astype(self.dtype)
+
+  def __call__(self, tokens_BxL: Array) -> Array:
+    return jnp.take(self.embedding, tokens_BxL, axis=0).astype(self.dtype)
+
+  def output_kernel(self) -> Array:
+    """The embedding as a tied output head [D, V]."""
+    return nn.with_logical_constraint(self.embedding.T, ("embed", "vocab"))
 
 
 class RelativePositionBias(nn.Module):
@@ -188,7 +207,7 @@ class MultiHeadAttention(nn.Module):
 
 
 class MlpBlock(nn.Module):
-  """Gated GELU: wo(gelu(wi_0 x) * wi_1 x)."""
+  """Gated (T5.1.1/mT5): wo(act(wi_0 x) * wi_1 x); plain (original T5): wo(act(wi x))."""
 
   config: MT5Config
 
@@ -196,9 +215,13 @@ class MlpBlock(nn.Module):
   def __call__(self, x_BxLxD: Array, deterministic: bool) -> Array:
     cfg = self.config
     dt = cfg.compute_dtype
-    gate_BxLxF = Dense(cfg.mlp_dim, ("embed", "mlp"), dt, name="wi_0")(x_BxLxD)
-    up_BxLxF = Dense(cfg.mlp_dim, ("embed", "mlp"), dt, name="wi_1")(x_BxLxD)
-    h_BxLxF = nn.gelu(gate_BxLxF, approximate=True) * up_BxLxF
+    act = MLP_ACTIVATIONS[cfg.activation]
+    if cfg.mlp_gated:
+      gate_BxLxF = Dense(cfg.mlp_dim, ("embed", "mlp"), dt, name="wi_0")(x_BxLxD)
+      up_BxLxF = Dense(cfg.mlp_dim, ("embed", "mlp"), dt, name="wi_1")(x_BxLxD)
+      h_BxLxF = act(gate_BxLxF) * up_BxLxF
+    else:
+      h_BxLxF = act(Dense(cfg.mlp_dim, ("embed", "mlp"), dt, name="wi")(x_BxLxD))
     h_BxLxF = nn.with_logical_constraint(h_BxLxF, ("batch", "length", "mlp"))
     h_BxLxF = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(h_BxLxF, deterministic)
     return Dense(cfg.emb_dim, ("mlp", "embed"), dt, name="wo")(h_BxLxF)
@@ -216,17 +239,27 @@ def _constrain(x_BxLxD: Array) -> Array:
   return nn.with_logical_constraint(x_BxLxD, ("batch", "length", "embed"))
 
 
+def _add_layer_relpos(cfg: MT5Config, bias_BxNxTxS: Array, relpos_positions, bidirectional: bool) -> Array:
+  """With `relpos_per_layer` (UMT5), adds this layer's own `relpos_bias` to the stack's mask bias;
+  `relpos_positions` is (query positions [T], key positions [S])."""
+  if not cfg.relpos_per_layer:
+    return bias_BxNxTxS
+  relpos_1xNxTxS = RelativePositionBias(cfg, bidirectional=bidirectional, name="relpos_bias")(*relpos_positions)
+  return bias_BxNxTxS + relpos_1xNxTxS.astype(bias_BxNxTxS.dtype)
+
+
 class EncoderLayer(nn.Module):
   config: MT5Config
   deterministic: bool = True
 
   @nn.compact
-  def __call__(self, x_BxSxD, unused_xs, bias_BxNxSxS, mask_Bx1xSxS):
+  def __call__(self, x_BxSxD, unused_xs, bias_BxNxSxS, relpos_positions):
     cfg, det = self.config, self.deterministic
+    bias_BxNxSxS = _add_layer_relpos(cfg, bias_BxNxSxS, relpos_positions, bidirectional=True)
     h = _norm(cfg, "pre_attention_layer_norm")(x_BxSxD)
     attention = MultiHeadAttention(cfg, name="attention")
     k, v = attention.project_kv(h)
-    x_BxSxD = x_BxSxD + _dropout(cfg, attention(h, k, v, mask_Bx1xSxS, bias_BxNxSxS, det), det)
+    x_BxSxD = x_BxSxD + _dropout(cfg, attention(h, k, v, None, bias_BxNxSxS, det), det)
     h = _norm(cfg, "pre_mlp_layer_norm")(x_BxSxD)
     x_BxSxD = x_BxSxD + _dropout(cfg, MlpBlock(cfg, name="mlp")(h, det), det)
     return _constrain(x_BxSxD), None
@@ -241,15 +274,16 @@ class DecoderLayer(nn.Module):
   cache_mode: str = "none"
 
   @nn.compact
-  def __call__(self, y_BxTxD, cache, encoded_BxSxD, self_bias, self_mask, cross_bias, decode_index):
+  def __call__(self, y_BxTxD, cache, encoded_BxSxD, self_bias, relpos_positions, cross_bias, decode_index):
     cfg, det = self.config, self.deterministic
+    self_bias = _add_layer_relpos(cfg, self_bias, relpos_positions, bidirectional=False)
     h = _norm(cfg, "pre_self_attention_layer_norm")(y_BxTxD)
     self_attention = MultiHeadAttention(cfg, name="self_attention")
     k, v = self_attention.project_kv(h)
     if self.cache_mode == "step":
       k = jax.lax.dynamic_update_slice(cache["self_k"], k.astype(cache["self_k"].dtype), (0, decode_index, 0, 0))
       v = jax.lax.dynamic_update_slice(cache["self_v"], v.astype(cache["self_v"].dtype), (0, decode_index, 0, 0))
-    y_BxTxD = y_BxTxD + _dropout(cfg, self_attention(h, k, v, self_mask, self_bias, det), det)
+    y_BxTxD = y_BxTxD + _dropout(cfg, self_attention(h, k, v, None, self_bias, det), det)
 
     h = _norm(cfg, "pre_cross_attention_layer_norm")(y_BxTxD)
     cross_attention = MultiHeadAttention(cfg, name="encoder_decoder_attention")
@@ -301,12 +335,15 @@ class Encoder(nn.Module):
   def __call__(self, tokens_BxS, segment_ids_BxS, deterministic: bool = True):
     cfg = self.config
     x_BxSxD = _dropout(cfg, _constrain(self.shared_embedding(tokens_BxS)), deterministic)
-    positions_S = np.arange(tokens_BxS.shape[1])
-    bias_1xNxSxS = RelativePositionBias(cfg, bidirectional=True, name="relpos_bias")(positions_S, positions_S)
+    positions_S = np.arange(tokens_BxS.shape[1])  # NumPy: constant relative-position buckets
     mask_Bx1xSxS = layers.attention_mask(segment_ids_BxS, segment_ids_BxS, causal=False)
-    bias_BxNxSxS = layers.mask_bias(mask_Bx1xSxS, bias_1xNxSxS)  # once for all layers
+    if cfg.relpos_per_layer:  # each layer adds its own table to the mask bias
+      bias_BxNxSxS, relpos_positions = layers.mask_bias(mask_Bx1xSxS), (positions_S, positions_S)
+    else:
+      bias_1xNxSxS = RelativePositionBias(cfg, bidirectional=True, name="relpos_bias")(positions_S, positions_S)
+      bias_BxNxSxS, relpos_positions = layers.mask_bias(mask_Bx1xSxS, bias_1xNxSxS), None  # once for all layers
     x_BxSxD, _ = _apply_layers(cfg, EncoderLayer, cfg.num_encoder_layers, x_BxSxD, None,
-                               (bias_BxNxSxS, None), deterministic=deterministic)
+                               (bias_BxNxSxS, relpos_positions), deterministic=deterministic)
     x_BxSxD = _norm(cfg, "encoder_norm")(x_BxSxD)
     return _dropout(cfg, x_BxSxD, deterministic)
 
@@ -333,26 +370,33 @@ class Decoder(nn.Module):
     """Returns final hidden states [B, T, D], the output kernel [D, V] and the cache."""
     cfg = self.config
     y_BxTxD = _dropout(cfg, _constrain(self.shared_embedding(input_tokens_BxT)), deterministic)
-    relpos = RelativePositionBias(cfg, bidirectional=False, name="relpos_bias")
     if cache_mode == "step":
       key_length = cache["self_k"].shape[2]
       keys_S = jnp.arange(key_length)
-      bias = relpos(decode_index[None], keys_S)
+      queries_T = decode_index[None]
       self_mask = jnp.broadcast_to((keys_S <= decode_index)[None, None, None, :],
                                    (input_tokens_BxT.shape[0], 1, 1, key_length))
     else:
-      positions_T = np.arange(input_tokens_BxT.shape[1])
-      bias = relpos(positions_T, positions_T)
+      queries_T = keys_S = np.arange(input_tokens_BxT.shape[1])  # NumPy: constant buckets
       self_mask = layers.attention_mask(segment_ids_BxT, segment_ids_BxT, causal=True)
     cross_mask = layers.attention_mask(segment_ids_BxT, encoder_segment_ids_BxS, causal=False)
     # Masks folded into additive biases once for all layers.
-    self_bias, cross_bias = layers.mask_bias(self_mask, bias), layers.mask_bias(cross_mask)
+    if cfg.relpos_per_layer:  # each layer adds its own table to the mask bias
+      self_bias, relpos_positions = layers.mask_bias(self_mask), (queries_T, keys_S)
+    else:
+      bias = RelativePositionBias(cfg, bidirectional=False, name="relpos_bias")(queries_T, keys_S)
+      self_bias, relpos_positions = layers.mask_bias(self_mask, bias), None
+    cross_bias = layers.mask_bias(cross_mask)
     y_BxTxD, new_cache = _apply_layers(
         cfg, DecoderLayer, cfg.num_decoder_layers, y_BxTxD, cache,
-        (encoded_BxSxD, self_bias, None, cross_bias, decode_index),
+        (encoded_BxSxD, self_bias, relpos_positions, cross_bias, decode_index),
         deterministic=deterministic, cache_mode=cache_mode)
     y_BxTxD = _dropout(cfg, _norm(cfg, "decoder_norm")(y_BxTxD), deterministic)
-    return y_BxTxD, LogitsKernel(cfg, name="logits_dense")(), new_cache
+    if cfg.scale_decoder_outputs:  # original T5 (Mesh TF) rescales before the tied head
+      y_BxTxD = y_BxTxD * jnp.asarray(cfg.emb_dim ** -0.5, y_BxTxD.dtype)
+    kernel_DxV = (self.shared_embedding.output_kernel() if cfg.tie_embeddings
+                  else LogitsKernel(cfg, name="logits_dense")())
+    return y_BxTxD, kernel_DxV, new_cache
 
 
 class Transformer(nn.Module):

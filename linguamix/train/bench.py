@@ -53,7 +53,7 @@ def bench_train(*, model, train_dataset_cfg, partitioner, optimizer=None, learni
   lr = learning_rate or optim.schedule()
   if isinstance(lr, optim.NeedsTotalSteps):  # cosine without TRAIN_STEPS: decay over the bench
     lr = lr.at(steps)
-  tx = optim.build(optimizer or trainer.default_optimizer_name(model), lr)
+  tx = optim.build(optimizer or model.default_optimizer, lr)
   state_sh = step_lib.state_shardings(shardings, tx, abstract, partitioner)
   params = jax.jit(lambda r: nn.unbox(trainer._params_of(model.init_variables(r, shapes))),
                    out_shardings=shardings)(jax.random.PRNGKey(0))

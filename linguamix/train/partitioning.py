@@ -30,6 +30,10 @@ DEFAULT_RULES: tuple[tuple[str, Any], ...] = (
     ("vocab", "model"),
     ("layers", None),
     ("relpos_buckets", None),
+    # Expert parallelism on the tensor-parallel axis: each `model` shard holds E / model
+    # experts (their `mlp` axis then stays whole: one mesh axis shards one dim). Where
+    # `model` does not divide the expert count, the experts are split along `mlp` instead.
+    ("expert", "model"),
 )
 
 

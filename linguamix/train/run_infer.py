@@ -30,8 +30,9 @@ def _text(vocab: seqio.Vocabulary, ids) -> str:
 def infer(*, model, checkpoint_path: str, output_dir: str, mixture_or_task_name: str,
           mode: str = "predict", split: str = "test", batch_size: int = 32,
           task_feature_lengths: Mapping[str, int] | None = None,
-          num_examples: int | None = None) -> dict[str, str]:
-  """Writes `<output_dir>/<task>-<mode>.jsonl`; returns {task: path}."""
+          num_examples: int | None = None, seed: int = 0) -> dict[str, str]:
+  """Writes `<output_dir>/<task>-<mode>.jsonl`; returns {task: path}. `seed` seeds sampling
+  (a model gin's decode_method='sample'); greedy and beam search ignore it."""
   if mode not in MODES:
     raise ValueError(f"infer mode {mode!r}; expected one of {MODES}")
   mt = data_lib.get_mixture_or_task(mixture_or_task_name)
@@ -40,13 +41,10 @@ def infer(*, model, checkpoint_path: str, output_dir: str, mixture_or_task_name:
     raise ValueError(f"no task of {mixture_or_task_name!r} has split {split!r}")
   params = run_eval.load_checkpoint_params(model, checkpoint_path, task_feature_lengths)
   runner = evaluation.BatchRunner(partitioning.Partitioner(), batch_size)
+  rng = jax.random.key(seed)
   if mode == "predict_with_aux":
-    if not hasattr(model, "predict_batch_with_aux"):
-      raise ValueError(f"{type(model).__name__} has no predict_batch_with_aux")
-    fn = jax.jit(lambda b: model.predict_batch_with_aux(params, b)[1]["scores"])
-    pred = jax.jit(lambda b: model.predict_batch(params, b))
-  elif mode == "predict":
-    pred = jax.jit(lambda b: model.predict_batch(params, b))
+    fn = jax.jit(lambda b: model.predict_batch_with_aux(params, b, rng)[1]["scores"])
+  pred = jax.jit(lambda b: model.predict_batch(params, b, rng))
   score = jax.jit(lambda b: model.score_batch(params, b))
   converter = model.feature_converter_cls(pack=False)
   paths = {}

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import NamedSharding
 
+from linguamix.models import losses
 from linguamix.train import partitioning
 
 # XLA:CPU (jaxlib 0.10) hands reductions and elementwise fusions to YNNPACK by default;
@@ -29,11 +30,6 @@ def compiler_options() -> dict:
   return dict(CPU_COMPILER_OPTIONS) if jax.default_backend() == "cpu" else {}
 
 
-def _loss_weights(batch) -> jax.Array:
-  w = batch.get("decoder_loss_weights")
-  return (batch["decoder_target_tokens"] > 0) if w is None else w
-
-
 def _is_count(name: str) -> bool:
   """Metrics named num_* are counts: summed over microbatches, not averaged."""
   return name.startswith("num_")
@@ -43,7 +39,7 @@ def _grads(model, params, batch, rng):
   """Loss, metrics and gradients; with a trainable mask (LoRA) only the trainable leaves are
   differentiated (frozen ones get zeros, which their optimizer ignores), so the backward
   pass computes no weight gradient of the frozen base model."""
-  mask = getattr(model, "trainable_mask", lambda p: None)(params)
+  mask = model.trainable_mask(params)
   if mask is None:
     (loss, metrics), grads = jax.value_and_grad(model.loss_fn, has_aux=True)(params, batch, rng)
     return loss, dict(metrics), grads
@@ -77,7 +73,7 @@ def make_train_step(model, tx: optax.GradientTransformation, lr_schedule: Callab
         x = x.reshape(x.shape[0] // num_microbatches, num_microbatches, *x.shape[1:])
         return jnp.swapaxes(x, 0, 1)
       micro = jax.tree.map(split, batch)
-      tokens_M = jax.vmap(lambda b: jnp.sum(_loss_weights(b)).astype(jnp.float32))(micro)
+      tokens_M = jax.vmap(lambda b: jnp.sum(losses.loss_weights(b)))(micro)
       share_M = tokens_M / jnp.maximum(jnp.sum(tokens_M), 1.0)
       zero = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
 
@@ -116,7 +112,7 @@ def make_eval_step(model, partitioner: partitioning.Partitioner, params_sharding
 
   def eval_fn(params, batch):
     loss, metrics = model.loss_fn(params, batch, None)
-    tokens = jnp.sum(_loss_weights(batch)).astype(jnp.float32)
+    tokens = jnp.sum(losses.loss_weights(batch))
     metrics = {k: jnp.mean(v) * tokens for k, v in dict(metrics).items() if not _is_count(k)}
     return {"loss": loss * tokens, "tokens": tokens, **metrics}
 

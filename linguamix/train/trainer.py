@@ -19,7 +19,6 @@ import flax.linen as nn
 import gin
 import jax
 import numpy as np
-import seqio
 from jax.experimental import multihost_utils
 from tqdm import tqdm
 
@@ -61,12 +60,6 @@ def _is_none(x) -> bool:
 def _initial_step(path: str | None) -> int:
   m = re.search(r"checkpoint_(\d+)/?$", path or "")
   return int(m.group(1)) if m else 0
-
-
-def default_optimizer_name(model) -> str:
-  """Adafactor for encoder-decoders (T5X's mT5), AdamW for decoder-only models."""
-  return "adafactor" if issubclass(model.feature_converter_cls,
-                                   seqio.EncDecFeatureConverter) else "adamw"
 
 
 def matmul_params(abstract: Any) -> tuple[int, int]:
@@ -154,7 +147,7 @@ def train(
         f"MODEL_DIR {model_dir} holds checkpoints of another model (checkpoint_{latest}: "
         f"parameter fingerprint {meta.get('fingerprint')} != this model's {fp}); "
         "use a fresh MODEL_DIR")
-  trainable = getattr(model, "trainable_mask", lambda p: None)(abstract)  # LoRA: adapters only
+  trainable = model.trainable_mask(abstract)  # LoRA: adapters only
   loaded = None
   if meta is None and initial_checkpoint_path:
     # With LoRA, a base checkpoint lacks the adapters: they start from their init.
@@ -173,7 +166,7 @@ def train(
   lr_schedule = learning_rate or optim.schedule()
   if isinstance(lr_schedule, optim.NeedsTotalSteps):  # decays to a count known only now
     lr_schedule = lr_schedule.at(total_steps)
-  tx = optim.build(optimizer or default_optimizer_name(model), lr_schedule,
+  tx = optim.build(optimizer or model.default_optimizer, lr_schedule,
                    max_grad_norm=max_grad_norm, trainable=trainable)
   shardings = step_lib.state_shardings(param_shardings, tx, abstract, partitioner)
   if meta is not None:

@@ -105,16 +105,22 @@ def check_against(flat: Mapping[str, Any], expected: Mapping[str, Any], source: 
 def infer_config(flat: Mapping[str, Any], **overrides) -> MT5Config:
   """The MT5Config whose parameter shapes these are (unscanned or scanned layout)."""
   flat = unscan(flat)
+  # UMT5 keeps a relative-position table per layer; original T5 (T5.1.0) has a plain `mlp/wi`
+  # and no `logits_dense` (T5X's logits_via_embedding, which divides the logits by sqrt(emb)).
+  per_layer = "encoder/relpos_bias/rel_embedding" not in flat and "encoder/layers_0/relpos_bias/rel_embedding" in flat
+  gated = "encoder/layers_0/mlp/wi/kernel" not in flat
+  tied = "decoder/logits_dense/kernel" not in flat
   try:
     vocab, emb = np.shape(flat["token_embedder/embedding"])
-    heads, buckets = np.shape(flat["encoder/relpos_bias/rel_embedding"])
+    heads, buckets = np.shape(flat[f"encoder/{'layers_0/' if per_layer else ''}relpos_bias/rel_embedding"])
     inner = np.shape(flat["encoder/layers_0/attention/query/kernel"])[1]
-    mlp = np.shape(flat["encoder/layers_0/mlp/wi_0/kernel"])[1]
+    mlp = np.shape(flat[f"encoder/layers_0/mlp/{'wi_0' if gated else 'wi'}/kernel"])[1]
   except KeyError as e:
     raise CheckpointMismatchError(f"not an mT5 parameter tree: no {e.args[0]}") from None
   count = lambda stack: len({m[2] for p in flat if (m := _LAYER.match(p)) and m[1] == stack})
   fields = dict(vocab_size=int(vocab), emb_dim=int(emb), num_heads=int(heads), head_dim=int(inner // heads),
                 mlp_dim=int(mlp), num_encoder_layers=count("encoder"), num_decoder_layers=count("decoder"),
-                relative_attention_num_buckets=int(buckets))
+                relative_attention_num_buckets=int(buckets), relpos_per_layer=per_layer, mlp_gated=gated,
+                activation="gelu_tanh" if gated else "relu", tie_embeddings=tied, scale_decoder_outputs=tied)
   fields.update(overrides)
   return MT5Config(**fields)
