@@ -16,6 +16,7 @@ import seqio
 import torch
 import transformers
 
+import hf_helpers
 from linguamix.models import decoder, lora
 from linguamix.models.hf import decoder_io
 from linguamix.models.hf import peft as peft_export
@@ -43,20 +44,13 @@ HF = {
 pytestmark = pytest.mark.usefixtures("fast_init_compile")
 
 
-def _randomize(model, scale):
-  # HF inits norms to constants; random values test their mapping too
-  gen = torch.Generator().manual_seed(0)
-  with torch.no_grad():
-    for p in model.parameters():
-      p.copy_(torch.randn(p.shape, generator=gen) * scale)
-  return model
 
 
 @pytest.fixture(scope="module", params=sorted(HF))
 def family(request, tmp_path_factory):
   name = request.param
   cls, config, scale = HF[name]
-  hf_model = _randomize(cls(config).eval(), scale)
+  hf_model = hf_helpers.randomize(cls(config).eval(), scale)
   directory = tmp_path_factory.mktemp(name)
   hf_model.save_pretrained(directory)
   return name, hf_model, directory
@@ -68,18 +62,11 @@ def _load(directory, **overrides):
 
 
 def _ids(b=2, length=16, seed=0):
-  return np.random.default_rng(seed).integers(3, VOCAB, size=(b, length))
+  return hf_helpers.random_ids(VOCAB, b, length, seed)
 
 
-def _hf_logits(hf_model, ids):
-  with torch.no_grad():
-    return hf_model(torch.as_tensor(ids)).logits.numpy()
 
 
-def _batch(ids):
-  return {"decoder_input_tokens": jnp.asarray(ids[:, :-1]), "decoder_target_tokens": jnp.asarray(ids[:, 1:]),
-          "decoder_loss_weights": jnp.asarray((np.arange(ids.shape[1] - 1) >= 3)[None].repeat(len(ids), 0),
-                                              jnp.float32)}
 
 
 def test_config_translation(family):
@@ -101,8 +88,8 @@ def test_logits_and_scores_match_transformers(family, scan):
   _, hf_model, directory = family
   _, cfg, params, model = _load(directory, scan_layers=scan)
   ids = _ids()
-  batch = _batch(ids)
-  ref = _hf_logits(hf_model, ids[:, :-1])
+  batch = hf_helpers.lm_batch(ids)
+  ref = hf_helpers.hf_logits(hf_model, ids[:, :-1])
   logits = np.asarray(jax.jit(model.logits)(params, batch))
   np.testing.assert_allclose(logits, ref, atol=1e-4, rtol=1e-4)
   logp = torch.log_softmax(torch.as_tensor(ref, dtype=torch.float64), -1).numpy()
@@ -143,7 +130,7 @@ def test_export_reloads_in_transformers(family, tmp_path):
   reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
   assert type(reloaded) is HF[name][0]
   ids = _ids(seed=3)
-  np.testing.assert_allclose(_hf_logits(reloaded, ids), _hf_logits(hf_model, ids), atol=1e-5)
+  np.testing.assert_allclose(hf_helpers.hf_logits(reloaded, ids), hf_helpers.hf_logits(hf_model, ids), atol=1e-5)
   _, again, _, _ = _load(tmp_path, scan_layers=True)
   assert again == cfg
 
@@ -159,7 +146,7 @@ def test_peft_export_loads_in_peft(family, tmp_path):
   adapted = jax.tree_util.tree_map_with_path(
       lambda path, x: (rng.normal(size=x.shape) * 0.1).astype(np.float32) if path[-1].key == "b" else x,
       adapted)
-  batch = _batch(_ids(seed=4))
+  batch = hf_helpers.lm_batch(_ids(seed=4))
   want = np.asarray(model.logits(adapted, batch))
   peft_export.write_adapter(tmp_path, arch, model.config, adapted, str(directory))
   fresh = transformers.AutoModelForCausalLM.from_pretrained(directory)

@@ -10,6 +10,7 @@ import seqio
 import torch
 import transformers
 
+import hf_helpers
 from linguamix.models import decoder
 from linguamix.models.hf import decoder_io
 
@@ -53,20 +54,13 @@ ARCHS = {"llama_gqa": transformers.LlamaForCausalLM, "mistral_window": transform
          "qwen3_window_bias": transformers.Qwen3ForCausalLM}
 
 
-def _randomize(model):
-  # HF inits biases and norms to constants; random values test their mapping too
-  gen = torch.Generator().manual_seed(0)
-  with torch.no_grad():
-    for p in model.parameters():
-      p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
-  return model
 
 
 @pytest.fixture(scope="module", params=sorted(HF_CONFIGS))
 def family(request, tmp_path_factory):
   name = request.param
   torch.manual_seed(0)
-  hf_model = _randomize(ARCHS[name](HF_CONFIGS[name]).eval())
+  hf_model = hf_helpers.randomize(ARCHS[name](HF_CONFIGS[name]).eval())
   directory = tmp_path_factory.mktemp(name)
   hf_model.save_pretrained(directory)
   arch, cfg, params = decoder_io.load_hf(directory)
@@ -74,26 +68,21 @@ def family(request, tmp_path_factory):
   return name, hf_model, directory, arch, cfg, params, model
 
 
+
+
+
+
+
+
 def _ids(b=2, length=12, seed=0):
-  return np.random.default_rng(seed).integers(3, VOCAB, size=(b, length))
-
-
-def _hf_logits(hf_model, ids):
-  with torch.no_grad():
-    return hf_model(torch.as_tensor(ids)).logits.numpy()
-
-
-def _batch(ids):
-  return {"decoder_input_tokens": jnp.asarray(ids[:, :-1]), "decoder_target_tokens": jnp.asarray(ids[:, 1:]),
-          "decoder_loss_weights": jnp.asarray((np.arange(ids.shape[1] - 1) >= 3)[None].repeat(len(ids), 0),
-                                              jnp.float32)}
+  return hf_helpers.random_ids(VOCAB, b, length, seed)
 
 
 def test_logits_and_scores_match_transformers(family):
   _, hf_model, _, _, _, params, model = family
   ids = _ids()
-  batch = _batch(ids)
-  ref = _hf_logits(hf_model, ids[:, :-1])
+  batch = hf_helpers.lm_batch(ids)
+  ref = hf_helpers.hf_logits(hf_model, ids[:, :-1])
   np.testing.assert_allclose(model.logits(params, batch), ref, atol=1e-4, rtol=1e-4)
   logp = torch.log_softmax(torch.as_tensor(ref, dtype=torch.float64), -1).numpy()
   tok_logp = np.take_along_axis(logp, ids[:, 1:, None], -1)[..., 0]
@@ -127,7 +116,7 @@ def test_start_token_scores_match_transformers_on_lm_eval_sequences(family, star
   scores = np.asarray(model.score_batch(params, _prefix_lm_batch(contexts, continuations)))
   for score, ctx, cont in zip(scores, contexts, continuations):
     ids = ([2] if start_token == "bos" else []) + ctx + cont
-    logp = torch.log_softmax(torch.as_tensor(_hf_logits(hf_model, [ids[:-1]])[0], dtype=torch.float64), -1)
+    logp = torch.log_softmax(torch.as_tensor(hf_helpers.hf_logits(hf_model, [ids[:-1]])[0], dtype=torch.float64), -1)
     first = len(ids) - len(cont) - 1  # the position predicting cont[0]
     ref = sum(float(logp[first + i, tok]) for i, tok in enumerate(cont))
     np.testing.assert_allclose(score, ref, rtol=1e-5, atol=1e-4)
@@ -156,7 +145,7 @@ def test_export_reloads_in_transformers(family, tmp_path):
   reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
   assert type(reloaded) is ARCHS[name]
   ids = _ids(seed=1)
-  np.testing.assert_allclose(_hf_logits(reloaded, ids), _hf_logits(hf_model, ids), atol=1e-5)
+  np.testing.assert_allclose(hf_helpers.hf_logits(reloaded, ids), hf_helpers.hf_logits(hf_model, ids), atol=1e-5)
 
 
 BEAMS = 3
@@ -215,7 +204,7 @@ def test_greedy_batch_of_prompt_lengths_equals_transformers_with_its_scores(llam
                               do_sample=False, num_beams=1, pad_token_id=0)[0, ids.shape[1]:].tolist()
     hyp = _hypothesis(np.asarray(tokens[row]), eos_id, budget)
     assert hyp == _hypothesis(ref, eos_id, budget)
-    logp = torch.log_softmax(torch.as_tensor(_hf_logits(hf_model, [context + list(hyp)[:-1]])[0],
+    logp = torch.log_softmax(torch.as_tensor(hf_helpers.hf_logits(hf_model, [context + list(hyp)[:-1]])[0],
                                              dtype=torch.float64), -1)
     np.testing.assert_allclose(aux["scores"][row], sum(float(logp[len(context) - 1 + i, t])
                                                        for i, t in enumerate(hyp)), rtol=1e-5, atol=1e-4)
@@ -258,7 +247,7 @@ def test_beam_search_with_eos_finds_all_transformers_finds_and_scores_as_it_does
     assert all(h[-1] == eos_id for h in set(ours) - set(hf))
     for hyp, score in zip(ours, scores[row]):
       ids = contexts[row] + list(hyp)
-      logp = torch.log_softmax(torch.as_tensor(_hf_logits(hf_model, [ids[:-1]])[0], dtype=torch.float64), -1)
+      logp = torch.log_softmax(torch.as_tensor(hf_helpers.hf_logits(hf_model, [ids[:-1]])[0], dtype=torch.float64), -1)
       first = len(contexts[row]) - 1  # the position predicting hyp[0]
       np.testing.assert_allclose(score, sum(float(logp[first + i, t]) for i, t in enumerate(hyp)),
                                  rtol=1e-5, atol=1e-4)

@@ -13,6 +13,7 @@ import torch
 import transformers
 from safetensors import numpy as st_numpy
 
+import hf_helpers
 from linguamix.models import decoder, lora
 from linguamix.models.hf import decoder_io, tensors
 from linguamix.models.hf import peft as peft_export
@@ -24,12 +25,6 @@ _COMMON = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attent
 pytestmark = pytest.mark.usefixtures("fast_init_compile")
 
 
-def _randomize(model):
-  gen = torch.Generator().manual_seed(0)
-  with torch.no_grad():
-    for p in model.parameters():
-      p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
-  return model
 
 
 def _ids(seed=0):
@@ -48,7 +43,7 @@ def test_pythia_hub_checkpoint_with_legacy_rotary_keys_and_buffers(tmp_path):
             "hidden_act": "gelu", "layer_norm_eps": 1e-5, "rotary_pct": 0.5, "rotary_emb_base": 1000,
             "use_parallel_residual": True, "tie_word_embeddings": False, "bos_token_id": 0,
             "eos_token_id": 0}
-  hf_model = _randomize(transformers.GPTNeoXForCausalLM(transformers.GPTNeoXConfig(**{
+  hf_model = hf_helpers.randomize(transformers.GPTNeoXForCausalLM(transformers.GPTNeoXConfig(**{
       k: v for k, v in legacy.items() if k not in ("architectures", "model_type")})).eval())
   hf_model.save_pretrained(tmp_path)
   (tmp_path / "config.json").write_text(json.dumps(legacy))
@@ -70,7 +65,7 @@ def test_pythia_hub_checkpoint_with_legacy_rotary_keys_and_buffers(tmp_path):
 
 def test_qwen3_lora_adapters_export_as_peft(tmp_path):
   hf_config = transformers.Qwen3Config(**_COMMON, num_key_value_heads=2, head_dim=16)
-  _randomize(transformers.Qwen3ForCausalLM(hf_config)).save_pretrained(tmp_path / "base")
+  hf_helpers.randomize(transformers.Qwen3ForCausalLM(hf_config)).save_pretrained(tmp_path / "base")
   arch, cfg, base_params = decoder_io.load_hf(tmp_path / "base")
   config = lora.LoraConfig(targets=r"attention/(query|key|value|out)|mlp/", rank=4, alpha=8.0)
   lora_model = decoder.DecoderOnlyModel(

@@ -78,6 +78,14 @@ def test_train_writes_metrics_checkpoints_and_evaluates(tmp_path, capsys):
   lines = [json.loads(l) for l in (tmp_path / "infer" / "train_tiny.reverse-score.jsonl").open()]
   assert len(lines) == 3 and all(l["score"] < 0 for l in lines)
   assert lines[0]["targets"] == lines[0]["inputs"][::-1]
+  # predict_with_aux: one decode writes the prediction and its log-likelihood
+  rc = run_infer.main([f"--gin_file={gin_file}", f'--gin.CHECKPOINT_PATH="{model_dir}/checkpoint_8"',
+                       f'--gin.INFER_OUTPUT_DIR="{tmp_path}/infer"', "--gin.INFER_MODE='predict_with_aux'",
+                       "--gin.INFER_SPLIT='validation'", "--gin.run_infer.infer.num_examples=3"])
+  assert rc == 0
+  aux = [json.loads(l) for l in (tmp_path / "infer" / "train_tiny.reverse-predict_with_aux.jsonl").open()]
+  assert [l["inputs"] for l in aux] == [l["inputs"] for l in lines]
+  assert all(isinstance(l["prediction"], str) and l["aux"]["score"] < 0 for l in aux)
 
 
 @pytest.mark.slow

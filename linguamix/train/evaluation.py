@@ -62,6 +62,7 @@ class BatchRunner:
     self.batch_size = -(-batch_size // dp) * dp
 
   def __call__(self, fn: Callable, dataset: tf.data.Dataset) -> list[tuple[int, Any]]:
+    """(example index, fn's row) pairs; a fn returning a tuple of arrays gives tuples of rows."""
     out = []
     hosts, host = jax.process_count(), jax.process_index()
     rows = self.batch_size // hosts
@@ -73,8 +74,9 @@ class BatchRunner:
       result = fn(self.partitioner.global_batch(local))
       if hosts > 1:
         result = multihost_utils.process_allgather(result, tiled=True)
-      result = np.asarray(jax.device_get(result))[:n]
-      out.extend(zip(index_B.tolist(), result.tolist()))
+      parts = result if isinstance(result, tuple) else (result,)
+      parts = [np.asarray(jax.device_get(x))[:n].tolist() for x in parts]
+      out.extend(zip(index_B.tolist(), zip(*parts) if isinstance(result, tuple) else parts[0]))
     return out
 
 

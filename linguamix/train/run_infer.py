@@ -42,9 +42,13 @@ def infer(*, model, checkpoint_path: str, output_dir: str, mixture_or_task_name:
   params = run_eval.load_checkpoint_params(model, checkpoint_path, task_feature_lengths)
   runner = evaluation.BatchRunner(partitioning.Partitioner(), batch_size)
   rng = jax.random.key(seed)
-  if mode == "predict_with_aux":
-    fn = jax.jit(lambda b: model.predict_batch_with_aux(params, b, rng)[1]["scores"])
-  pred = jax.jit(lambda b: model.predict_batch(params, b, rng))
+
+  def predict_with_aux(b):  # one decode gives both the tokens and their scores
+    tokens, aux = model.predict_batch_with_aux(params, b, rng)
+    return tokens, aux["scores"]
+
+  pred = jax.jit(predict_with_aux if mode == "predict_with_aux"
+                 else lambda b: model.predict_batch(params, b, rng))
   score = jax.jit(lambda b: model.score_batch(params, b))
   converter = model.feature_converter_cls(pack=False)
   paths = {}
@@ -61,7 +65,6 @@ def infer(*, model, checkpoint_path: str, output_dir: str, mixture_or_task_name:
       outputs = dict(runner(score, model_ds))
     else:
       outputs = dict(runner(pred, model_ds))
-      aux = dict(runner(fn, model_ds)) if mode == "predict_with_aux" else {}
     path = os.path.join(output_dir, f"{task.name}-{mode}.jsonl")
     if jax.process_index() == 0:
       vocab = task.output_features["targets"].vocabulary
@@ -74,9 +77,10 @@ def infer(*, model, checkpoint_path: str, output_dir: str, mixture_or_task_name:
           if mode == "score":
             rec["score"] = float(outputs[i])
           else:
-            rec["prediction"] = _text(vocab, outputs[i])
-            if mode == "predict_with_aux":
-              rec["aux"] = {"score": float(np.asarray(aux[i]).reshape(-1)[0])}
+            tokens, score = outputs[i] if mode == "predict_with_aux" else (outputs[i], None)
+            rec["prediction"] = _text(vocab, tokens)
+            if score is not None:
+              rec["aux"] = {"score": float(np.asarray(score).reshape(-1)[0])}
           f.write(json.dumps(rec, ensure_ascii=False) + "\n")
       print(f"{task.name}: {len(examples)} examples -> {path}")
     paths[task.name] = path

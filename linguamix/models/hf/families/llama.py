@@ -107,7 +107,7 @@ registry.register(registry.Architecture(
 registry.register(registry.Architecture(
     "MistralForCausalLM", "mistral", "MistralConfig", _mistral, _mistral_to_hf, **_TABLE))
 registry.register(registry.Architecture(
-    "Qwen2ForCausalLM", "qwen2", "Qwen2Config", _qwen2, lambda cfg: dict(base_to_hf(cfg)),
+    "Qwen2ForCausalLM", "qwen2", "Qwen2Config", _qwen2, base_to_hf,
     refused={"use_sliding_window": False},
     inert=frozenset({"sliding_window", "max_window_layers"}),  # read only with use_sliding_window
     **_TABLE))
