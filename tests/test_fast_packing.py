@@ -127,3 +127,28 @@ def test_converters_match_seqio(ours, theirs, keys, pack):
   ds = _dataset(examples, keys)
   assert issubclass(ours, theirs)
   _assert_same(theirs(pack=pack)(ds, lengths), ours(pack=pack)(ds, lengths))
+
+
+def test_training_counting_and_inspection_share_the_packer():
+  from linguamix.evals import requests
+  from linguamix.mixtures import packing
+  from linguamix.models import decoder, encoder_decoder
+  assert encoder_decoder.EncoderDecoderModel.feature_converter_cls is feature_converters.EncDecFeatureConverter
+  assert decoder.DecoderOnlyModel.feature_converter_cls is feature_converters.DecoderFeatureConverter
+  assert set(packing.CONVERTERS.values()) == {feature_converters.EncDecFeatureConverter,
+                                               feature_converters.DecoderFeatureConverter}
+  # Looked up through the MRO, so the subclasses keep their SeqIO base's backend.
+  assert requests.backend_of(feature_converters.DecoderFeatureConverter) == "causal"
+  assert requests.backend_of(feature_converters.EncDecFeatureConverter) == "seq2seq"
+  assert requests.backend_of(seqio.LMFeatureConverter) == "causal"
+
+
+def test_mixtures_import_no_model_code():
+  """`linguamix.mixtures` stays usable beside upstream T5X: of linguamix's models it
+  imports only the converters (SeqIO and TensorFlow; SeqIO itself imports jax)."""
+  import subprocess
+  import sys
+  code = ("import sys, linguamix.mixtures, linguamix.mixtures.packing, linguamix.mixtures.epochs; "
+          "print(sorted(m for m in sys.modules if m.startswith('linguamix.models.')))")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+  assert out.stdout.strip() == "['linguamix.models.feature_converters']"
