@@ -6,7 +6,7 @@ pipeline below what training consumes. `trim_and_pack_dataset` here keeps SeqIO'
 blocks, trim and greedy next-fit rule but finds every example's row with vectorised
 ops and builds the rows with gathers, so its output is SeqIO's, row for row.
 
-TensorFlow and SeqIO only (no JAX): `linguamix.mixtures` packs with these converters too.
+SeqIO and TensorFlow only, no model code: `linguamix.mixtures` packs with these too.
 """
 
 from __future__ import annotations
@@ -93,8 +93,9 @@ def trim_and_pack_dataset(dataset: tf.data.Dataset,
                        f"{list(dataset.element_spec.keys())}")
     if not dataset.element_spec[k].shape.is_compatible_with(tf.TensorShape([None])):
       raise ValueError(f"Features to be packed must be one-dimensional. '{k}' is not.")
-  # Trimming the padded block, not each example, is the same block: a per-example
-  # slice costs more than all of the packing (a key-selecting map costs ~nothing).
+  # Trimming the padded block, not each example, gives the same block: a per-example
+  # slice costs more than all of the packing (a key-selecting map costs ~nothing). The
+  # block is as wide as its longest untrimmed example; Tasks trim theirs already.
   ds = dataset.map(lambda x: {k: x[k] for k in feature_lengths}, num_parallel_calls=AUTOTUNE)
   ds = ds.padded_batch(max(feature_lengths.values()),
                        padded_shapes={k: [-1] for k in feature_lengths})
