@@ -34,6 +34,12 @@ BACKENDS = {seqio.DecoderFeatureConverter: "causal", seqio.PrefixLMFeatureConver
             seqio.LMFeatureConverter: "causal", seqio.EncDecFeatureConverter: "seq2seq"}
 
 
+def backend_of(converter_cls: type) -> str:
+  """lm-eval's backend for a feature converter class or any subclass of one in BACKENDS
+  (linguamix's converters subclass SeqIO's); `seq2seq` for others."""
+  return next((BACKENDS[c] for c in converter_cls.__mro__ if c in BACKENDS), "seq2seq")
+
+
 @dataclasses.dataclass(frozen=True)
 class Format:
   """How requests are built: lm-eval's backend (`causal` | `seq2seq`), its `add_bos_token`
@@ -125,8 +131,7 @@ def start_token(vocab: seqio.Vocabulary, fmt: Format | None = None) -> str:
 def for_model(model, add_bos_token: bool | None = None):
   """(model to score with, Format): a decoder-only model's start token is the one its
   tokenizer implies (logged when it differs from the model's)."""
-  backend = BACKENDS.get(model.feature_converter_cls, "seq2seq")
-  fmt = Format(backend, add_bos_token)
+  fmt = Format(backend_of(model.feature_converter_cls), add_bos_token)
   if model.start_token is None:
     return model, dataclasses.replace(fmt, start_is_bos=False)
   want = start_token(model.vocabulary, fmt)

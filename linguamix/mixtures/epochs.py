@@ -87,6 +87,8 @@ def count_epoch(name: str, task_feature_lengths: Mapping[str, int], batch_size: 
   from linguamix.mixtures import registry
   mt = seqio.get_mixture_or_task(name)
   lengths = dict(sorted(task_feature_lengths.items()))
+  # By class name: linguamix's converters keep their SeqIO base's name, as they build
+  # the same rows, so counts cached with either stay valid.
   conv = f"{type(converter).__name__}(pack={converter.pack})"
   recipe_key = _recipe_key(mt)
   key = hashlib.sha256(json.dumps([name, lengths, conv, _vocab_key(mt), seed, recipe_key,

@@ -14,7 +14,8 @@ def composition(name: str, count_tokens: bool = True, lengths: dict | None = Non
   """Per language: examples, tokens (inputs + targets, the task's vocabulary; LANGIT
   exemplars not counted), share of the mixture's rate, ids shared with other languages;
   one epoch = all of them once. With `lengths`: packed rows and batches of one epoch
-  (seed `seed`; mT5's EncDecFeatureConverter, or DecoderFeatureConverter)."""
+  (seed `seed`; mT5's EncDecFeatureConverter, or DecoderFeatureConverter, as training
+  packs: `packing.CONVERTERS`)."""
   mixture = registry.get(name)
   selection = mixture.check()
   recipe = mixture.recipe
@@ -47,9 +48,8 @@ def composition(name: str, count_tokens: bool = True, lengths: dict | None = Non
       "epoch": None,
   }
   if lengths:
-    import seqio
-    from linguamix.mixtures import epochs
-    converter = (seqio.DecoderFeatureConverter if decoder else seqio.EncDecFeatureConverter)
+    from linguamix.mixtures import epochs, packing
+    converter = packing.CONVERTERS["decoder" if decoder else "encoder-decoder"]
     count = epochs.count_epoch(name, lengths, batch_size, converter(pack=True), seed)
     comp["epoch"] = {"examples": count.examples, "packed_rows": count.packed_rows,
                      "batch_size": batch_size, "batches": count.batches, "seed": seed,

@@ -1,10 +1,11 @@
 """Packing efficiency of a mixture at given feature lengths, and lengths to suggest.
 
-Efficiency is the share of non-pad positions in the batches SeqIO's own feature
-converter builds with `pack=True` (its greedy next-fit packer, in blocks of
-max(lengths) examples) from examples drawn from the mixture as training draws them
-(rate-sampled, shuffled). Nothing here is a model of the packer: the packer runs.
-SeqIO and TensorFlow only (no JAX), like the rest of `linguamix.mixtures`.
+Efficiency is the share of non-pad positions in the batches training's feature
+converter builds with `pack=True` (SeqIO's converter with linguamix's faster packer:
+SeqIO's greedy next-fit rows, in blocks of max(lengths) examples) from examples drawn
+from the mixture as training draws them (rate-sampled, shuffled). Nothing here is a
+model of the packer: the packer runs. SeqIO and TensorFlow only (no JAX), like the rest
+of `linguamix.mixtures`.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
+from linguamix.models import feature_converters
+
 FEATURES = ("inputs", "targets")
-CONVERTERS = {"encoder-decoder": seqio.EncDecFeatureConverter,
-              "decoder": seqio.DecoderFeatureConverter}
+CONVERTERS = {"encoder-decoder": feature_converters.EncDecFeatureConverter,
+              "decoder": feature_converters.DecoderFeatureConverter}
 
 
 def sample_examples(name: str, num_examples: int = 2000, seed: int = 0) -> list[dict]:
@@ -81,7 +84,7 @@ def suggest_lengths(examples: Sequence[Mapping[str, np.ndarray]], model: str = "
   feature, split inputs : targets as their mean lengths are, and pack to `target`.
 
   Starts at about 8 examples per row (next-fit then wastes ~1/16 of a row), grows by
-  1.25x and measures each candidate with SeqIO's packer (a decoder packs inputs + targets
+  1.25x and measures each candidate with the packer (a decoder packs inputs + targets
   into one row, each trimmed to its own length first); returns the first that reaches
   `target` (else the best tried) with its efficiency.
   """

@@ -21,7 +21,8 @@ Layers that differ (`layer_types`: sliding-window vs global attention, their RoP
 share one parameter structure; a per-layer flag, scanned with the layers, picks the
 mask and RoPE frequencies, so `scan_layers=True` covers them too.
 
-`DecoderOnlyModel` implements the T5X contract over SeqIO's DecoderFeatureConverter.
+`DecoderOnlyModel` implements the T5X contract over SeqIO's DecoderFeatureConverter (as
+`feature_converters`' subclass, which packs the same rows faster).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 import seqio
 
-from linguamix.models import base, decoding, layers, losses
+from linguamix.models import base, decoding, feature_converters, layers, losses
 from linguamix.models import lora as lora_lib
 
 Array = jax.Array
@@ -570,7 +571,7 @@ class DecoderOnlyModel(base.BaseModel):
   evaluation derives the same from the tokenizer (`linguamix.evals.requests`).
   """
 
-  feature_converter_cls = seqio.DecoderFeatureConverter
+  feature_converter_cls = feature_converters.DecoderFeatureConverter
 
   def __init__(self, config: DecoderConfig, vocabulary: seqio.Vocabulary, *,
                z_loss: float = 0.0, inputs_bidirectional_attention: bool = False,
