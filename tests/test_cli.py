@@ -168,3 +168,16 @@ def test_a_real_command_is_quiet_and_verbose_brings_the_logs_back():
   verbose = run("--verbose")
   assert verbose.returncode == 0 and verbose.stdout == quiet.stdout
   assert NOISE.search(verbose.stderr), "TensorFlow 2.21 logs at import on a CPU machine"
+
+
+def test_python_dash_m_linguamix_is_the_command():
+  """`python -m linguamix` (no installed script needed) runs the same parser."""
+  run = subprocess.run([sys.executable, "-m", "linguamix", "--help"], cwd=REPO,
+                       env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+                       text=True, timeout=120)
+  assert run.returncode == 0, run.stderr
+  assert all(name in run.stdout for name in cli.COMMANDS)
+  bad = subprocess.run([sys.executable, "-m", "linguamix", "no-such-command"], cwd=REPO,
+                       env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+                       text=True, timeout=120)
+  assert bad.returncode == 2 and "no-such-command" in bad.stderr
