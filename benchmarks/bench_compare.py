@@ -53,7 +53,9 @@ CASES = {
     "decoder_lora": dict(kind="decoder", lora=True, batch=2, length=256),
 }
 YNN = {"dot": {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"},
-       "off": {"xla_cpu_experimental_ynn_fusion_type": ""}, "default": {}}
+       "off": {"xla_cpu_experimental_ynn_fusion_type": ""}, "default": {},
+       "reduce": {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"},
+       "reduce+dot": {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE,LIBRARY_FUSION_TYPE_DOT"}}
 
 
 def _tokens(case: dict) -> int:

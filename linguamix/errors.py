@@ -10,7 +10,6 @@ message; anything else is a bug: its traceback is printed and the line says so.
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 import traceback

@@ -86,3 +86,17 @@ def test_prefix_lm_mask_is_bidirectional_inside_the_prefix_only():
   mask = np.asarray(layers.attention_mask(seg, seg, causal=True, bidirectional_prefix_BxT=prefix))[0, 0]
   expected = np.array([[1, 1, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 1, 1]], bool)
   np.testing.assert_array_equal(mask, expected)
+
+
+def test_broadcast_batch_gradient_is_the_batch_sum_autodiff_gives():
+  x_1xNxT = jax.random.normal(jax.random.key(0), (1, 3, 5))
+  w_BxNxT = jax.random.normal(jax.random.key(1), (4, 3, 5))
+
+  def loss(broadcast, x):
+    return jnp.sum(jnp.sin(broadcast(x)) * w_BxNxT)
+
+  ours = jax.grad(lambda x: loss(lambda v: layers.broadcast_batch(v, 4), x))(x_1xNxT)
+  reference = jax.grad(lambda x: loss(lambda v: jnp.broadcast_to(v, (4, 3, 5)), x))(x_1xNxT)
+  assert ours.shape == (1, 3, 5)
+  np.testing.assert_allclose(ours, reference, rtol=1e-6, atol=1e-6)
+  np.testing.assert_array_equal(layers.broadcast_batch(x_1xNxT, 4), jnp.broadcast_to(x_1xNxT, (4, 3, 5)))

@@ -245,7 +245,7 @@ def _add_layer_relpos(cfg: MT5Config, bias_BxNxTxS: Array, relpos_positions, bid
   if not cfg.relpos_per_layer:
     return bias_BxNxTxS
   relpos_1xNxTxS = RelativePositionBias(cfg, bidirectional=bidirectional, name="relpos_bias")(*relpos_positions)
-  return bias_BxNxTxS + relpos_1xNxTxS.astype(bias_BxNxTxS.dtype)
+  return bias_BxNxTxS + layers.broadcast_batch(relpos_1xNxTxS.astype(bias_BxNxTxS.dtype), bias_BxNxTxS.shape[0])
 
 
 class EncoderLayer(nn.Module):
