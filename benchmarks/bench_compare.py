@@ -18,8 +18,11 @@ stretches wall time, not the CPU time the step itself burns.
 Threads: both processes are pinned to cores 0..N-1 (`--threads N`, sched_setaffinity);
 torch uses N intra-op threads (`torch.set_num_threads`, interop 1); XLA:CPU sizes its
 pool from the cores it is allowed. `--ynn` picks the XLA:CPU YNNPACK fusions of the
-linguamix step (`off`: none, the step's default, see linguamix/train/step.py; `dot`:
-dots only; `default`: jaxlib's), to measure that choice.
+linguamix step (`step`: the step's own, jaxlib's default, see linguamix/train/step.py;
+`off`: none; `dot`, `reduce`, `reduce+dot`: those kinds only), to measure that choice.
+Both processes get glibc's huge-page malloc (`linguamix/_hugepages.py`, as linguamix's
+entry points give themselves; `--no-hugepages` leaves malloc alone), and torch flushes
+denormals to zero as XLA does.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import numpy as np
 
 # Measure the checkout this script lives in, not whichever linguamix is installed.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from linguamix import _hugepages  # noqa: E402  (light: the standard library only)
 
 # name: (family, shape, batch description); tiny = models/mt5_tiny.gin at the trainer's
 # batch 16 x (128 + 128); mt5_small = models/mt5_small.gin; decoder = Llama-style 124.7M.
@@ -88,7 +92,8 @@ def linguamix_step(case: dict, ynn: str):
   from linguamix.train import optim, partitioning
   from linguamix.train import step as step_lib
 
-  step_lib.CPU_COMPILER_OPTIONS = YNN[ynn]
+  if ynn != "step":
+    step_lib.CPU_COMPILER_OPTIONS = YNN[ynn]
   if case["kind"] == "mt5":
     from linguamix.models import mt5
     from linguamix.models.encoder_decoder import EncoderDecoderModel
@@ -144,6 +149,10 @@ def transformers_step(case: dict, threads: int):
 
   torch.set_num_threads(threads)
   torch.set_num_interop_threads(1)
+  # XLA:CPU flushes denormals to zero; torch computes with them, and as Adafactor's
+  # statistics decayed into that range its mt5_small step slowed from 5.6 to 24.7 s over
+  # five steps (2-core Xeon). Same numerics for both, so the rounds measure the same work.
+  torch.set_flush_denormal(True)
   torch.manual_seed(0)
   if case["kind"] == "mt5":
     s = MT5_SHAPES[case["shape"]]
@@ -211,9 +220,11 @@ class Child:
   def __init__(self, framework, case_name, args):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu",
                OMP_NUM_THREADS=str(args.threads))
+    if args.hugepages:  # what linguamix's entry points give themselves, for both alike
+      env = _hugepages.environment(env) or env
     self.proc = subprocess.Popen(
         [sys.executable, __file__, "--_child", framework, case_name, "--threads", str(args.threads),
-         "--ynn", args.ynn], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
+         "--ynn", args.ynn] + ([] if args.hugepages else ["--no-hugepages"]), stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
     self.info = self._read()
 
   def _read(self) -> dict:
@@ -287,7 +298,11 @@ def main() -> int:
   p.add_argument("--steps", type=int, default=2, help="steps per round per framework")
   p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1),
                  help="cores both processes are pinned to; torch intra-op threads")
-  p.add_argument("--ynn", choices=sorted(YNN), default="off", help="XLA:CPU YNNPACK fusions (linguamix)")
+  p.add_argument("--ynn", choices=["step", *sorted(YNN)], default="step",
+                 help="XLA:CPU YNNPACK fusions of the linguamix step (step: the step's own choice)")
+  p.add_argument("--no-hugepages", dest="hugepages", action="store_false",
+                 help="leave glibc malloc as the environment has it (default: huge pages for both, "
+                      "as linguamix's entry points set for themselves; see linguamix/_hugepages.py)")
   p.add_argument("--json", action="store_true", help="also print each case's figures as JSON")
   p.add_argument("--_child", nargs=2, metavar=("FRAMEWORK", "CASE"), help=argparse.SUPPRESS)
   args = p.parse_args()
@@ -301,7 +316,9 @@ def main() -> int:
     p.error(f"--threads {args.threads} > the {len(os.sched_getaffinity(0))} cores this process may use")
   print(f"float32, one full training step (forward, backward, optimizer); {args.rounds} interleaved "
         f"rounds x {args.steps} steps; both pinned to {args.threads} core(s) (torch threads "
-        f"{args.threads}); XLA:CPU YNNPACK fusions: {args.ynn}; machine: {os.cpu_count()} cores")
+        f"{args.threads}); XLA:CPU YNNPACK fusions: {args.ynn}; glibc malloc huge pages: "
+        f"{_hugepages.environment(dict(os.environ)) is not None and args.hugepages} (both); "
+        f"torch flushes denormals (as XLA); machine: {os.cpu_count()} cores")
   print("wall: seconds per step; cpu: process CPU seconds per step (all threads), which other "
         "jobs on the machine disturb far less than wall time")
   print(f"{'case':<13} {'clock':<5} {'linguamix s/step':>16} {'transformers s/step':>19} {'speed-up':>9} "

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from linguamix import _quiet
+from linguamix import _hugepages, _quiet
 
 # name -> (module with main(argv), one-line help). Keep sorted by name.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -27,6 +27,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tasks": ("linguamix.commands.tasks", "list the registered instruction task families and languages"),
     "select-languages": ("linguamix.commands.select_languages", "choose k languages by typology, geography, family, ... (Soykan & Sahin 2024)"),
 }
+
+# The commands that run models (XLA programs): they restart once with huge-page malloc.
+RUN_MODELS = frozenset({"bench", "study"})
 
 
 def _usage() -> str:
@@ -51,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
   """argv None: run as the program (sys.argv, quiet stderr); a list: called from Python."""
   if argv is None:
     argv = sys.argv[1:]
+    if argv and argv[0] in RUN_MODELS and not {"-h", "--help"} & set(argv):
+      _hugepages.reexec()
     _quiet.install(verbose=_quiet.verbose_requested(argv))
   verbose = _quiet.verbose_requested(list(argv))
   argv = _quiet.strip_verbose(list(argv))

@@ -14,7 +14,7 @@ import sys
 
 import gin
 
-from linguamix import _quiet
+from linguamix import _hugepages, _quiet
 from linguamix.train import flags
 
 TRAIN_REQUIRED = ("MODEL_DIR", "MIXTURE_OR_TASK_NAME", "TASK_FEATURE_LENGTHS", "TRAIN_STEPS",
@@ -84,5 +84,7 @@ def infer_main(argv: list[str]) -> int:
 def program(entry) -> None:
   """`python -m ...`: quiet stderr (unless --verbose / LINGUAMIX_VERBOSE), then `entry`."""
   argv = sys.argv[1:]
+  if not {"-h", "--help"} & set(argv):
+    _hugepages.reexec()
   _quiet.install(verbose=_quiet.verbose_requested(argv))
   sys.exit(entry(argv))

@@ -17,12 +17,13 @@ from jax.sharding import NamedSharding
 from linguamix.models import losses
 from linguamix.train import partitioning
 
-# XLA:CPU (jaxlib 0.10) hands reductions and elementwise fusions to YNNPACK by default;
-# there a [B, N, T, S] -> [N, T, S] reduction (the gradient of T5's shared relative
-# position bias) ran at ~50M elements/s, ~18% of the tiny mT5 step in a profile. The
-# steps use no YNNPACK fusion (interleaved, idle machine: 0.147 s/step vs 0.187 with
-# jaxlib's default and slower still with dots only; benchmarks/bench_compare.py --ynn).
-CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+# Per-jit XLA:CPU options of the steps (benchmarks/bench_compare.py --ynn sets them to
+# compare). Empty: jaxlib 0.10's default, which hands dots, reductions and elementwise
+# fusions to YNNPACK. Switching YNNPACK off was faster on a 2-core AMD EPYC (AVX2) while
+# the relative-position bias and Adafactor's statistics were reductions over a leading
+# axis; on a 2-core Xeon (AVX-512), interleaved, with both now matvecs, the default won:
+# mt5_small 4.1 s/step vs 5.3 off, the ~125M decoder 3.3 vs 4.5, tiny mT5 0.128 vs 0.126.
+CPU_COMPILER_OPTIONS: dict = {}
 
 
 def compiler_options() -> dict:
