@@ -5,7 +5,9 @@
 
 Each framework runs in its own long-lived process, pinned to the same cores; after a
 warm-up (compilation) the two take turns, A B A B ..., one round of `--steps` steps each,
-so a load change on the machine hits both alike and the per-round ratio stays honest.
+so a load change on the machine hits both alike and the per-round ratio stays honest;
+each round starts with `--settle` untimed steps, so it times the steady state a training
+loop sees rather than the first step after the other process churned memory.
 One step is the whole update: forward, backward and the optimizer (Adafactor as T5X sets
 it for mT5: decay 0.8, parameter scale, clipping 1.0, no momentum; AdamW for decoders), in
 float32 on the same shapes, on batches without padding. Printed per case: the median
@@ -209,6 +211,7 @@ def child(framework: str, case_name: str, args) -> None:
     if line.strip() == "quit":
       break
     steps = int(line)
+    run(args.settle)  # untimed: see --settle
     start, cpu_start = time.perf_counter(), time.process_time()
     run(steps)
     print(json.dumps({"seconds": (time.perf_counter() - start) / steps,
@@ -224,7 +227,7 @@ class Child:
       env = _hugepages.environment(env) or env
     self.proc = subprocess.Popen(
         [sys.executable, __file__, "--_child", framework, case_name, "--threads", str(args.threads),
-         "--ynn", args.ynn] + ([] if args.hugepages else ["--no-hugepages"]), stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
+         "--ynn", args.ynn, "--settle", str(args.settle)] + ([] if args.hugepages else ["--no-hugepages"]), stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
     self.info = self._read()
 
   def _read(self) -> dict:
@@ -296,6 +299,10 @@ def main() -> int:
   p.add_argument("--cases", default=",".join(CASES), help="comma-separated, from: " + ", ".join(CASES))
   p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (A B) per case")
   p.add_argument("--steps", type=int, default=2, help="steps per round per framework")
+  p.add_argument("--settle", type=int, default=1,
+                 help="untimed steps at the start of each round: the first step after the other "
+                      "process ran pays for memory the other one churned (with huge pages, the "
+                      "kernel's compaction: ~1.2 s of linguamix's 2.1 s LoRA step)")
   p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1),
                  help="cores both processes are pinned to; torch intra-op threads")
   p.add_argument("--ynn", choices=["step", *sorted(YNN)], default="step",
@@ -315,7 +322,7 @@ def main() -> int:
   if args.threads > len(os.sched_getaffinity(0)):
     p.error(f"--threads {args.threads} > the {len(os.sched_getaffinity(0))} cores this process may use")
   print(f"float32, one full training step (forward, backward, optimizer); {args.rounds} interleaved "
-        f"rounds x {args.steps} steps; both pinned to {args.threads} core(s) (torch threads "
+        f"rounds x {args.steps} steps (after {args.settle} untimed); both pinned to {args.threads} core(s) (torch threads "
         f"{args.threads}); XLA:CPU YNNPACK fusions: {args.ynn}; glibc malloc huge pages: "
         f"{_hugepages.environment(dict(os.environ)) is not None and args.hugepages} (both); "
         f"torch flushes denormals (as XLA); machine: {os.cpu_count()} cores")
