@@ -324,7 +324,7 @@ def main() -> int:
   print(f"float32, one full training step (forward, backward, optimizer); {args.rounds} interleaved "
         f"rounds x {args.steps} steps (after {args.settle} untimed); both pinned to {args.threads} core(s) (torch threads "
         f"{args.threads}); XLA:CPU YNNPACK fusions: {args.ynn}; glibc malloc huge pages: "
-        f"{_hugepages.environment(dict(os.environ)) is not None and args.hugepages} (both); "
+        f"{args.hugepages and _hugepages.TUNABLE in (_hugepages.environment(dict(os.environ)) or os.environ).get('GLIBC_TUNABLES', '')} (both); "
         f"torch flushes denormals (as XLA); machine: {os.cpu_count()} cores")
   print("wall: seconds per step; cpu: process CPU seconds per step (all threads), which other "
         "jobs on the machine disturb far less than wall time")

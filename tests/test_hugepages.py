@@ -30,6 +30,8 @@ def test_reexec_restarts_once_with_the_tunable_and_the_same_arguments():
   assert _run({**env, _hugepages.ENV_SWITCH: "0"})[0] is None
 
 
+@pytest.mark.skipif(not APPLIES, reason="no glibc >= 2.35 with transparent huge pages on madvise here")
 def test_environment_leaves_a_set_tunable_and_the_switch_alone():
+  assert _hugepages.environment({}) == {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
   assert _hugepages.environment({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}) is None
   assert _hugepages.environment({_hugepages.ENV_SWITCH: "0"}) is None

@@ -12,8 +12,8 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
+from optax._src import factorized  # its factoring rule and decay schedule, reused as they are
 
 
 class NeedsTotalSteps:
@@ -100,12 +100,12 @@ def scale_by_factored_rms(decay_rate: float = 0.8, min_dim_size_to_factor: int =
                                           epsilon=epsilon)
 
   def update(grads, state, params):
-    decay_t = 1.0 - jnp.asarray(state.count + 1, jnp.float32) ** (-decay_rate)
+    decay_t = factorized._decay_rate_pow(state.count, decay_rate)
 
     def one(grad, v_row, v_col, v, param):
       placeholder = jnp.zeros((1,), param.dtype)
       grad_sqr = jnp.square(grad) + epsilon
-      dims = _factored_dims(param.shape, min_dim_size_to_factor)
+      dims = factorized._factored_dims(param.shape, True, min_dim_size_to_factor)
       if dims is None:
         new_v = (decay_t * v + (1.0 - decay_t) * grad_sqr).astype(param.dtype)
         return _Update(grad * new_v ** -0.5, placeholder, placeholder, new_v)
@@ -125,16 +125,6 @@ def scale_by_factored_rms(decay_rate: float = 0.8, min_dim_size_to_factor: int =
                                           v_row=pick("v_row"), v_col=pick("v_col"), v=pick("v"))
 
   return optax.GradientTransformation(reference.init, update)
-
-
-def _factored_dims(shape: tuple[int, ...], min_dim_size_to_factor: int) -> tuple[int, int] | None:
-  """The two largest axes (second largest, largest), as optax factors them; None: not factored."""
-  if len(shape) < 2:
-    return None
-  order = np.argsort(shape)
-  if shape[order[-2]] < min_dim_size_to_factor:
-    return None
-  return int(order[-2]), int(order[-1])
 
 
 def adamw(learning_rate: optax.ScalarOrSchedule = 1e-4, b1: float = 0.9, b2: float = 0.999,
