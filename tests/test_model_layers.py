@@ -100,3 +100,25 @@ def test_broadcast_batch_gradient_is_the_batch_sum_autodiff_gives():
   assert ours.shape == (1, 3, 5)
   np.testing.assert_allclose(ours, reference, rtol=1e-6, atol=1e-6)
   np.testing.assert_array_equal(layers.broadcast_batch(x_1xNxT, 4), jnp.broadcast_to(x_1xNxT, (4, 3, 5)))
+
+
+def test_masked_softmax_values_and_gradients_match_autodiff_of_jax_softmax():
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(3, 2, 5, 7)) * 4, jnp.float32)
+  mask = jnp.asarray(rng.random((3, 1, 5, 7)) > 0.3)
+  mask = mask.at[0, 0, 1].set(False)  # a fully masked row (a padding query)
+  g = jnp.asarray(rng.normal(size=x.shape), jnp.float32)
+
+  def reference(x, mask):
+    if mask is None:
+      return jax.nn.softmax(x, axis=-1)
+    return jnp.where(mask, jax.nn.softmax(jnp.where(mask, x, jnp.finfo(jnp.float32).min)), 0.0)
+
+  for m in (None, mask):
+    p = layers.masked_softmax(x, m)
+    np.testing.assert_allclose(p, reference(x, m), rtol=1e-6, atol=1e-7)
+    grad = jax.grad(lambda x: jnp.sum(g * layers.masked_softmax(x, m)))(x)
+    grad_ref = jax.grad(lambda x: jnp.sum(g * reference(x, m)))(x)
+    np.testing.assert_allclose(grad, grad_ref, rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(layers.masked_softmax(x, mask)[0, 0, 1], 0.0)
+  assert np.abs(np.asarray(grad_ref)).max() > 0.1  # the comparison is not of zeros
