@@ -22,9 +22,9 @@ torch uses N intra-op threads (`torch.set_num_threads`, interop 1); XLA:CPU size
 pool from the cores it is allowed. `--ynn` picks the XLA:CPU YNNPACK fusions of the
 linguamix step (`step`: the step's own, jaxlib's default, see linguamix/train/step.py;
 `off`: none; `dot`, `reduce`, `reduce+dot`: those kinds only), to measure that choice.
-Both processes get glibc's huge-page malloc (`linguamix/_hugepages.py`, as linguamix's
-entry points give themselves; `--no-hugepages` leaves malloc alone), and torch flushes
-denormals to zero as XLA does.
+Both processes get the glibc malloc settings linguamix's entry points give themselves
+(huge pages, a heap that keeps its memory: `linguamix/_malloc_tuning.py`;
+`--no-malloc-tuning` leaves malloc alone), and torch flushes denormals to zero as XLA does.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ import numpy as np
 
 # Measure the checkout this script lives in, not whichever linguamix is installed.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from linguamix import _hugepages  # noqa: E402  (light: the standard library only)
+from linguamix import _malloc_tuning  # noqa: E402  (light: the standard library only)
 
 # name: (family, shape, batch description); tiny = models/mt5_tiny.gin at the trainer's
 # batch 16 x (128 + 128); mt5_small = models/mt5_small.gin; decoder = Llama-style 124.7M.
@@ -223,11 +223,12 @@ class Child:
   def __init__(self, framework, case_name, args):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu",
                OMP_NUM_THREADS=str(args.threads))
-    if args.hugepages:  # what linguamix's entry points give themselves, for both alike
-      env = _hugepages.environment(env) or env
+    if args.malloc_tuning:  # what linguamix's entry points give themselves, for both alike
+      env = _malloc_tuning.environment(env) or env
     self.proc = subprocess.Popen(
         [sys.executable, __file__, "--_child", framework, case_name, "--threads", str(args.threads),
-         "--ynn", args.ynn, "--settle", str(args.settle)] + ([] if args.hugepages else ["--no-hugepages"]), stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
+         "--ynn", args.ynn, "--settle", str(args.settle)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
     self.info = self._read()
 
   def _read(self) -> dict:
@@ -249,6 +250,11 @@ class Child:
     rss = self._read()["peak_rss_mib"]
     self.proc.wait()
     return rss
+
+
+def _tunables(args) -> str:
+  env = dict(os.environ)
+  return ((_malloc_tuning.environment(env) if args.malloc_tuning else None) or env).get("GLIBC_TUNABLES", "")
 
 
 def _load() -> str:
@@ -307,9 +313,9 @@ def main() -> int:
                  help="cores both processes are pinned to; torch intra-op threads")
   p.add_argument("--ynn", choices=["step", *sorted(YNN)], default="step",
                  help="XLA:CPU YNNPACK fusions of the linguamix step (step: the step's own choice)")
-  p.add_argument("--no-hugepages", dest="hugepages", action="store_false",
-                 help="leave glibc malloc as the environment has it (default: huge pages for both, "
-                      "as linguamix's entry points set for themselves; see linguamix/_hugepages.py)")
+  p.add_argument("--no-malloc-tuning", dest="malloc_tuning", action="store_false",
+                 help="leave glibc malloc as the environment has it (default: for both the settings "
+                      "linguamix's entry points give themselves; see linguamix/_malloc_tuning.py)")
   p.add_argument("--json", action="store_true", help="also print each case's figures as JSON")
   p.add_argument("--_child", nargs=2, metavar=("FRAMEWORK", "CASE"), help=argparse.SUPPRESS)
   args = p.parse_args()
@@ -323,8 +329,8 @@ def main() -> int:
     p.error(f"--threads {args.threads} > the {len(os.sched_getaffinity(0))} cores this process may use")
   print(f"float32, one full training step (forward, backward, optimizer); {args.rounds} interleaved "
         f"rounds x {args.steps} steps (after {args.settle} untimed); both pinned to {args.threads} core(s) (torch threads "
-        f"{args.threads}); XLA:CPU YNNPACK fusions: {args.ynn}; glibc malloc huge pages: "
-        f"{args.hugepages and _hugepages.TUNABLE in (_hugepages.environment(dict(os.environ)) or os.environ).get('GLIBC_TUNABLES', '')} (both); "
+        f"{args.threads}); XLA:CPU YNNPACK fusions: {args.ynn}; GLIBC_TUNABLES (both): "
+        f"{_tunables(args) or 'none'}; "
         f"torch flushes denormals (as XLA); machine: {os.cpu_count()} cores")
   print("wall: seconds per step; cpu: process CPU seconds per step (all threads), which other "
         "jobs on the machine disturb far less than wall time")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from linguamix import _hugepages, _quiet
+from linguamix import _malloc_tuning, _quiet
 
 # name -> (module with main(argv), one-line help). Keep sorted by name.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
   if argv is None:
     argv = sys.argv[1:]
     if argv and argv[0] in RUN_MODELS and not {"-h", "--help"} & set(argv):
-      _hugepages.reexec()
+      _malloc_tuning.reexec()
     _quiet.install(verbose=_quiet.verbose_requested(argv))
   verbose = _quiet.verbose_requested(list(argv))
   argv = _quiet.strip_verbose(list(argv))

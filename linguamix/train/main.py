@@ -14,7 +14,7 @@ import sys
 
 import gin
 
-from linguamix import _hugepages, _quiet
+from linguamix import _malloc_tuning, _quiet
 from linguamix.train import flags
 
 TRAIN_REQUIRED = ("MODEL_DIR", "MIXTURE_OR_TASK_NAME", "TASK_FEATURE_LENGTHS", "TRAIN_STEPS",
@@ -85,6 +85,6 @@ def program(entry) -> None:
   """`python -m ...`: quiet stderr (unless --verbose / LINGUAMIX_VERBOSE), then `entry`."""
   argv = sys.argv[1:]
   if not {"-h", "--help"} & set(argv):
-    _hugepages.reexec()
+    _malloc_tuning.reexec()
   _quiet.install(verbose=_quiet.verbose_requested(argv))
   sys.exit(entry(argv))
