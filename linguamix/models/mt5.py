@@ -163,8 +163,11 @@ class RelativePositionBias(nn.Module):
     # A one-hot matmul, as T5X does, not a gather: the gradient is then a dot, where the
     # gather's scatter-add made XLA:CPU reduce the [B, N, T, S] bias gradient over the
     # batch into a [T*S, N] layout (~15 ms of a 160 ms tiny mT5 step). Exact in float32.
-    one_hot_RxTxS = (bucket_TxS[None] == jnp.arange(cfg.relative_attention_num_buckets)[:, None, None])
-    return jnp.einsum("nr,rts->nts", rel_embedding_NxR, one_hot_RxTxS.astype(jnp.float32),
+    # NumPy buckets (training) give a NumPy one-hot: a constant of the program, where a
+    # traced one rebuilt the [R, T*S] floats and their transpose every step.
+    xp = np if isinstance(bucket_TxS, np.ndarray) else jnp
+    one_hot_RxTxS = (bucket_TxS[None] == xp.arange(cfg.relative_attention_num_buckets)[:, None, None])
+    return jnp.einsum("nr,rts->nts", rel_embedding_NxR, one_hot_RxTxS.astype(np.float32),
                       precision=jax.lax.Precision.HIGHEST)[None]
 
 
