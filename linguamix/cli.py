@@ -28,7 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "select-languages": ("linguamix.commands.select_languages", "choose k languages by typology, geography, family, ... (Soykan & Sahin 2024)"),
 }
 
-# The commands that run models (XLA programs): they restart once with huge-page malloc.
+# The commands that run models (XLA programs): they restart once with the malloc settings
+# of _malloc_tuning (huge pages, a heap kept between steps).
 RUN_MODELS = frozenset({"bench", "study"})
 
 
