@@ -36,12 +36,13 @@ import resource
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 
 # Measure the checkout this script lives in, not whichever linguamix is installed.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from linguamix import _malloc_tuning  # noqa: E402  (light: the standard library only)
+from linguamix import _malloc_tuning, _quiet  # noqa: E402  (light: the standard library only)
 
 # name: (family, shape, batch description); tiny = models/mt5_tiny.gin at the trainer's
 # batch 16 x (128 + 128); mt5_small = models/mt5_small.gin; decoder = Llama-style 124.7M.
@@ -320,6 +321,10 @@ def main() -> int:
   p.add_argument("--_child", nargs=2, metavar=("FRAMEWORK", "CASE"), help=argparse.SUPPRESS)
   args = p.parse_args()
   if args._child:
+    # The children's stderr as linguamix's commands have it: no C++ start-up logs (TF via
+    # seqio), no library deprecation warnings; errors and tracebacks still pass.
+    _quiet.install(verbose=False)
+    warnings.filterwarnings("ignore", category=FutureWarning)
     child(*args._child, args)
     return 0
   unknown = [c for c in args.cases.split(",") if c not in CASES]
