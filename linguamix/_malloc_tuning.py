@@ -6,7 +6,8 @@ mt5_small. glibc serves a block that large with a fresh mapping (or grows and tr
 heap around it), so each step first-touches new memory, which the kernel faults in and
 zeroes: 24,614 faults a tiny step with 4 KiB pages, 86 with huge pages, 4,350 for
 mt5_small; measured on a 2-core EPYC, one thread, in fresh processes, tiny 0.14 -> 0.08
--> 0.074 s/step and mt5_small 2.0-3.7 -> 1.8 s/step (see README, "Next to transformers, interleaved").
+-> 0.074 s/step and mt5_small 2.0-3.7 -> 1.8 s/step (see README, "Next to
+transformers, interleaved").
 
 The settings (`GLIBC_TUNABLES`), which glibc reads only at start-up:
   glibc.malloc.hugetlb=1            transparent huge pages on malloc's own memory (2.35+,
