@@ -50,10 +50,11 @@ def test_environment_leaves_set_tunables_and_the_switch_alone():
 
 
 @needs_glibc
-def test_with_the_settings_a_jitted_step_on_large_buffers_touches_no_new_pages():
+def test_with_the_settings_a_jitted_step_on_large_buffers_reuses_its_memory():
   # 64 MiB buffers per call: above glibc's mmap threshold, so without the settings every
-  # call maps fresh memory and faults it in.
+  # call maps fresh memory and faults it in (~49,000 faults with 4 KiB pages, ~100 with
+  # huge pages); with them the heap's pages are reused (0 alone, a handful inside a test
+  # run, from other first touches).
   env = {**_clean_env(), "JAX_PLATFORMS": "cpu"}
-  tuned = _malloc_tuning.environment(env)
-  assert _run(tuned, STEP) == 0
-  assert _run(env, STEP) > 10
+  tuned, untuned = _run(_malloc_tuning.environment(env), STEP), _run(env, STEP)
+  assert tuned * 10 < untuned, (tuned, untuned)
