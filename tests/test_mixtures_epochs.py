@@ -4,7 +4,6 @@ bundled sample set."""
 
 import collections
 import json
-import math
 import subprocess
 import sys
 
