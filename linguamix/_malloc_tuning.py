@@ -5,19 +5,18 @@ on every execution, one block per program: 96 MiB for the tiny mT5 step, 2.2 GiB
 mt5_small. glibc serves a block that large with a fresh mapping (or grows and trims its
 heap around it), so each step first-touches new memory, which the kernel faults in and
 zeroes: 24,614 faults a tiny step with 4 KiB pages, 86 with huge pages, 4,350 for
-mt5_small; measured on a 2-core EPYC, one thread, in fresh processes, tiny 0.14 -> 0.08
--> 0.074 s/step and mt5_small 2.0-3.7 -> 1.8 s/step (see README, "Next to
-transformers, interleaved").
+mt5_small (2-core EPYC, one thread, fresh processes; see README, "Next to transformers,
+interleaved").
 
 The settings (`GLIBC_TUNABLES`), which glibc reads only at start-up:
   glibc.malloc.hugetlb=1            transparent huge pages on malloc's own memory (2.35+,
                                     only where the kernel leaves them to `madvise`)
-  glibc.malloc.mmap_max=0           no mapping per large block: it comes from the heap
+  glibc.malloc.mmap_max=0           no mapping per large block: it comes from a heap
   glibc.malloc.trim_threshold=2^44  and the heap keeps what is freed for the next step
-  glibc.malloc.arena_max=1          in one arena: a thread's arena could not hold the block
-With them a step touches no new page. The cost: the process holds on to its peak heap
-(mt5_small 5.3 GiB peak against 5.2 GiB), and all threads share one arena (small blocks
-still come from each thread's cache).
+The cost: the process holds on to its peak heap (mt5_small 5.3 GiB peak against 5.2 GiB).
+Blocks that threads' own arenas serve can still fault (see HEAP_TUNABLES): a lone
+mt5_small step still faulted 2,051 times, and a small jitted program on 64 MiB buffers
+faulted more with these settings than without.
 
 So the entry points (`linguamix`, `python -m linguamix.train/.eval/.infer`) call
 `reexec()` first, which restarts the process once with the settings added; one the
@@ -33,8 +32,10 @@ import sys
 
 ENV_SWITCH = "LINGUAMIX_MALLOC_TUNING"
 HUGE_PAGES = "glibc.malloc.hugetlb"
-HEAP_TUNABLES = {"glibc.malloc.mmap_max": "0", "glibc.malloc.trim_threshold": str(1 << 44),
-                 "glibc.malloc.arena_max": "1"}
+# Not glibc.malloc.arena_max=1, though a lone step then faults no page at all (mt5_small
+# 1.6-1.8 s against 1.7-3.6 s with spikes of kernel time): the trainer's input-pipeline
+# threads then share one arena, and `linguamix bench train` fell from 14-17 to 10-11 steps/s.
+HEAP_TUNABLES = {"glibc.malloc.mmap_max": "0", "glibc.malloc.trim_threshold": str(1 << 44)}
 THP_MODE = "/sys/kernel/mm/transparent_hugepage/enabled"
 
 
