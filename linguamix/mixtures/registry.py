@@ -148,7 +148,8 @@ class RecipeMixture(seqio.Mixture):
     tasks = [by_name[self.recipe.task_name(l)] for l in self.recipe.langs]
     return stream.dataset(tasks, keys, sequence_length, split, shuffle=shuffle, seed=seed,
                           shard_info=shard_info, num_epochs=num_epochs,
-                          trim_output_features=trim_output_features)
+                          trim_output_features=trim_output_features,
+                          try_in_mem_cache=try_in_mem_cache)
 
 
 def _selector(recipe: Recipe, lang: str):

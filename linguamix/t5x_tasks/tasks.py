@@ -49,6 +49,18 @@ class Family:
 FAMILIES: dict[str, Family] = {}
 
 
+# Every preprocessor `_preprocessors` uses is a function of one example (and
+# sequence_length), with no randomness: a stream may preprocess a row once and reuse it
+# every epoch (linguamix.mixtures.stream).
+PER_ROW_PREPROCESSORS = (langit.langit_fit, seqio.preprocessors.tokenize,
+                         seqio.preprocessors.append_eos_after_trim)
+
+
+def is_per_row(preprocessor) -> bool:
+  return (isinstance(preprocessor, seqio.CacheDatasetPlaceholder)
+          or preprocessor in PER_ROW_PREPROCESSORS)
+
+
 def _preprocessors(use_langit: bool):
   pre = [langit.langit_fit] if use_langit else []
   pre.append(seqio.preprocessors.tokenize)

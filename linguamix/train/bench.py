@@ -74,7 +74,7 @@ def bench_train(*, model, train_dataset_cfg, partitioner, optimizer=None, learni
     state, m = train_step(state, b, rng)
   jax.block_until_ready(m)
   dt = (time.perf_counter() - t0) / steps
-  flop_params = trainer.matmul_params(abstract)
+  flop_params = model.matmul_params(abstract)
   flops = np.mean([trainer.model_flops_per_step(flop_params, b) for b in host_batches[1:]])
   peak = peak_flops or metrics_lib.peak_flops_per_device()
   out = {
@@ -90,7 +90,8 @@ def bench_train(*, model, train_dataset_cfg, partitioner, optimizer=None, learni
   stats = jax.devices()[0].memory_stats() or {}
   if "peak_bytes_in_use" in stats:
     out["peak_device_memory_gib"] = stats["peak_bytes_in_use"] / 2**30
-  out["pipeline"] = bench_pipeline(train_dataset_cfg, model, steps)
+  # At least 100 batches: a few make a tenth of a second, too short to time a pipeline.
+  out["pipeline"] = bench_pipeline(train_dataset_cfg, model, max(steps, 100))
   return out
 
 
