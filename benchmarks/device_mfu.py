@@ -84,26 +84,15 @@ def build(model_name: str, spec: dict, attention: str, remat: str, scan: bool, d
   return model, "adafactor", batch, {"encoder_input_tokens": enc.shape, "decoder_input_tokens": dec_in.shape}
 
 
-def flops(spec: dict, abstract_params) -> tuple[float, float]:
-  """(6 x matmul params x tokens, attention FLOPs) per training step."""
-  import jax
-  enc = dec = 0
-  for path, x in jax.tree_util.tree_leaves_with_path(abstract_params):
-    keys = [str(getattr(k, "key", k)) for k in path]
-    if "embedding" in keys[-1] or "embedder" in "/".join(keys):
-      continue
-    n = int(np.prod(x.shape))
-    if keys[0] == "encoder":
-      enc += n
-    else:
-      dec += n
+def flops(spec: dict, model, abstract_params) -> tuple[float, float]:
+  """(6 x matmul params x tokens, attention FLOPs) per training step, every slot a token."""
+  enc, dec = model.matmul_params(abstract_params)
   s = spec["shape"]
   if spec["kind"] == "decoder":
-    dec += s["vocab_size"] * s["d_model"] if s.get("tie_embeddings") else 0  # the tied head
     tokens = spec["batch"] * spec["length"]
     h = s.get("head_dim") or s["d_model"] // s["num_heads"]
     attn = 3 * 4 * spec["batch"] * spec["length"] ** 2 * s["num_heads"] * h * s["num_layers"] * 0.5
-    return 6.0 * dec * tokens, float(attn)
+    return 6.0 * (enc + dec) * tokens, float(attn)
   b, i, t = spec["batch"], spec["inputs"], spec["targets"]
   nh = s["num_heads"] * s["head_dim"]
   attn = 3 * 4 * b * nh * (i * i * s["num_encoder_layers"]
@@ -149,7 +138,7 @@ def run_row(model_name: str, spec: dict, variant, args, peak: float | None) -> d
     state, m = compiled(state, dev_batch, rng)
   jax.block_until_ready(m)
   dt = (time.perf_counter() - t0) / args.steps
-  model_flops, attn_flops = flops(spec, abstract)
+  model_flops, attn_flops = flops(spec, model, abstract)
   tokens = batch["decoder_target_tokens"].size + batch.get("encoder_input_tokens", np.zeros(0)).size
   row.update(step_s=dt, tokens_per_s=tokens / dt, params=int(sum(np.prod(x.shape) for x in jax.tree.leaves(abstract))),
              model_tflop=model_flops / 1e12, attn_tflop=attn_flops / 1e12, loss=float(m["loss"]))

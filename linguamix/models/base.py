@@ -11,6 +11,7 @@ Parameters carry logical axis names (`nn.with_logical_partitioning`) from
 from __future__ import annotations
 
 import abc
+import math
 from typing import Any, Mapping
 
 import jax
@@ -51,6 +52,26 @@ class BaseModel(abc.ABC):
   def with_start_token(self, start_token: str) -> "BaseModel":
     """The same model with another start-token policy; a model without the slot is itself."""
     return self
+
+  def tied_output_params(self) -> int:
+    """Parameters of an output layer that is the input embedding (tied): a matmul whose
+    parameters `matmul_params` would otherwise leave out as an embedding lookup."""
+    return 0
+
+  def matmul_params(self, abstract_params: Params) -> tuple[int, int]:
+    """(encoder, other) parameter counts that enter matmuls, for MFU's 6 x N x tokens:
+    embedding lookups left out, a tied output layer counted."""
+    enc = dec = 0
+    for path, x in jax.tree_util.tree_leaves_with_path(abstract_params):
+      keys = [str(getattr(k, "key", k)) for k in path]
+      if "embedding" in keys[-1]:
+        continue
+      n = math.prod(x.shape)
+      if keys[0] == "encoder":
+        enc += n
+      else:
+        dec += n
+    return enc, dec + self.tied_output_params()
 
   def trainable_mask(self, params: Params) -> Any:
     """A tree of bools like `params` marking what trains (LoRA: the adapters); None: everything."""

@@ -53,6 +53,9 @@ class EncoderDecoderModel(base.BaseModel):
         decode_method=decode_method, beam_size=beam_size, alpha=alpha, temperature=temperature,
         top_k=top_k, top_p=top_p, eos_id=eos_id)
 
+  def tied_output_params(self) -> int:
+    return self.config.vocab_size * self.config.emb_dim if self.config.tie_embeddings else 0
+
   @property
   def vocabulary(self) -> seqio.Vocabulary:
     return self._vocabulary

@@ -62,23 +62,8 @@ def _initial_step(path: str | None) -> int:
   return int(m.group(1)) if m else 0
 
 
-def matmul_params(abstract: Any) -> tuple[int, int]:
-  """(encoder, other) parameter counts that enter matmuls: embedding lookups left out."""
-  enc = dec = 0
-  for path, x in jax.tree_util.tree_leaves_with_path(abstract):
-    keys = [str(getattr(k, "key", k)) for k in path]
-    if "embedding" in keys[-1]:
-      continue
-    n = int(np.prod(x.shape))
-    if keys[0] == "encoder":
-      enc += n
-    else:
-      dec += n
-  return enc, dec
-
-
 def model_flops_per_step(params: tuple[int, int], batch: dict) -> float:
-  """6 x matmul params x tokens (`params` from `matmul_params`): encoder params count
+  """6 x matmul params x tokens (`params` from `model.matmul_params`): encoder params count
   input tokens, the rest target tokens (decoder-only: all tokens); attention scores
   left out."""
   enc, dec = params
@@ -255,7 +240,7 @@ def train(
     return flat
 
   # --- loop -----------------------------------------------------------------------
-  flop_params = matmul_params(abstract)  # once: walking the tree each step costs host time
+  flop_params = model.matmul_params(abstract)  # once: walking the tree each step costs host time
   bar = tqdm(total=total_steps, initial=start_step, disable=not (host0 and progress_bar),
              unit="step", dynamic_ncols=True)
   pending = None  # (step, device metrics, host token counts, flops) of the last dispatched step
