@@ -28,8 +28,9 @@ def sample_examples(name: str, num_examples: int = 2000, seed: int = 0) -> list[
   """`num_examples` tokenized examples (inputs, targets as int32 arrays) from the mixture or
   task `name`, drawn as training draws them (untrimmed: lengths are the data's)."""
   mt = seqio.get_mixture_or_task(name)
+  # A sample, not epochs: preprocessing the whole selection first would not pay.
   ds = mt.get_dataset(None, split="train", shuffle=True, seed=seed, num_epochs=None,
-                      use_cached=False)
+                      use_cached=False, try_in_mem_cache=False)
   out = []
   for ex in ds.take(num_examples).as_numpy_iterator():
     out.append({k: np.asarray(ex[k], np.int32) for k in FEATURES})
