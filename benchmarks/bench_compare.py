@@ -123,7 +123,7 @@ def linguamix_step(case: dict, ynn: str):
   partitioner = partitioning.Partitioner()
   boxed = model.init_variables(jax.random.PRNGKey(0), shapes)
   params = nn.unbox(boxed["params"])
-  trainable = getattr(model, "trainable_mask", lambda p: None)(params)
+  trainable = model.trainable_mask(params)
   lr = optim.schedule("constant", 1e-3 if opt == "adafactor" else 1e-4)
   tx = optim.build(opt, lr, trainable=trainable)
   shardings = step_lib.state_shardings(partitioner.param_shardings(boxed["params"]), tx,
