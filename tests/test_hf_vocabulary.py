@@ -78,3 +78,11 @@ def test_tf_ops_in_a_seqio_pipeline(tokenizer_dir):
 def test_unknown_special_token_is_named(tokenizer_dir):
   with pytest.raises(ValueError, match=r"eos_token '<\|end\|>' is not in"):
     HfTokenizerVocabulary(str(tokenizer_dir / "tokenizer.json"), eos_token="<|end|>")
+
+
+def test_an_eos_that_seqio_reads_as_padding_is_reported(tokenizer_dir, caplog):
+  """Pythia's EOS is id 0: SeqIO's converters drop it from packed targets, so say so."""
+  HfTokenizerVocabulary(str(tokenizer_dir / "tokenizer.json"))
+  assert "EOS" not in caplog.text
+  HfTokenizerVocabulary(str(tokenizer_dir / "tokenizer.json"), eos_token="<pad>")
+  assert "the EOS token '<pad>' is id 0, which SeqIO treats as padding" in caplog.text

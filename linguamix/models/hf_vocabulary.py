@@ -7,7 +7,8 @@ skips special tokens like `PreTrainedTokenizerFast.decode(ids, skip_special_toke
 
 SeqIO and its feature converters treat id 0 as padding. Tokenizers whose id 0 is a
 text token (GPT-2 and Qwen2 byte-level BPE: "!") lose that token's loss weight in
-unpacked batches; the constructor logs this.
+unpacked batches, and those whose EOS is id 0 (GPT-NeoX/Pythia) lose the EOS of every
+trained target; the constructor logs both.
 """
 
 from __future__ import annotations
@@ -104,6 +105,10 @@ class HfTokenizerVocabulary(seqio.Vocabulary):
     zero = self._tokenizer.id_to_token(0)
     if zero is not None and 0 not in self._special_ids():
       logging.warning("%s: id 0 is the text token %r, which SeqIO treats as padding", self._path, zero)
+    if self.eos_id == seqio.PAD_ID:  # GPT-NeoX/Pythia: <|endoftext|> is id 0
+      logging.warning("%s: the EOS token %r is id 0, which SeqIO treats as padding: trained "
+                      "targets lose their EOS (packing drops it, unpacked batches give it no "
+                      "loss), so the model does not learn to stop", self._path, zero)
 
   def default_special_ids(self, add_bos_token: bool | None = None) -> tuple[list[int], list[int]]:
     """(leading, trailing) ids transformers' tokenizer for this file adds to a text by
