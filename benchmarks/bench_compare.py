@@ -23,8 +23,9 @@ pool from the cores it is allowed. `--ynn` picks the XLA:CPU YNNPACK fusions of 
 linguamix step (`step`: the step's own, jaxlib's default, see linguamix/train/step.py;
 `off`: none; `dot`, `reduce`, `reduce+dot`: those kinds only), to measure that choice.
 Both processes get the glibc malloc settings linguamix's entry points give themselves
-(huge pages, a heap that keeps its memory: `linguamix/_malloc_tuning.py`;
-`--no-malloc-tuning` leaves malloc alone), and torch flushes denormals to zero as XLA does.
+(huge pages, a heap that keeps its memory: `linguamix/_malloc_tuning.py`), and the
+linguamix step runs on the calling thread as theirs do (`run_cpu_programs_inline`);
+`--no-malloc-tuning` leaves both alone. torch flushes denormals to zero as XLA does.
 """
 
 from __future__ import annotations
@@ -203,6 +204,7 @@ def child(framework: str, case_name: str, args) -> None:
   case = CASES[case_name]
   t0 = time.perf_counter()
   if framework == "linguamix":
+    _malloc_tuning.run_cpu_programs_inline()  # as the entry points do (unless switched off)
     run, n_params = linguamix_step(case, args.ynn)
   else:
     run, n_params = transformers_step(case, args.threads)
@@ -226,6 +228,8 @@ class Child:
                OMP_NUM_THREADS=str(args.threads))
     if args.malloc_tuning:  # what linguamix's entry points give themselves, for both alike
       env = _malloc_tuning.environment(env) or env
+    else:
+      env[_malloc_tuning.ENV_SWITCH] = "0"
     self.proc = subprocess.Popen(
         [sys.executable, __file__, "--_child", framework, case_name, "--threads", str(args.threads),
          "--ynn", args.ynn, "--settle", str(args.settle)],

@@ -14,9 +14,9 @@ The settings (`GLIBC_TUNABLES`), which glibc reads only at start-up:
   glibc.malloc.mmap_max=0           no mapping per large block: it comes from a heap
   glibc.malloc.trim_threshold=2^44  and the heap keeps what is freed for the next step
 The cost: the process holds on to its peak heap (mt5_small 5.3 GiB peak against 5.2 GiB).
-Blocks that threads' own arenas serve can still fault (see HEAP_TUNABLES): a lone
-mt5_small step still faulted 2,051 times, and a small jitted program on 64 MiB buffers
-faulted more with these settings than without.
+Blocks that threads' own arenas serve still fault (see HEAP_TUNABLES): run on an XLA
+worker thread, a lone mt5_small step faulted 2,051 times. So the programs also run on
+the calling thread, whose arena is the main one (`run_cpu_programs_inline`).
 
 So the entry points (`linguamix`, `python -m linguamix.train/.eval/.infer`) call
 `reexec()` first, which restarts the process once with the settings added; one the
@@ -76,10 +76,25 @@ def environment(env: dict[str, str]) -> dict[str, str] | None:
   return {**env, "GLIBC_TUNABLES": ":".join(filter(None, [present, *missing]))}
 
 
+def run_cpu_programs_inline() -> None:
+  """Single-device XLA:CPU programs run on the thread that calls them
+  (`jax_cpu_enable_async_dispatch=False`), whose arena is glibc's main one: its heap keeps
+  a step's temporaries for the next step. The arena of an XLA worker thread holds at most
+  64 MiB per heap, so glibc maps a larger block fresh on every step, whatever mmap_max says:
+  mt5_small's 2.2 GiB faulted in 2,051 huge pages a step, with ~2 s of kernel time every
+  other step (1.9 / 4.0 s steps), against 8 faults and 1.93-1.99 s a step inline."""
+  if os.environ.get(ENV_SWITCH, "1") == "0":
+    return
+  import jax  # pylint: disable=g-import-not-at-top
+  jax.config.update("jax_cpu_enable_async_dispatch", False)
+
+
 def reexec() -> None:
-  """Restarts this Python process with `environment()` when it returns one; otherwise returns."""
+  """Restarts this Python process with `environment()` when it returns one; otherwise
+  returns, having made CPU programs run inline (`run_cpu_programs_inline`)."""
   env = environment(dict(os.environ))
   if env is None:
+    run_cpu_programs_inline()
     return
   sys.stdout.flush()
   sys.stderr.flush()

@@ -45,3 +45,31 @@ def test_environment_leaves_set_tunables_and_the_switch_alone():
   assert _malloc_tuning.environment({"GLIBC_TUNABLES": complete}) is None
   assert _malloc_tuning.environment({_malloc_tuning.ENV_SWITCH: "0"}) is None
   assert _malloc_tuning.environment({})["GLIBC_TUNABLES"] == complete
+
+
+FAULTS = """
+import json, resource, statistics
+from linguamix import _malloc_tuning
+_malloc_tuning.reexec()
+import jax, jax.numpy as jnp
+x = jnp.ones((1 << 26,), jnp.float32)  # 256 MiB: temporaries larger than a thread arena's heap
+f = jax.jit(lambda x: jax.lax.optimization_barrier(jnp.sin(x) * x).sum())
+faults = []
+for _ in range(8):
+  before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+  jax.block_until_ready(f(x))
+  faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(json.dumps(statistics.median(faults[2:])))
+"""
+
+
+@needs_glibc
+def test_cpu_programs_run_inline_so_their_temporaries_stay_in_the_main_heap():
+  """Run by an XLA worker thread, a program's 256 MiB of temporaries come from that thread's
+  arena, which maps them fresh on every call (faulting them in again); run inline, from the
+  main heap, which keeps them. Both runs have the malloc settings; only inline differs."""
+  settings = ":".join(f"{k}={v}" for k, v in TUNABLES.items())
+  env = {**_clean_env(), "GLIBC_TUNABLES": settings, "JAX_PLATFORMS": "cpu"}
+  inline = _run(env, FAULTS)
+  worker = _run({**env, _malloc_tuning.ENV_SWITCH: "0"}, FAULTS)
+  assert inline * 5 < worker, (inline, worker)
