@@ -15,7 +15,11 @@ s/step of each, the median of the per-round ratios (transformers time / linguami
 so > 1 means linguamix is faster) with its min-max and interquartile range, peak host RSS,
 and the load average before and after; once for wall time and once for process CPU time
 (all threads), which other jobs on a shared machine disturb far less: a loaded core
-stretches wall time, not the CPU time the step itself burns.
+stretches wall time, not the CPU time the step itself burns. A third line per case sets
+the steps against the CPU: XLA's FLOP count of the step, each side's GFLOP/s and its share
+of that framework's own 2048^3 float32 GEMM rate on these cores, and the speed-up linguamix
+would have if its whole step ran at its GEMM rate. Where a step is mostly matmuls and both
+libraries run their GEMMs near the CPU's peak, that ceiling, not the code, bounds the ratio.
 
 Threads: both processes are pinned to cores 0..N-1 (`--threads N`, sched_setaffinity);
 torch uses N intra-op threads (`torch.set_num_threads`, interop 1); XLA:CPU sizes its
@@ -54,6 +58,7 @@ MT5_SHAPES = {
 DECODER_SHAPE = dict(vocab_size=32000, d_model=768, num_layers=12, num_heads=12, num_kv_heads=4,
                      mlp_dim=2048)
 LORA_RANK, LORA_ALPHA = 16, 32.0
+GEMM_N = 2048  # the matmul whose rate each framework's step is set against
 CASES = {
     "tiny": dict(kind="mt5", shape="tiny", batch=16, inputs=128, targets=128),
     "mt5_small": dict(kind="mt5", shape="mt5_small", batch=4, inputs=128, targets=32),
@@ -142,7 +147,31 @@ def linguamix_step(case: dict, ynn: str):
       holder["state"], m = train_step(holder["state"], batch, rng)
     jax.block_until_ready(m)
   n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
-  return run, n_params
+  # XLA's FLOP count of the whole step (forward, backward, optimizer) before optimisation:
+  # the same work for both frameworks, so each one's GFLOP/s says how near its GEMM rate it is.
+  flops = train_step.lower(state, batch, rng).cost_analysis()["flops"]
+  return run, n_params, flops
+
+
+def linguamix_gemm_gflops(n: int = GEMM_N) -> float:
+  """XLA:CPU's rate on one n x n x n float32 matmul, best of 3."""
+  import jax
+  import jax.numpy as jnp
+  a = jnp.asarray(np.random.default_rng(0).random((n, n), np.float32))
+  matmul = jax.jit(jnp.matmul)
+  return _best_rate(lambda: jax.block_until_ready(matmul(a, a)), 2 * n**3)
+
+
+def _best_rate(fn, flops: float, repeats: int = 3) -> float:
+  fn()
+  best = min(_timed(fn) for _ in range(repeats))
+  return flops / best / 1e9
+
+
+def _timed(fn) -> float:
+  start = time.perf_counter()
+  fn()
+  return time.perf_counter() - start
 
 
 # --- transformers -----------------------------------------------------------------------
@@ -194,7 +223,15 @@ def transformers_step(case: dict, threads: int):
       forward().backward()
       optimizer.step()
       optimizer.zero_grad(set_to_none=True)
-  return run, sum(p.numel() for p in model.parameters())
+  return run, sum(p.numel() for p in model.parameters()), None
+
+
+def transformers_gemm_gflops(n: int = GEMM_N) -> float:
+  """torch's rate on one n x n x n float32 matmul, best of 3 (threads as set for the step)."""
+  import torch
+  a = torch.from_numpy(np.random.default_rng(0).random((n, n), np.float32))
+  with torch.no_grad():
+    return _best_rate(lambda: a @ a, 2 * n**3)
 
 
 # --- processes --------------------------------------------------------------------------
@@ -205,11 +242,14 @@ def child(framework: str, case_name: str, args) -> None:
   t0 = time.perf_counter()
   if framework == "linguamix":
     _malloc_tuning.run_cpu_programs_inline()  # as the entry points do (unless switched off)
-    run, n_params = linguamix_step(case, args.ynn)
+    run, n_params, flops = linguamix_step(case, args.ynn)
+    gemm = linguamix_gemm_gflops
   else:
-    run, n_params = transformers_step(case, args.threads)
+    run, n_params, flops = transformers_step(case, args.threads)
+    gemm = transformers_gemm_gflops
   run(1)  # compile / warm up
-  print(json.dumps({"ready": True, "params": n_params, "warmup_s": time.perf_counter() - t0}), flush=True)
+  print(json.dumps({"ready": True, "params": n_params, "flops": flops, "gemm_gflops": gemm(),
+                    "warmup_s": time.perf_counter() - t0}), flush=True)
   for line in sys.stdin:
     if line.strip() == "quit":
       break
@@ -287,14 +327,32 @@ def compare(case_name: str, args) -> dict:
     rss = {"linguamix": a.close(), "transformers": b.close()}
   wall = {k: [r["seconds"] for r in v] for k, v in rounds.items()}
   cpu = {k: [r["cpu_seconds"] for r in v] for k, v in rounds.items()}
+  flops = a.info["flops"]
   return {"case": case_name, "params": a.info["params"], "tokens": _tokens(CASES[case_name]),
+          "gflop_per_step": flops / 1e9,
+          "gemm_gflops": {"linguamix": a.info["gemm_gflops"], "transformers": b.info["gemm_gflops"]},
           "linguamix_s": float(np.median(wall["linguamix"])),
           "transformers_s": float(np.median(wall["transformers"])),
           **_spread(wall["transformers"], wall["linguamix"]),
           "linguamix_cpu_s": float(np.median(cpu["linguamix"])),
           "transformers_cpu_s": float(np.median(cpu["transformers"])),
           "cpu": _spread(cpu["transformers"], cpu["linguamix"]),
-          "rss_mib": rss, "load_before": load_before, "load_after": _load()}
+          "rss_mib": rss, "load_before": load_before, "load_after": _load(),
+          "rounds_s": wall, "rounds_cpu_s": cpu}
+
+
+def roofline_line(r: dict) -> str:
+  """Each side's step rate against its own float32 GEMM rate, and the speed-up linguamix
+  would have if its whole step ran at that GEMM rate: where a step is mostly matmuls, the
+  ratio of the two libraries' GEMMs on this CPU bounds the ratio of the steps."""
+  gflop, gemm = r["gflop_per_step"], r["gemm_gflops"]
+  rate = {k: gflop / r[k + "_s"] for k in ("linguamix", "transformers")}
+  ceiling = r["transformers_s"] / (gflop / gemm["linguamix"])
+  return (f"{r['case']:<13} work  {gflop:.2f} GFLOP/step (XLA's count of the step); GFLOP/s, wall: "
+          f"linguamix {rate['linguamix']:.1f} = {100 * rate['linguamix'] / gemm['linguamix']:.0f}% "
+          f"of its {GEMM_N}^3 fp32 GEMM ({gemm['linguamix']:.1f}), transformers "
+          f"{rate['transformers']:.1f} = {100 * rate['transformers'] / gemm['transformers']:.0f}% of "
+          f"its ({gemm['transformers']:.1f}); at its GEMM rate linguamix would be {ceiling:.2f}x")
 
 
 def describe(name: str) -> str:
@@ -353,6 +411,7 @@ def main() -> int:
             f"{spread['ratio_q1']:>5.2f}-{spread['ratio_q3']:<5.2f} "
             f"{r['rss_mib']['linguamix']:>6.0f}/{r['rss_mib']['transformers']:<7.0f}  "
             f"{r['load_before']} -> {r['load_after']}   ({describe(name)})", flush=True)
+    print(roofline_line(r), flush=True)
     if args.json:
       print(json.dumps(r))
   return 0
