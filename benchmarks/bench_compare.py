@@ -348,11 +348,11 @@ def roofline_line(r: dict) -> str:
   gflop, gemm = r["gflop_per_step"], r["gemm_gflops"]
   rate = {k: gflop / r[k + "_s"] for k in ("linguamix", "transformers")}
   ceiling = r["transformers_s"] / (gflop / gemm["linguamix"])
-  return (f"{r['case']:<13} work  {gflop:.2f} GFLOP/step (XLA's count of the step); GFLOP/s, wall: "
-          f"linguamix {rate['linguamix']:.1f} = {100 * rate['linguamix'] / gemm['linguamix']:.0f}% "
-          f"of its {GEMM_N}^3 fp32 GEMM ({gemm['linguamix']:.1f}), transformers "
-          f"{rate['transformers']:.1f} = {100 * rate['transformers'] / gemm['transformers']:.0f}% of "
-          f"its ({gemm['transformers']:.1f}); at its GEMM rate linguamix would be {ceiling:.2f}x")
+  return (f"{r['case']:<13} work  {gflop:.2f} GFLOP/step (XLA's count); GFLOP/s, wall: linguamix "
+          f"{rate['linguamix']:.1f} ({100 * rate['linguamix'] / gemm['linguamix']:.0f}% of its "
+          f"{GEMM_N}^3 fp32 GEMM, {gemm['linguamix']:.1f}), transformers {rate['transformers']:.1f} "
+          f"({100 * rate['transformers'] / gemm['transformers']:.0f}% of {gemm['transformers']:.1f}); "
+          f"at its GEMM rate: {ceiling:.2f}x")
 
 
 def describe(name: str) -> str:

@@ -5,8 +5,8 @@ on every execution, one block per program: 96 MiB for the tiny mT5 step, 2.2 GiB
 mt5_small. glibc serves a block that large with a fresh mapping (or grows and trims its
 heap around it), so each step first-touches new memory, which the kernel faults in and
 zeroes: 24,614 faults a tiny step with 4 KiB pages, 86 with huge pages, 4,350 for
-mt5_small (2-core EPYC, one thread, fresh processes; see README, "Next to transformers,
-interleaved").
+mt5_small (2-core EPYC, one thread, fresh processes; see docs/performance.md, "What changed
+on 3 December afternoon").
 
 The settings (`GLIBC_TUNABLES`), which glibc reads only at start-up:
   glibc.malloc.hugetlb=1            transparent huge pages on malloc's own memory (2.35+,

@@ -17,7 +17,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 HEAVY = ("tensorflow", "jax", "seqio", "flax", "matplotlib", "sklearn", "torch")
 # What TensorFlow 2.21, XLA and SentencePiece print on a CPU machine (issue 14).
 NOISE = re.compile(r"absl::InitializeLog|cudart_stub\.cc|cuda_platform\.cc|port\.cc:\d+\]|"
-                   r"cpu_feature_guard\.cc|normalizer\.cc\(\d+\) LOG|precompiled_charsmap")
+                   r"cpu_feature_guard\.cc|util\.cc:\d+\] oneDNN supports|normalizer\.cc\(\d+\) LOG|precompiled_charsmap")
 
 
 def _python(code: str, *, env: dict | None = None, timeout: float = 300):
@@ -117,6 +117,8 @@ def test_stderr_filter_drops_library_noise_and_makes_bars_sparse_off_a_terminal(
       os.write(2, b"normalizer.cc(51) ")  # SentencePiece writes its line in pieces
       os.write(2, b"LOG(INFO) precompiled_charsmap is empty. use identity normalization.\\n")
       os.write(2, b"E0000 00:00:1796159135.9 8158 cuda_platform.cc:52] failed call to cuInit\\n")
+      os.write(2, b"E0000 00:00:1796412170.31 6744 util.cc:131] oneDNN supports DT_INT32 only on "
+                  b"platforms with AVX-512. Falling back to the default Eigen-based implementation if present.\\n")
       os.write(2, b"E0000 00:00:1796159135.9 8158 trainer.cc:7] a real C++ error\\n")
       print("a Python warning", file=sys.stderr)
       from tqdm import tqdm
@@ -136,7 +138,7 @@ def test_stderr_filter_drops_library_noise_and_makes_bars_sparse_off_a_terminal(
   bars = [line for line in lines if "/200" in line]
   assert 1 <= len(bars) <= 3 and bars[-1].startswith("100%") and "200/200" in bars[-1], bars
   verbose = _python(script, env={"LINGUAMIX_VERBOSE": "1"})
-  assert len([line for line in verbose.stderr.splitlines() if NOISE.search(line)]) == 5
+  assert len([line for line in verbose.stderr.splitlines() if NOISE.search(line)]) == 6
 
 
 def test_bundled_vocabulary_loads_without_sentencepiece_logging(capfd):
