@@ -163,15 +163,14 @@ def linguamix_gemm_gflops(n: int = GEMM_N) -> float:
 
 
 def _best_rate(fn, flops: float, repeats: int = 3) -> float:
+  """GFLOP/s of fn's best run after one untimed."""
   fn()
-  best = min(_timed(fn) for _ in range(repeats))
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    best = min(best, time.perf_counter() - start)
   return flops / best / 1e9
-
-
-def _timed(fn) -> float:
-  start = time.perf_counter()
-  fn()
-  return time.perf_counter() - start
 
 
 # --- transformers -----------------------------------------------------------------------
@@ -248,8 +247,9 @@ def child(framework: str, case_name: str, args) -> None:
     run, n_params, flops = transformers_step(case, args.threads)
     gemm = transformers_gemm_gflops
   run(1)  # compile / warm up
+  warmup_s = time.perf_counter() - t0
   print(json.dumps({"ready": True, "params": n_params, "flops": flops, "gemm_gflops": gemm(),
-                    "warmup_s": time.perf_counter() - t0}), flush=True)
+                    "warmup_s": warmup_s}), flush=True)
   for line in sys.stdin:
     if line.strip() == "quit":
       break
@@ -327,9 +327,8 @@ def compare(case_name: str, args) -> dict:
     rss = {"linguamix": a.close(), "transformers": b.close()}
   wall = {k: [r["seconds"] for r in v] for k, v in rounds.items()}
   cpu = {k: [r["cpu_seconds"] for r in v] for k, v in rounds.items()}
-  flops = a.info["flops"]
   return {"case": case_name, "params": a.info["params"], "tokens": _tokens(CASES[case_name]),
-          "gflop_per_step": flops / 1e9,
+          "gflop_per_step": a.info["flops"] / 1e9,
           "gemm_gflops": {"linguamix": a.info["gemm_gflops"], "transformers": b.info["gemm_gflops"]},
           "linguamix_s": float(np.median(wall["linguamix"])),
           "transformers_s": float(np.median(wall["transformers"])),
