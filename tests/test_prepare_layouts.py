@@ -131,8 +131,11 @@ def test_every_prepared_item_has_a_manifest_entry_with_dated_evidence():
   for e in entries.values():
     for ev in e["evidence"]:
       assert ev["checked"] == manifest.load()["checked"] and ev["source"] and ev["result"], e["name"]
-  # the gins' published checkpoints are in it too
+  # the gins' published checkpoints are in it too, and the docs table lists every entry
   assert manifest.by_repo("meta-llama/Llama-2-7b-hf")["gated"] is True
+  import pathlib
+  docs = (pathlib.Path(__file__).resolve().parents[1] / "docs/prepare.md").read_text()
+  assert all(f"| `{name}` |" in docs for name in entries)
 
 
 DATA_PICK = {"bactrian_x": {"lang": ["bn", "de", "en", "pt", "sw"]}, "alpaca_x": {"lang": ["de", "pt"]},
