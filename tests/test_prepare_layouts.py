@@ -211,7 +211,8 @@ def test_benchmarks_all_reads_the_published_layouts(hub, tmp_path, capsys, monke
   assert rc == 0 and "summary: 10 skipped" in out
 
 
-def test_all_goes_on_past_a_failure_and_a_rerun_does_only_what_is_missing(hub, tmp_path, capsys):
+def test_all_goes_on_past_a_failure_and_a_rerun_does_only_what_is_missing(hub, tmp_path, capsys,
+                                                                           monkeypatch):
   serve(hub, ["xnli", "xwinograd", "flores"], BENCH_PICK)  # flores gated, no token: refused
   root = tmp_path / "eval"
   argv = ["benchmarks", "xnli", "flores", "xwinograd", "--langs", "de", "en", "ja", "en_et",
@@ -222,12 +223,8 @@ def test_all_goes_on_past_a_failure_and_a_rerun_does_only_what_is_missing(hub, t
   assert err.startswith("error: benchmarks flores: 4 of 4 outputs: ") and "refused access" in err
   assert (root / "xwinograd/jp/test.jsonl").exists() and (root / "xnli/xnli.dev.tsv").exists()
   n = len(hub.downloads())
-  import os
-  os.environ["HF_TOKEN"] = TOKEN
-  try:
-    rc, out, err = run(argv, capsys)
-  finally:
-    del os.environ["HF_TOKEN"]
+  monkeypatch.setenv("HF_TOKEN", TOKEN)
+  rc, out, err = run(argv, capsys)
   assert rc == 0, err
   assert "summary: 2 skipped, 1 done" in out
   assert "wrote xnli" not in out and "wrote xwinograd" not in out
