@@ -30,7 +30,7 @@ import time
 
 import numpy as np
 
-# Llama-3.2-1B (tied embeddings, GQA 32/8, head 64, rope 500k) and mT5-large (spec/t5x.md).
+# Llama-3.2-1B (tied embeddings, GQA 32/8, head 64, rope 500k) and mT5-large (docs/models.md).
 DECODER_1B = dict(vocab_size=128256, d_model=2048, num_layers=16, num_heads=32, num_kv_heads=8,
                   head_dim=64, mlp_dim=8192, rope_base=500000.0, norm_eps=1e-5, tie_embeddings=True)
 MT5_LARGE = dict(vocab_size=250112, emb_dim=1024, num_heads=16, num_encoder_layers=24,

@@ -16,7 +16,7 @@ first token is the prefix token lends it to the context. Data: the real XCOPA te
 (first LIMIT per language), small PAWS-X / XNLI files in their release layouts (TSV for
 linguamix, the Hugging Face dataset fields as JSON lines for lm-eval, same rows).
 The legacy PAWS-X template has no yaml in lm-eval 0.4.13: its v0.4.0–v0.4.5 one (choices
-[Yes, No], delimiter " ", raw sentences; spec/evals.md) is written here on the same
+[Yes, No], delimiter " ", raw sentences) is written here on the same
 template file.
 """
 

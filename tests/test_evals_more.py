@@ -30,7 +30,7 @@ def write_more(root):
   (root / "belebele" / "deu_Latn.jsonl").write_text(json.dumps(BELE, ensure_ascii=False) + "\n")
 
 
-# (gold, [(context, continuation) per choice]) built from spec/evals.md.
+# (gold, [(context, continuation) per choice]) built by hand from lm-evaluation-harness's task definitions.
 EXPECTED = {
     "xstorycloze.eu": (1, [("Ane went out. It rained. She had no umbrella. She got wet.",
                             " She was happy."),

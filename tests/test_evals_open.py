@@ -34,7 +34,7 @@ def test_mt_bench_x_tasks(real_data, monkeypatch):
   rows = list(ds.as_numpy_iterator())
   first = json.loads((real_data / "mt_bench_x" / "IT" / "question.jsonl").read_text().splitlines()[0])
   assert len(rows) == 80
-  # The Alpaca template without input (spec/datasets.md), byte-exact.
+  # The Alpaca template without input (Stanford Alpaca's prompt), byte-exact.
   assert rows[0]["inputs_pretokenized"].decode() == (
       "Below is an instruction that describes a task. Write a response that appropriately "
       "completes the request.\n\n### Instruction:\n" + first["turns"][0] + "\n\n### Response:\n")

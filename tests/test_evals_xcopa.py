@@ -11,7 +11,7 @@ from linguamix.evals import registry
 from linguamix.evals import runner
 from evals_helpers import LookupScorer
 
-# spec/evals.md, XCOPA table: lang -> (cause, effect).
+# lm-evaluation-harness's XCOPA connectors (its xcopa utils.py): lang -> (cause, effect).
 SPEC_CONNECTORS = {
     "et": ("sest", "seetõttu"), "ht": ("poukisa", "donk sa"), "id": ("karena", "maka"),
     "it": ("perché", "quindi"), "qu": ("imataq", "chaymi"), "sw": ("kwa sababu", "kwa hiyo"),

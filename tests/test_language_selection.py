@@ -12,11 +12,11 @@ from sklearn.exceptions import ConvergenceWarning
 from linguamix.t5x_tasks import languages
 from linguamix.mixtures import language_selection as ls
 
-# Bactrian-X's 52 languages as datasets.md lists them.
+# Bactrian-X's 52 languages as its dataset card lists them.
 BACTRIAN_X = sorted(
     "af ar az bn cs de en es et fa fi fr gl gu he hi hr id it ja ka kk km ko lt lv mk ml mn mr"
     " my ne nl pl ps pt ro ru si sl sv sw ta te th tl tr uk ur vi xh zh".split())
-# recipes.md §3: 16 of the 52 have no lang2vec `learned` vector.
+# The study (Soykan & Sahin 2024): 16 of the 52 have no lang2vec `learned` vector.
 NO_LEARNED = sorted("ar az en fa gl gu he ka kk ml mn mr ps si sw te".split())
 
 

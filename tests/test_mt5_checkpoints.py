@@ -25,7 +25,7 @@ def _random_params(cfg=CFG, seed=0):
 
 
 def write_t5x_checkpoint(directory, flat, inline=("encoder/encoder_norm/scale",)):
-  """A VERSION 3 legacy T5X checkpoint, as the format is described (spec/t5x.md): msgpack
+  """A VERSION 3 legacy T5X checkpoint, as T5X's legacy checkpointer writes it (t5x/checkpoints.py): msgpack
   `checkpoint` with {'version', 'optimizer': {'target', 'state'}}, arrays as gzip zarr
   TensorStore arrays in dotted-path dirs, their spec (dummy GCS bucket) in the msgpack."""
   os.makedirs(directory)

@@ -1,4 +1,4 @@
-"""Model gins: sizes of spec/t5x.md, vocabularies, and the tiny default model."""
+"""Model gins: the published mT5 sizes (T5X's mt5 gins), vocabularies, and the tiny default model."""
 
 import pathlib
 
@@ -13,7 +13,7 @@ from linguamix.models import mt5
 from linguamix.models.encoder_decoder import EncoderDecoderModel
 
 GIN_DIR = pathlib.Path(__file__).resolve().parents[1] / "linguamix" / "gin" / "models"
-# spec/t5x.md: emb_dim, num_heads, enc/dec layers, head_dim, mlp_dim
+# T5X's t5x/examples/t5/mt5/*.gin: emb_dim, num_heads, enc/dec layers, head_dim, mlp_dim
 SIZES = {"small": (512, 6, 8, 64, 1024), "base": (768, 12, 12, 64, 2048), "large": (1024, 16, 24, 64, 2816),
          "xl": (2048, 32, 24, 64, 5120), "xxl": (4096, 64, 24, 64, 10240)}
 

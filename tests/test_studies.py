@@ -24,7 +24,7 @@ from linguamix.train import flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# --- the published designs (spec/recipes.md), written out here ---------------------------
+# --- the published designs (the five papers), written out here ---------------------------
 PINCH_LANGS = "en ar zh cs et fi he hi it ru es sw".split()
 PINCH_P = [0, 1, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
 BA_LANGS = "en bg cs de es fi fr ru zh".split()
@@ -81,7 +81,7 @@ def _parse_train(cfg, run):
   return lambda q: gin.query_parameter(q)
 
 
-# paper numbers (spec/recipes.md §2, §3), and where the spec gives them.
+# paper numbers (Better Alpaca, linguistically-informed selection), where the papers give them.
 PRESETS = {
     ("better_alpaca", "lora"): {"lora.LoraConfig.rank": 8, "lora.LoraConfig.alpha": 16.0,
                                 "lora.LoraConfig.dropout": 0.05, "TRAIN_EPOCHS/macro.value": 5,

@@ -1,4 +1,4 @@
-"""Selective Translated Augmentation (sPhinX, recipes.md §5): `linguamix augment`.
+"""Selective Translated Augmentation (sPhinX; docs/augmentation.md): `linguamix augment`.
 
 Library: `ChatClient` (any OpenAI-compatible chat endpoint, reusable), `augment()`
 (sample, translate, validate, cache, write), `register_tasks()` (SeqIO tasks over the

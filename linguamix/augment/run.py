@@ -1,4 +1,4 @@
-"""Selective Translated Augmentation: sample, translate, validate, write (recipes.md §5).
+"""Selective Translated Augmentation: sample, translate, validate, write (docs/augmentation.md).
 
 `augment()` gives every target language its own seeded subset of an English Orca-shaped
 pool (exactly its budget), sends each item to a chat endpoint with the selective-

@@ -1,4 +1,4 @@
-"""Benchmarks as SeqIO tasks, scored like lm-evaluation-harness (spec/evals.md).
+"""Benchmarks as SeqIO tasks, scored like lm-evaluation-harness (docs/evaluation.md).
 
 `import linguamix.evals` registers every benchmark task (`xnli.de`, `paws_x.fr`,
 `xcopa.sw`, `xstorycloze.eu`, `xwinograd.ja`, `belebele.eng_Latn`, ...) and family

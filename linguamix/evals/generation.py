@@ -2,8 +2,8 @@
 
 Each example is one (inputs, targets) pair; the model's `predict_batch` generates, SeqIO
 decodes up to EOS, and the metric compares the stripped prediction with every reference
-(kept as JSON in the `references` feature). Prompts are ours (spec/evals.md names the
-benchmarks and metrics only); they are plain English instructions, shown below.
+(kept as JSON in the `references` feature). Prompts are ours (the studies name the
+benchmarks and metrics only; docs/evaluation.md); they are plain English instructions, shown below.
 """
 
 from __future__ import annotations

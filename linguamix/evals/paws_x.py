@@ -23,7 +23,7 @@ from linguamix.evals import data
 from linguamix.evals import rank
 from linguamix.evals import registry
 
-# lang -> (Q, YES, NO), spec/evals.md.
+# lang -> (Q, YES, NO), lm-eval's PAWS-X prompt words (docs/evaluation.md).
 WORDS = {
     "en": ("right", "Yes", "No"),
     "de": ("richtig", "Ja", "Nein"),

@@ -2,7 +2,7 @@
 
 `xnli.de`, `paws_x.fr`, `xcopa.sw`, ... and mixtures `xnli`, `paws_x`, `xcopa`. Each
 task has the benchmark's release splits (`validation`, `test`) and `default`, the split
-the field reports (spec/evals.md): XNLI validation, PAWS-X test, XCOPA test.
+the field reports (docs/evaluation.md): XNLI validation, PAWS-X test, XCOPA test.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from linguamix.evals import data
 from linguamix.evals import rank
 from linguamix.evals import registry
 
-# lang -> (cause "because", effect "therefore"), spec/evals.md.
+# lang -> (cause "because", effect "therefore"), lm-eval's XCOPA connectors (docs/evaluation.md).
 CONNECTORS = {
     "et": ("sest", "seetõttu"),
     "ht": ("poukisa", "donk sa"),

@@ -12,7 +12,7 @@ from linguamix.evals import data
 from linguamix.evals import rank
 from linguamix.evals import registry
 
-# lang -> (QUESTION, entailment, neutral, contradiction), spec/evals.md.
+# lang -> (QUESTION, entailment, neutral, contradiction), lm-eval's XNLI words (docs/evaluation.md).
 WORDS = {
     "ar": ("صحيح", "نعم", "لذا", "رقم"),
     "bg": ("правилно", "да", "така", "не"),

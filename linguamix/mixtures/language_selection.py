@@ -1,4 +1,4 @@
-"""Linguistically-informed language selection (Soykan & Şahin 2024; recipes.md §3).
+"""Linguistically-informed language selection (Soykan & Şahin 2024; docs/recipes.md).
 
 Choose k of Bactrian-X's 52 languages by one of seven methods:
 

@@ -7,7 +7,7 @@ built. Each chosen language gets `67017 // k` items (4,786 for k = 14) from one 
 id sample (seed 42) shared by all of them, drawn from the whole of Bactrian-X; then
 about 5,000 rows are held out for validation.
 
-What "4,786 per language" means (spec/recipes.md section 3, the study's order: budget,
+What "4,786 per language" means (docs/recipes.md, section 3; the study's order: budget,
 then hold-out): the items *selected* per language, training + validation. The hold-out
 is by id, so no translation of a validation item is trained: round(5000 / k) ids (357
 for k = 14, i.e. 4,998 rows) are validation in all k languages; each language trains

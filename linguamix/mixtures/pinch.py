@@ -11,8 +11,8 @@ Names (budget 4,640 and seed 0 unless gin's `pinch_config` says otherwise):
 Choices where the study is silent (all documented, all parameters):
 * multilingual examples = P% of the budget rounded down to a multiple of 10 — the study
   reports 1% of 4,640 as "40 examples"; this gives 0, 40, 460, 920, ..., 4,640;
-* the multilingual part is split evenly over the non-English languages in the spec's
-  order (ar zh cs et fi he hi it ru es sw); the remainder goes one each to the first
+* the multilingual part is split evenly over the non-English languages in the study's
+  listing order (ar zh cs et fi he hi it ru es sw); the remainder goes one each to the first
   languages: 40 = 4 x (ar zh cs et fi he hi) + 3 x (it ru es sw);
 * ids are disjoint blocks of one seeded permutation: the multilingual items replace
   English ones, so every item appears once (4,640 distinct ids at P = 1).

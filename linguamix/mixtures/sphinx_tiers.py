@@ -1,4 +1,4 @@
-"""sPhinX's per-language budgets by resource tier (recipes.md §5).
+"""sPhinX's per-language budgets by resource tier (docs/recipes.md).
 
 The study samples 100k items per high-resource language, 50k per mid-resource and 25k
 per low-resource, but never published which language is in which tier. The default

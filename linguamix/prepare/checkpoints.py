@@ -11,7 +11,7 @@ shards named by `model.safetensors.index.json`) and the tokenizer files present;
 a repository without safetensors weights fails naming the files it lacks.
 From `gs://` (or a local mirror with the same layout, `--source_root`), through
 `tf.io.gfile`: every file of `pretrained_models/t5x/mt5_{size}/checkpoint_1000000`
-and `vocabs/mc4.250000.100extra/sentencepiece.model` (spec/t5x.md), copied first into
+and `vocabs/mc4.250000.100extra/sentencepiece.model` (docs/models.md), copied first into
 `OUT.download/` (a file already there at its full size is skipped; a `.partial` one is
 continued from where it stopped), then converted from there.
 """

@@ -17,7 +17,7 @@ CONFIG_FILE = "study.json"
 def _parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(
       prog="linguamix study",
-      description="A study's grid of runs (spec/recipes.md), each trained with the study's "
+      description="A study's published grid of runs (docs/studies.md), each trained with the study's "
                   "gin preset (linguamix/gin/studies/) and evaluated on its benchmarks, then "
                   "OUT/report.md with its figures and OUT/results.csv. Runs are independent: "
                   "finished ones are skipped, a failed one is reported and the rest go on.",

@@ -1,4 +1,4 @@
-"""Byte-exact prompt templates (spec/datasets.md): record -> (inputs, targets) text.
+"""Byte-exact prompt templates (docs/data.md): record -> (inputs, targets) text.
 
 A record is the canonical dict the readers produce: `instruction`, `input`, `output`,
 `system` (may be empty) and `history` (earlier (user, assistant) turns). The prompt

@@ -18,7 +18,7 @@ import gin
 import seqio
 
 SAMPLE_SPM = os.path.join(os.path.dirname(__file__), "sample", "spm.model")
-# spec/t5x.md: mT5's SentencePiece model, 250,112 ids, no extra ids on top.
+# mT5's (docs/models.md): SentencePiece model, 250,112 ids, no extra ids on top.
 MT5_SPM = "gs://t5-data/vocabs/mc4.250000.100extra/sentencepiece.model"
 
 

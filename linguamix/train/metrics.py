@@ -18,7 +18,7 @@ import jax
 
 from linguamix import atomic
 
-# bf16 dense peak FLOP/s per chip (spec/performance.md).
+# bf16 dense peak FLOP/s per chip (the vendors' published specifications; docs/performance.md).
 PEAK_FLOPS = {
     "H100": 989e12, "H200": 989e12,
     "TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v5p": 459e12,
