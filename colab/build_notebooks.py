@@ -121,7 +121,7 @@ lm-evaluation-harness does, and draw the per-language chart.
 Runs on a Colab TPU, GPU or CPU runtime. On a CPU it runs in *smoke mode* (tiny sizes, a
 few steps; `LINGUAMIX_SMOKE=1` forces it anywhere, `LINGUAMIX_SMOKE=0` turns it off).
 The instruction data is the bundled sample set unless `LINGUAMIX_DATA_ROOT` points at the
-real releases (see `docs/guide.md`)."""),
+real releases (see `docs/data.md`)."""),
     ("code", SETUP),
     ("code", """
 # Sizes. Full: the trainer's tiny default (runs/quickstart.gin: 200 steps, batch 16,
