@@ -21,7 +21,7 @@ import sys
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 NOT_RUN = "# (not run in CI:"
 TIMEOUT_S = 240  # generous: a loaded 2-core CI machine imports TensorFlow in ~40 s
 
