@@ -89,7 +89,7 @@ def test_train_bad_values_before_compilation(tmp_path, capsys):
 
 
 def test_readme_binding_of_the_default_model_parses_without_a_model_gin():
-  """README: --gin.mt5.MT5Config.scan_layers=True with only a mixture gin."""
+  """docs/models.md: --gin.mt5.MT5Config.scan_layers=True with only a mixture gin."""
   import gin
   flags.parse_and_configure(
       ["--gin_file=mixture_40shot.gin", '--gin.MODEL_DIR="/tmp/x"', "--gin.mt5.MT5Config.scan_layers=True"],

@@ -160,8 +160,8 @@ def check_recipes(work: pathlib.Path, text: str) -> None:
                "li_typo_k14_s66", "sphinx_tiers"):
     assert f"mixture {name}:" in text
   assert "total      4,640" in text
-  assert "az,bn,de,et,fa,hi,it,ja,mk,sw,ta,tl,vi,zh" in text  # TYPO k=14 seed 66 (README)
-  # The default tier table (README): 21 high x 100k + 18 mid x 50k + 12 low x 25k.
+  assert "az,bn,de,et,fa,hi,it,ja,mk,sw,ta,tl,vi,zh" in text  # TYPO k=14 seed 66 (docs/recipes.md)
+  # The default tier table (docs/recipes.md): 21 high x 100k + 18 mid x 50k + 12 low x 25k.
   assert "total 3,300,000 items over 51 languages" in text
   assert "high  100,000 each x 21" in text and "low    25,000 each x 12" in text
   for png in ("compositions.png", "language_selection.png", "sphinx_tiers.png"):
