@@ -25,6 +25,7 @@ import shutil
 
 from linguamix import atomic
 from linguamix import errors
+from linguamix.models.checkpoints import integrity
 from linguamix.models.hf import registry
 
 HF_CONFIG_FILE = "hf_config.json"
@@ -92,11 +93,18 @@ def _read_checkpoint(checkpoint_dir: str, config_path: str | None):
   hf_config = _read_json(config_file)
   arch = registry.lookup(hf_config, str(config_file))
   item = src / "state" if (src / "state").is_dir() else src
+  try:  # every file there and whole before Orbax reads (its errors name no file)
+    integrity.check_item(str(item))
+  except integrity.DamagedCheckpoint as e:
+    raise errors.UserError(f"CHECKPOINT_DIR {src}: {e}") from None
   try:
     tree = ocp.PyTreeCheckpointer().restore(item)
-  except (ValueError, OSError) as e:  # TensorStore read errors are ValueErrors
+  except Exception as e:  # noqa: BLE001 - Orbax wraps TensorStore's errors in Exception
+    cause = e.__cause__ if e.__cause__ is not None else e
+    if not isinstance(cause, (ValueError, OSError)):  # TensorStore's are ValueErrors
+      raise
     raise errors.UserError(f"{item}: not a readable Orbax checkpoint: "
-                           f"{str(e).split(' [tensorstore_spec=')[0]}") from e
+                           f"{str(cause).split(' [tensorstore_spec=')[0]}") from e
   params = tree["params"] if "params" in tree else tree
   return hf_config, arch, params
 
