@@ -113,10 +113,15 @@ def export_hf(checkpoint_dir: str, out_dir: str, config_path: str | None = None,
               dtype: str = "float32", lora_alpha: float | None = None) -> dict:
   """Orbax params (converted or a training checkpoint) -> HF directory; LoRA adapters
   (decoder families) are merged into the weights with `lora_alpha`."""
+  from linguamix.models.checkpoints import layout  # imports JAX: not for --help
   hf_config, arch, params = _read_checkpoint(checkpoint_dir, config_path)
   src = pathlib.Path(checkpoint_dir).absolute()
   with atomic.atomic_dir(out_dir) as tmp:
-    arch.export_hf(params, hf_config, tmp, dtype, lora_alpha)
+    try:
+      arch.export_hf(params, hf_config, tmp, dtype, lora_alpha)
+    except layout.CheckpointMismatchError as e:  # say which checkpoint and config disagree
+      raise errors.UserError(f"CHECKPOINT_DIR {src} does not fit the model of "
+                             f"{config_path or src / HF_CONFIG_FILE}: {e}") from None
     for name in _TOKENIZER_FILES:
       if (src / name).exists():
         shutil.copy(src / name, pathlib.Path(tmp) / name)

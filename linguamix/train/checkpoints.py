@@ -255,9 +255,10 @@ class Checkpointer:
     """The state and meta of `step`; CorruptCheckpoint if damaged or changed."""
     where = self.path(step)
     problem = self.check(step)
+    if problem is not None and problem.unreadable:
+      raise errors.UserError(f"{where}: {problem}; it was left in place")
     if problem is not None:
-      raise (CorruptCheckpoint if not problem.unreadable else errors.UserError)(
-          f"{where}: {problem}")
+      raise CorruptCheckpoint(f"{where}: {problem}")
     try:
       out = self.manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
@@ -268,9 +269,25 @@ class Checkpointer:
     verify(out["state"], out["meta"].get("checksums"), where)
     return out["state"], out["meta"]
 
+  def _candidates(self):
+    """Steps to try, newest first, the same on every process: the newest step every
+    process has (below the last one tried), as each process may see a different disk."""
+    below = None
+    while True:
+      self.manager.reload()
+      mine = [s for s in self.manager.all_steps() if below is None or s < below]
+      step = max(mine) if mine else -1
+      if jax.process_count() > 1:
+        from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+        step = int(np.min(multihost_utils.process_allgather(np.int64(step))))
+      if step < 0:
+        return
+      yield step
+      below = step
+
   def latest_meta(self) -> tuple[int | None, dict | None]:
     """(step, meta) of the newest checkpoint whose files are whole; damaged ones moved aside."""
-    while (step := self.latest_step()) is not None:
+    for step in self._candidates():
       problem = self.check(step)
       if problem is None:
         return step, self.read_meta(step)
@@ -283,7 +300,7 @@ class Checkpointer:
     """(step, state, meta) of the newest complete checkpoint: a corrupt one is moved to
     MODEL_DIR/corrupt/ with a warning and the one before it is tried."""
     set_aside = []
-    while (step := self.latest_step()) is not None:
+    for step in self._candidates():
       try:
         state, meta = self.restore(step, abstract_state)
         return step, state, meta

@@ -132,8 +132,9 @@ def check_item(item: str) -> None:
       raise DamagedCheckpoint(f"{path} is missing ({what} is stored in it)")
     if sizes[path] < end:
       raise DamagedCheckpoint(
-          f"{path} is cut short: {sizes[path]} bytes, but {what} is stored at bytes "
-          f"[{offset}, {end})")
+          (f"{path} is empty" if sizes[path] == 0 else
+           f"{path} is cut short: {sizes[path]} bytes") +
+          f", but {what} is stored at bytes [{offset}, {end})")
     if kind == "btreenode":
       node = os.path.relpath(path, item)
       try:
