@@ -232,9 +232,15 @@ class Checkpointer:
     cause = _read_failure(e) or e
     self.manager.reload()  # forget the step that did not finish
     good = self.latest_step()
+    text = str(cause).split(" [tensorstore_spec=")[0].strip()
+    # TensorStore: `... Error writing "<array>/<chunk>" ... Failed writing: "<file>": ...:
+    # File too large [os_error_code='27']`: the file and the system's reason are what matter.
+    m = re.search(r'Error writing "([^"/]+)/[^"]*".*Failed writing: "([^"]+)": (?:.*: )?'
+                  r"([^:\[]+?)\s*\[os_error_code", text)
+    what = (f"{m.group(2)} (array {m.group(1)}): {m.group(3)}" if m else
+            f"{type(cause).__name__}: {text[:500]}")
     return SaveFailed(
-        f"writing a checkpoint to {self.directory} failed ({type(cause).__name__}: "
-        f"{str(cause).split(' [tensorstore_spec=')[0].strip()[:500]}); "
+        f"writing a checkpoint to {self.directory} failed ({what}); "
         + (f"the last complete checkpoint, {self.path(good)}, is intact: free space and "
            "run the same command to resume from it" if good is not None else
            "no checkpoint was completed: free space and run the same command to start over"))
