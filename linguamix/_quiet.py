@@ -70,12 +70,25 @@ def install(verbose: bool) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF's C++ logs once absl is up
     from absl import logging as absl_logging  # light: absl-py only
     absl_logging.set_verbosity(absl_logging.ERROR)  # SeqIO's per-dataset warnings
+    sys.excepthook = _without_closed_loop_callbacks(sys.excepthook)
   if not terminal:
     os.environ.setdefault("TQDM_MININTERVAL", "1")  # tqdm reads TQDM_* as its defaults
   if not verbose or not terminal:
     _installed = _Stderr(drop_noise=not verbose, plain_bars=not terminal)
   else:
     _installed = False
+
+
+def _without_closed_loop_callbacks(hook):
+  """When an Orbax read or write fails, Orbax closes its event loop while TensorStore
+  still completes the other operations; each completion's callback then raises
+  `RuntimeError: Event loop is closed`, which TensorStore prints through sys.excepthook.
+  The failure itself is reported by the command, once; these echoes are dropped."""
+  def excepthook(kind, value, tb):
+    if kind is RuntimeError and str(value) == "Event loop is closed":
+      return
+    hook(kind, value, tb)
+  return excepthook
 
 
 class _Stderr:

@@ -106,6 +106,13 @@ def _read_checkpoint(checkpoint_dir: str, config_path: str | None):
     raise errors.UserError(f"{item}: not a readable Orbax checkpoint: "
                            f"{str(cause).split(' [tensorstore_spec=')[0]}") from e
   params = tree["params"] if "params" in tree else tree
+  meta = src / "meta" / "metadata"  # a training checkpoint: its checksums
+  if meta.exists():
+    from linguamix.models.checkpoints import checksums  # pylint: disable=g-import-not-at-top
+    problem = checksums.mismatch(params, integrity.read_json(str(meta)).get("checksums"),
+                                 prefix="['params']" if "params" in tree else "")
+    if problem is not None:
+      raise errors.UserError(f"CHECKPOINT_DIR {src}: {problem}")
   return hf_config, arch, params
 
 

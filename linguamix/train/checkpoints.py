@@ -29,12 +29,12 @@ from typing import Any
 
 from flax import traverse_util
 import jax
-import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
 from linguamix import errors
+from linguamix.models.checkpoints import checksums as checksums_lib
 from linguamix.models.checkpoints import integrity
 
 CORRUPT_DIR = "corrupt"
@@ -81,52 +81,11 @@ def check_item(item: str) -> integrity.DamagedCheckpoint | None:
   return None
 
 
-def _bits(x: jax.Array) -> jax.Array:
-  """The array's bit patterns as uint32 (one per element; 8-byte types: two)."""
-  if x.dtype == jnp.bool_:
-    x = x.astype(jnp.uint8)
-  width = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32, 8: jnp.uint32}[x.dtype.itemsize]
-  return jax.lax.bitcast_convert_type(x, width).astype(jnp.uint32)
-
-
-def _mix(x: jax.Array) -> jax.Array:
-  """A bijective 32-bit integer hash (lowbias32): every input bit moves every output bit."""
-  x = x ^ (x >> 16)
-  x = x * jnp.uint32(0x7FEB352D)
-  x = x ^ (x >> 15)
-  x = x * jnp.uint32(0x846CA68B)
-  return x ^ (x >> 16)
-
-
-@jax.jit
-def _checksums(tree):
-  def one(x):
-    u = _bits(x)
-    # Each element hashed with its position (elementwise iotas, no reshape of a sharded
-    # array), then summed (uint32 wraps): a flipped bit, a swapped chunk or a sign
-    # change of the whole array changes the sum.
-    pos = jnp.zeros(u.shape, jnp.uint32)
-    for axis in range(u.ndim):
-      pos = _mix(pos + jax.lax.broadcasted_iota(jnp.uint32, u.shape, axis))
-    return jnp.sum(_mix(u ^ _mix(pos + jnp.uint32(0x9E3779B9))), dtype=jnp.uint32)
-  return jax.tree.map(one, tree)
-
-
-def checksums(tree: Any) -> dict[str, int]:
-  """{array path: uint32 checksum of its contents} (computed on device)."""
-  sums = jax.device_get(_checksums(tree))
-  return {jax.tree_util.keystr(p): int(v) for p, v in jax.tree_util.tree_leaves_with_path(sums)}
-
-
 def verify(tree: Any, expected: dict[str, int] | None, where: str, prefix: str = "") -> None:
   """Raises CorruptCheckpoint naming the first array whose contents changed since saved."""
-  if not expected:
-    return  # written before checksums were recorded, or not by the trainer
-  for name, value in checksums(tree).items():
-    want = expected.get(prefix + name)
-    if want is not None and want != value:
-      raise CorruptCheckpoint(f"{where}: array {prefix + name} does not match its checksum "
-                              f"(saved {want}, read {value}): the checkpoint is corrupt")
+  problem = checksums_lib.mismatch(tree, expected, prefix)
+  if problem is not None:
+    raise CorruptCheckpoint(f"{where}: {problem}")
 
 
 # What TensorStore says when bytes on disk are bad or gone (vs. a tree that does not
@@ -221,7 +180,7 @@ class Checkpointer:
 
   def save(self, step: int, state: Any, meta: dict, metrics: dict | None = None) -> None:
     """Starts an async save; SaveFailed if this or the previous one could not be written."""
-    meta = {**meta, "checksums": checksums(state)}
+    meta = {**meta, "checksums": checksums_lib.checksums(state)}
     try:  # Orbax raises an async save's error at the next save or wait
       self.manager.save(step, args=ocp.args.Composite(
           state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), metrics=metrics)
