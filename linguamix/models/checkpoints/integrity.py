@@ -102,6 +102,8 @@ def check_item(item: str) -> None:
   (`checkpoint_<step>/state`, or what `linguamix convert` writes) cannot be restored
   whole: metadata missing or not JSON, an OCDBT data file missing or shorter than the
   index says, an array named in the metadata absent from the index, an unreadable file."""
+  if "://" in str(item):
+    return  # remote storage: Orbax's own reads report it (this check reads local files)
   item = os.path.abspath(item)
   if not os.path.isdir(item):
     raise DamagedCheckpoint(f"{item} is missing")
