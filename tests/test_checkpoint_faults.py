@@ -2,8 +2,8 @@
 
 The fault matrix: an array file cut to half, emptied or deleted; `_METADATA` missing,
 cut short or not JSON; the OCDBT index missing or cut short; a copy without one
-process's arrays; the trainer's `meta` not JSON; a checkpoint of another model; a file
-this user may not read. Each reader (`INITIAL_CHECKPOINT_PATH`, `python -m
+process's arrays; the trainer's `meta` not JSON; array contents changed (caught by the
+saved checksums); a checkpoint of another model; a file this user may not read. Each reader (`INITIAL_CHECKPOINT_PATH`, `python -m
 linguamix.eval` / `.infer` of a checkpoint, `linguamix convert export-hf`) answers with
 one `error:` line naming the checkpoint and the file or array; a resume of MODEL_DIR sets
 the damaged latest checkpoint aside in MODEL_DIR/corrupt/ and restores the one before.
@@ -145,7 +145,7 @@ def other_model(c):
   import orbax.checkpoint as ocp
   from linguamix.train import checkpoints as ckpt_lib
   tree = ocp.PyTreeCheckpointer().restore(str(c / "state"))
-  for sub in (tree["params"], tree["opt_state"][0]["v"]):  # the adafactor-free bits: params
+  for sub in (tree["params"], tree["opt_state"][0]["v"]):  # params and their second moments
     sub["token_embedder"]["embedding"] = sub["token_embedder"]["embedding"][:200]
   shutil.rmtree(c / "state")
   with ocp.StandardCheckpointer() as ckptr:
@@ -242,7 +242,7 @@ def test_resume_sets_a_damaged_latest_checkpoint_aside(fault, run3, tmp_path, ca
   assert len(warnings) == 1, captured.err
   assert warnings[0].startswith(f"warning: {run}/checkpoint_3: ")
   for part in says:
-    assert part.replace(str(run / "checkpoint_3"), str(run / "checkpoint_3")) in warnings[0]
+    assert part in warnings[0], warnings[0]
   assert warnings[0].endswith(f"moved it to {run}/corrupt/checkpoint_3 and using the previous "
                               "checkpoint")
   assert f"restored {run}/checkpoint_2 (step 2, 2 batches consumed)" in captured.out
