@@ -21,6 +21,10 @@ TRAIN_REQUIRED = ("MODEL_DIR", "MIXTURE_OR_TASK_NAME", "TASK_FEATURE_LENGTHS", "
                   "INITIAL_CHECKPOINT_PATH", "MODEL")
 
 
+def _not_orbax(record) -> bool:
+  return "/orbax/" not in record.pathname
+
+
 def _init_distributed() -> None:
   """Multi-host: TPU pods initialise from the environment; GPU/CPU clusters from
   JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID."""
@@ -40,6 +44,9 @@ def run(argv: list[str], *, prog: str, description: str, run_gin: str,
   if not verbose:
     from absl import logging as absl_logging
     absl_logging.set_verbosity(absl_logging.ERROR)  # SeqIO's per-dataset warnings drown the bar
+    # Orbax logs a failed background save with tracebacks from each of its threads; the
+    # trainer reports that failure itself, as one line.
+    absl_logging.get_absl_logger().addFilter(_not_orbax)  # once: the same filter is kept once
   from linguamix import errors
 
   def go(args: list[str]) -> int:

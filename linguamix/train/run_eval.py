@@ -21,7 +21,7 @@ def load_checkpoint_params(model, checkpoint_path: str, task_feature_lengths=Non
   lengths = task_feature_lengths or {"inputs": 8, "targets": 8}
   boxed, _ = trainer.abstract_params(model, lengths)
   shardings = partitioning.Partitioner().param_shardings(boxed)
-  return ckpt_lib.load_params(checkpoint_path, nn.unbox(boxed), shardings)
+  return ckpt_lib.load_params(checkpoint_path, nn.unbox(boxed), shardings, what="CHECKPOINT_PATH")
 
 
 @gin.configurable

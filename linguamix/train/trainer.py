@@ -12,6 +12,7 @@ import json
 import math
 import os
 import re
+import sys
 import time
 from typing import Any, Callable, Sequence
 
@@ -314,12 +315,17 @@ def train(
             f"(exit status {preemption.EXIT_PREEMPTED})")
     if pending is not None:
       drain(pending)
+  except BaseException as e:
+    try:  # a save in flight completes (a SaveFailed's save is already given up)
+      checkpointer.close(finished=not isinstance(e, ckpt_lib.SaveFailed))
+    except ckpt_lib.SaveFailed as failed:  # the first error is the run's; this one too
+      print(f"warning: {failed}", file=sys.stderr)
+    raise
   finally:
     watch.__exit__()
     bar.close()
-    checkpointer.wait()
-    checkpointer.close()
     writer.close()
+  checkpointer.close()  # waits for the last save; SaveFailed if it could not be written
   elapsed = time.time() - t_loop
   summary.update(final_step=max(total_steps, start_step), final_train=last,
                  train_tokens=tokens_total, seconds=round(time.time() - t_start, 1),
