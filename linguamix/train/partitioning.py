@@ -37,6 +37,35 @@ DEFAULT_RULES: tuple[tuple[str, Any], ...] = (
 )
 
 
+def _path_key(path) -> tuple[str, ...]:
+  return tuple(str(k) for k in path)
+
+
+def _spec_like(shape: tuple[int, ...], param_shape: tuple[int, ...], param_spec: P, mesh: Mesh) -> P:
+  """The spec of a statistic of shape `shape` of a parameter sharded `param_spec`: the
+  parameter's own when the shapes agree; with one dimension reduced away (a factored
+  second moment), the spec without that dimension's entry (of several candidates, the
+  one that leaves the least per device); scalars and placeholders replicated."""
+  entries = tuple(param_spec) + (None,) * (len(param_shape) - len(param_spec))
+  if tuple(shape) == tuple(param_shape):
+    return P(*entries)
+  if len(shape) != len(param_shape) - 1 or not shape:
+    return P()
+
+  def size(entry) -> int:
+    axes = () if entry is None else (entry,) if isinstance(entry, str) else tuple(entry)
+    return int(np.prod([mesh.shape[a] for a in axes]))
+
+  best = None
+  for i in range(len(param_shape)):
+    if tuple(param_shape[:i] + param_shape[i + 1:]) == tuple(shape):
+      rest = entries[:i] + entries[i + 1:]
+      shards = int(np.prod([size(e) for e in rest]))
+      if best is None or shards > best[0]:
+        best = (shards, rest)
+  return P(*best[1]) if best else P()
+
+
 @dataclasses.dataclass
 class Partitioner:
   """Mesh shape and rules. `data=-1` takes all devices not used by fsdp x model."""
@@ -88,6 +117,27 @@ class Partitioner:
       return NamedSharding(self.mesh, P())
     return jax.tree.map(one, boxed_abstract,
                         is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
+
+  def like_params(self, abstract_params: Any, param_shardings: Any, tree: Any) -> Any:
+    """NamedShardings for `tree` (an optimizer state) from the params' own.
+
+    Optimizer states hold copies of the parameter tree (Adam's moments) or per-parameter
+    statistics (Adafactor's factored rows and columns): a leaf whose key path ends with a
+    parameter's path takes that parameter's sharding, with the mesh axes of the
+    dimensions it lacks dropped; counts, placeholders and anything else are replicated.
+    (`jax.jit(tx.init)` cannot tell: its zeros depend on no input, so XLA replicates them.)
+    """
+    by_path = {_path_key(p): (x.shape, s.spec) for (p, x), s in zip(
+        jax.tree_util.tree_flatten_with_path(abstract_params)[0], jax.tree.leaves(param_shardings))}
+
+    def one(path, leaf):
+      key = _path_key(path)
+      for k in range(len(key)):  # the longest suffix that is a parameter's path
+        if key[k:] in by_path:
+          return NamedSharding(self.mesh, _spec_like(np.shape(leaf), *by_path[key[k:]], self.mesh))
+      return self.replicated()
+
+    return jax.tree_util.tree_map_with_path(one, tree)
 
   def replicated(self) -> NamedSharding:
     return NamedSharding(self.mesh, P())
