@@ -68,7 +68,9 @@ def main(argv: list[str]) -> int:
     return errors.run_main(lambda a: plan.main(a, prog=prog), [
         "--topology", compile_only[-1].split("=", 1)[1], *rest], prog=prog)
   return run(argv, prog="python -m linguamix.train",
-             description="Train a model on a SeqIO mixture from gin files (T5X's train).",
+             description="Train a model on a SeqIO mixture from gin files (T5X's train). "
+                         "With --compile_only=TOPOLOGY (e.g. v5e-16) the same flags compile the "
+                         "training step for a TPU topology instead: see `linguamix plan --help`.",
              run_gin="runs/finetune.gin", required=TRAIN_REQUIRED,
              entry=_call("linguamix.train.trainer", "train"))
 
