@@ -8,6 +8,7 @@ Tests that compile need libtpu (`pip install 'linguamix[tpu]'`) and skip without
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -136,3 +137,44 @@ def test_oversized_batch_does_not_fit(tmp_path):
                   "GiB HBM of a TPU v5e (v5e-1, mesh data 1 x fsdp 1 x model 1, batch 256)")
   # the activations of 256 x 4096 tokens, not the 25 MB of parameters, overflow it
   assert need > 100 * 2 ** 30
+
+
+def test_search_space_covers_the_splits_the_batch_allows():
+  space = plan.search_space(plan.parse_topology("v5e-4"), batch_size=4)
+  meshes = {(c["data"], c["fsdp"], c["model"]) for c in space}
+  assert meshes == {(4, 1, 1), (2, 2, 1), (1, 4, 1), (2, 1, 2), (1, 2, 2), (1, 1, 4)}
+  # batch 4 over a data-parallel size of 4 leaves no room for microbatches
+  assert {c["num_microbatches"] for c in space if c["data"] * c["fsdp"] == 4} == {1}
+  assert {c["num_microbatches"] for c in space if c["model"] == 4} == {1, 2, 4}
+  assert space[0] == {"data": 1, "fsdp": 4, "model": 1, "remat_policy": "none", "num_microbatches": 1}
+  assert len(space) == len({tuple(sorted(c.items())) for c in space})
+
+
+@needs_libtpu
+@pytest.mark.slow
+def test_search_ranks_compiled_candidates_by_the_estimate():
+  import seqio
+  from linguamix.models import decoder
+  from linguamix.train import data
+  cfg = decoder.DecoderConfig(vocab_size=1024, d_model=512, num_layers=2, num_heads=4, num_kv_heads=4,
+                              mlp_dim=1024, dtype="bfloat16", param_dtype="float32", dropout_rate=0.0)
+  made = []
+
+  def make_model(remat):
+    made.append(remat)
+    return decoder.DecoderOnlyModel(dataclasses.replace(cfg, remat_policy=remat),
+                                    seqio.PassThroughVocabulary(size=0, eos_id=1))
+
+  ds = data.DatasetConfig("none", {"targets": 128}, "train", batch_size=8, shuffle=False)
+  candidates = [{"data": 4, "fsdp": 1, "model": 1, "remat_policy": "none", "num_microbatches": 1},
+                {"data": 1, "fsdp": 4, "model": 1, "remat_policy": "full", "num_microbatches": 2}]
+  result = plan.search(make_model, plan.parse_topology("v5e-4"), budget_s=3600, progress=False,
+                       candidates=candidates, train_dataset_cfg=ds, optimizer="adamw")
+  assert made == ["none", "full"] and len(result["tried"]) == 2 and len(result["fits"]) == 2
+  times = [c["step_seconds"] for c in result["fits"]]
+  assert times == sorted(times) and times[0] > 0
+  # the one that keeps the whole optimizer state on every chip uses more HBM
+  by_mesh = {c["data"]: c for c in result["fits"]}
+  assert by_mesh[4]["memory_total"] > by_mesh[1]["memory_total"]
+  flags = plan.search_bindings(result["fits"][0], "decoder.DecoderConfig")
+  assert f"--gin.partitioning.Partitioner.fsdp={result['fits'][0]['fsdp']}" in flags

@@ -6,7 +6,8 @@ import argparse
 import sys
 
 USAGE = """\
-usage: linguamix plan --topology T [--slices N] [--rows N] [--json FILE] --gin_file=... [--gin.NAME=VALUE]
+usage: linguamix plan --topology T [--slices N] [--rows N] [--json FILE]
+                      [--search [--budget_s S]] --gin_file=... [--gin.NAME=VALUE]
 
 Compile a training run's own step for a TPU topology on this host (no TPU needed: libtpu's
 compiler runs on the CPU) and print, per chip: memory by kind against the chip's HBM,
@@ -27,6 +28,13 @@ HBM and exits with status 1.
                  and per run with TRAIN_EPOCHS
   --json FILE    also write every figure (bytes per kind, HBM, FLOPs, collectives, the
                  estimate and its inputs) to FILE
+  --search       compile candidates instead of the run's own settings: every split of
+                 the chips into data x fsdp x model that the batch allows, remat
+                 policies none / dots_with_no_batch_dims / full, 1-8 microbatches;
+                 prints those that fit ranked by the estimated step time, and the gin
+                 bindings of the best (exit status 1 if none fits)
+  --budget_s S   stop compiling candidates after S seconds (default 600; a progress bar
+                 shows how far it got)
   --gin_file, --gin.NAME=VALUE, --gin_bindings, --gin_search_paths:
                  as for python -m linguamix.train (MODEL_DIR and checkpoints not needed)
 
@@ -41,6 +49,8 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--slices", type=int, default=1)
   p.add_argument("--rows", type=int, default=None)
   p.add_argument("--json", default=None)
+  p.add_argument("--search", action="store_true")
+  p.add_argument("--budget_s", type=float, default=600.0)
   return p
 
 

@@ -445,6 +445,86 @@ def _resolve(value):
   return value
 
 
+# --- search ----------------------------------------------------------------------------
+REMAT_POLICIES = ("none", "dots_with_no_batch_dims", "full")  # least recomputation first
+
+
+def _divisors(n: int) -> list[int]:
+  return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def search_space(topology: Topology, batch_size: int, remats=REMAT_POLICIES,
+                 microbatches=(1, 2, 4, 8)) -> list[dict]:
+  """Every (data, fsdp, model) split of the chips the batch allows, x remat policy x
+  microbatches; ordered so a budget spent early has tried the usual winners: no
+  microbatching, light remat, FSDP before tensor parallelism."""
+  out = []
+  for fsdp in _divisors(topology.chips):
+    for model in _divisors(topology.chips // fsdp):
+      data = topology.chips // (fsdp * model)
+      if data % topology.slices:
+        continue
+      for mb in microbatches:
+        if batch_size % (data * fsdp * mb) == 0:
+          out += [{"data": data, "fsdp": fsdp, "model": model, "remat_policy": r,
+                   "num_microbatches": mb} for r in remats]
+  return sorted(out, key=lambda c: (c["num_microbatches"], remats.index(c["remat_policy"]),
+                                    c["model"], -c["fsdp"]))
+
+
+def search(make_model, topology: Topology, budget_s: float, *, progress: bool = True,
+           candidates: list[dict] | None = None, **plan_kwargs) -> dict:
+  """Compiles `candidates` (default: `search_space`'s) until `budget_s` is spent; returns
+  those that fit, ranked by the estimated step time, and the count of what was tried."""
+  import time
+
+  from tqdm import tqdm
+  if candidates is None:
+    candidates = search_space(topology, int(plan_kwargs["train_dataset_cfg"].batch_size))
+  t0, tried, fits = time.time(), [], []
+  bar = tqdm(candidates, desc="compiling candidates", unit="candidate", disable=not progress,
+             file=sys.stderr, dynamic_ncols=True)
+  for c in bar:
+    if time.time() - t0 > budget_s:
+      break
+    r = plan(model=make_model(c["remat_policy"]), topology=topology,
+             partitioner_cfg={k: c[k] for k in ("data", "fsdp", "model")},
+             **{**plan_kwargs, "num_microbatches": c["num_microbatches"]})
+    c = {**c, "fits": r["fits"], "memory_total": r["memory"].get("total") or r["memory"].get("compiler_total"),
+         "hbm_bytes": r["hbm_bytes"]}
+    if r["fits"]:
+      c.update(step_seconds=r["estimate"]["step_seconds"], mfu=r["estimate"]["mfu"])
+      fits.append(c)
+    tried.append(c)
+    bar.set_postfix(fit=len(fits))
+  bar.close()
+  fits.sort(key=lambda c: c["step_seconds"])
+  return {"topology": topology.name, "candidates": len(candidates), "tried": tried, "fits": fits,
+          "seconds": time.time() - t0, "budget_s": budget_s}
+
+
+def search_bindings(c: dict, config_selector: str) -> list[str]:
+  return [f"--gin.partitioning.Partitioner.data={c['data']}",
+          f"--gin.partitioning.Partitioner.fsdp={c['fsdp']}",
+          f"--gin.partitioning.Partitioner.model={c['model']}",
+          f"--gin.{config_selector}.remat_policy='{c['remat_policy']}'",
+          f"--gin.trainer.train.num_microbatches={c['num_microbatches']}"]
+
+
+def format_search(s: dict, config_selector: str) -> str:
+  lines = [f"{s['topology']}: compiled {len(s['tried'])} of {s['candidates']} candidates in "
+           f"{s['seconds']:.0f} s (budget {s['budget_s']:.0f} s); {len(s['fits'])} fit",
+           "", f"{'rank':>4}  {'data':>4} {'fsdp':>4} {'model':>5}  {'remat':<24}{'micro':>5}"
+           f"{'HBM use':>12}{'est. step':>12}{'est. MFU':>10}"]
+  for i, c in enumerate(s["fits"], 1):
+    lines.append(f"{i:>4}  {c['data']:>4} {c['fsdp']:>4} {c['model']:>5}  {c['remat_policy']:<24}"
+                 f"{c['num_microbatches']:>5}{_gib(c['memory_total']):>12}"
+                 f"{c['step_seconds'] * 1e3:>9.1f} ms{100 * c['mfu']:>9.1f}%")
+  if s["fits"]:
+    lines += ["", "best (roofline estimate, not a measurement): " + " ".join(search_bindings(s["fits"][0], config_selector))]
+  return "\n".join(lines)
+
+
 def run(known, rest: list[str], prog: str = "linguamix plan") -> int:
   """`linguamix plan` (parsed in `linguamix.commands.plan`)."""
   import gin
@@ -475,13 +555,30 @@ def run(known, rest: list[str], prog: str = "linguamix plan") -> int:
         cfg[field] = gin.query_parameter(f"partitioning.Partitioner.{field}")
       except ValueError:
         pass
-    report = plan(model=bind("model"), partitioner_cfg=cfg,
-                  train_dataset_cfg=bind("train_dataset_cfg"), topology=topology,
-                  optimizer=optional("optimizer"), learning_rate=optional("learning_rate"),
-                  max_grad_norm=optional("max_grad_norm"),
-                  num_microbatches=optional("num_microbatches", 1) or 1,
+    common = dict(train_dataset_cfg=bind("train_dataset_cfg"), optimizer=optional("optimizer"),
+                  learning_rate=optional("learning_rate"), max_grad_norm=optional("max_grad_norm"),
                   total_steps=optional("total_steps"), rows_per_epoch=known.rows,
                   epochs=optional("train_epochs"))
+    model = bind("model")
+    if getattr(known, "search", False):
+      config_cls = type(model.config)
+      selector = f"{config_cls.__module__}.{config_cls.__qualname__}"
+
+      def make_model(remat: str):
+        gin.bind_parameter(f"{selector}.remat_policy", remat)
+        return bind("model")
+
+      result = search(make_model, topology, known.budget_s, **common)
+      print(format_search(result, selector))
+      if known.json:
+        write_json(result, known.json)
+      if not result["fits"]:
+        print(f"{prog}: no candidate fits (tried {len(result['tried'])} of "
+              f"{result['candidates']}; a larger --budget_s tries more)", file=sys.stderr)
+        return 1
+      return 0
+    report = plan(model=model, partitioner_cfg=cfg, topology=topology,
+                  num_microbatches=optional("num_microbatches", 1) or 1, **common)
   print(format_report(report))
   if known.json:
     write_json(report, known.json)
