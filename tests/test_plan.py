@@ -178,3 +178,31 @@ def test_search_ranks_compiled_candidates_by_the_estimate():
   assert by_mesh[4]["memory_total"] > by_mesh[1]["memory_total"]
   flags = plan.search_bindings(result["fits"][0], "decoder.DecoderConfig")
   assert f"--gin.partitioning.Partitioner.fsdp={result['fits'][0]['fsdp']}" in flags
+
+
+# The shapes of lines the TPU compiler writes (from a v5e program): a loop body with a
+# known trip count, an all-gather over a mesh-named group, a reduce-scatter fusion.
+_HLO = """\
+%body.1 (p: (s32[], bf16[512,512])) -> (s32[], bf16[512,512]) {
+  %all-gather.189 = bf16[512,512]{1,0:T(8,128)(2,1)} all-gather(%param_0.1485), channel_id=62, replica_groups=mesh['axis_0'=1,'axis_1'=4] {'axis_1'}, dimensions={0}
+  ROOT %t = (s32[], bf16[512,512]) tuple(%i, %all-gather.189)
+}
+
+%all-reduce-scatter (input: f32[1024,512]) -> f32[256,512] {
+  %all-reduce.85 = f32[1024,512]{1,0:T(8,128)} all-reduce(%input), channel_id=8, replica_groups={{0,1,2,3}}, to_apply=%add.1.clone
+  ROOT %dynamic-slice.128 = f32[256,512]{1,0:T(8,128)} dynamic-slice(%all-reduce.85, %a, %b)
+}
+
+ENTRY %main.50_spmd (param: s32[]) -> f32[256,512] {
+  %while.3 = (s32[], bf16[512,512]) while(%tuple.1), condition=%cond.1, body=%body.1, backend_config={"known_trip_count":{"n":"32"}}
+  ROOT %fusion = f32[256,512]{1,0:T(8,128)} fusion(%x), kind=kCustom, calls=%all-reduce-scatter
+}
+"""
+
+
+def test_collectives_count_loop_trips_and_group_sizes():
+  c = plan.collectives(_HLO, num_devices=8)
+  assert c["all-gather"] == {"count": 32, "bytes": 32 * 512 * 512 * 2, "traffic": 32 * 512 * 512 * 2 * 3 / 4}
+  # the fusion is the reduce-scatter; the all-reduce inside it is not counted again
+  assert c["reduce-scatter"] == {"count": 1, "bytes": 256 * 512 * 4, "traffic": 256 * 512 * 4 * 3}
+  assert set(c) == {"all-gather", "reduce-scatter"}

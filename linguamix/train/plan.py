@@ -193,8 +193,10 @@ def collectives(hlo_text: str, num_devices: int) -> dict[str, dict]:
         comps[current].append(("call", body.group(1), int(trips.group(1)) if trips else 1))
       continue
     kind = op[:-len("-start")] if op.endswith("-start") else op
-    if op == "fusion" and "calls=%all-reduce-scatter" in rest:
-      kind = "reduce-scatter"
+    fused = re.search(r"calls=%(all-reduce-scatter[\w.\-]*)", rest) if op == "fusion" else None
+    if fused:  # the TPU's fused reduce-scatter: one collective, its group that of its all-reduce
+      comps[current].append(("op", "reduce-scatter", _array_bytes(type_text), fused.group(1)))
+      continue
     if kind in _COLLECTIVES:
       comps[current].append(("op", kind, _array_bytes(type_text), _group_size(rest, num_devices)))
       continue
@@ -210,6 +212,8 @@ def collectives(hlo_text: str, num_devices: int) -> dict[str, dict]:
           walk(item[1], times * item[2], depth + 1)
         continue
       _, kind, nbytes, n = item
+      if isinstance(n, str):
+        n = next((x[3] for x in comps.get(n, []) if x[0] == "op" and isinstance(x[3], int)), num_devices)
       factor = {"all-gather": (n - 1) / n, "reduce-scatter": n - 1, "all-reduce": 2 * (n - 1) / n,
                 "all-to-all": (n - 1) / n, "collective-permute": 1.0}[kind]
       rec = out.setdefault(kind, {"count": 0, "bytes": 0, "traffic": 0.0})
