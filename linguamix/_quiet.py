@@ -41,6 +41,8 @@ NOISE = re.compile(
     rb"|E\d{4} [\d:.]+ +\d+ (?:cuda_\w+|gpu_\w+)\.cc:\d+\] "
     # TensorFlow's oneDNN notice, logged as an error, that it runs an int32 op with Eigen
     rb"|E\d{4} [\d:.]+ +\d+ util\.cc:\d+\] oneDNN supports DT_INT32 only "
+    # libtpu compiling for a TPU topology on a host that is no TPU VM
+    rb"|Failed to find host bounds for accelerator type: WARNING: could not determine TPU accelerator type"
     # SentencePiece C++: normalizer.cc(51) LOG(INFO) ...
     rb"|\w+\.cc\(\d+\) LOG\((?:INFO|WARNING)\) ")
 # A partial line that may still become a noise line: held until its end (or 0.1 s).

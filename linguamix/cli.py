@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("linguamix.models.convert", "checkpoints to Orbax: legacy T5X (mT5) and Hugging Face safetensors (see its --help for the architectures); export back to HF and PEFT"),
     "judge": ("linguamix.commands.judge", "MT-Bench-X LLM judge (grading or pairwise, both orders) via an OpenAI-compatible endpoint"),
     "mixtures": ("linguamix.commands.mixtures", "list recipe mixtures; show one's per-language composition"),
+    "plan": ("linguamix.commands.plan", "compile a run's training step for a TPU topology on this CPU: per-chip memory vs HBM, FLOPs, collectives, estimated step time, MFU and chip-hours"),
     "prepare": ("linguamix.prepare.command", "fetch the studies' datasets, benchmarks and base checkpoints (Hub, gs://) into the loaders' layouts"),
     "report": ("linguamix.commands.report", "per-language bar charts and the cross-lingual transfer matrix of eval runs"),
     "study": ("linguamix.studies.command", "a whole study: its grid of runs, their evaluations, its figures and report"),

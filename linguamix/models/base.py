@@ -73,6 +73,12 @@ class BaseModel(abc.ABC):
         dec += n
     return enc, dec + self.tied_output_params()
 
+  def attention_flops(self, lengths: Mapping[str, int]) -> float:
+    """Training FLOPs (forward + backward) of one row's attention scores and weighted sums
+    at the model feature `lengths`, over the full square (as a materialised or fused
+    kernel without causal skipping computes it); 0 for a model that does not say."""
+    return 0.0
+
   def trainable_mask(self, params: Params) -> Any:
     """A tree of bools like `params` marking what trains (LoRA: the adapters); None: everything."""
     return None

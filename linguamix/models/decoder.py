@@ -632,6 +632,10 @@ class DecoderOnlyModel(base.BaseModel):
       positions_BxL = jnp.maximum(positions_BxL - 1, 0)
     return tokens_BxL, positions_BxL, mask_Bx1xTxS
 
+  def attention_flops(self, lengths):
+    c, length = self.config, lengths["decoder_target_tokens"]
+    return 12.0 * c.num_layers * c.num_heads * c.head_width * length * length
+
   def trainable_mask(self, params):
     """With LoRA, only the adapters train (the trainer's optimizer hook); else None: all train."""
     return lora_lib.trainable_mask(params) if self.config.lora is not None else None

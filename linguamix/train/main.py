@@ -66,8 +66,18 @@ def _call(module: str, function: str):
 
 
 def main(argv: list[str]) -> int:
+  compile_only = [a for a in argv if a.startswith("--compile_only=")]
+  if compile_only:  # the same flags, compiled for a TPU topology instead of trained
+    from linguamix import errors
+    from linguamix.commands import plan
+    rest = [a for a in argv if not a.startswith("--compile_only=")]
+    prog = "python -m linguamix.train --compile_only"
+    return errors.run_main(lambda a: plan.main(a, prog=prog), [
+        "--topology", compile_only[-1].split("=", 1)[1], *rest], prog=prog)
   return run(argv, prog="python -m linguamix.train",
-             description="Train a model on a SeqIO mixture from gin files (T5X's train).",
+             description="Train a model on a SeqIO mixture from gin files (T5X's train). "
+                         "With --compile_only=TOPOLOGY (e.g. v5e-16) the same flags compile the "
+                         "training step for a TPU topology instead: see `linguamix plan --help`.",
              run_gin="runs/finetune.gin", required=TRAIN_REQUIRED,
              entry=_call("linguamix.train.trainer", "train"))
 
