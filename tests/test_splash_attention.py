@@ -16,13 +16,13 @@ from linguamix.models import attention_kernels, decoder, layers, mt5
 RNG = np.random.default_rng(0)
 
 
-def _segments(t):
-  """Two packed rows: three examples then padding; one example filling the row."""
-  seg = np.zeros((2, t), np.int32)
+def _segments(t, rows=2):
+  """Packed rows: three examples then padding; (a second row) one example filling the row."""
+  seg = np.zeros((rows, t), np.int32)
   seg[0, : t // 3] = 1
   seg[0, t // 3: 2 * t // 3] = 2
   seg[0, 2 * t // 3: t - 7] = 3
-  seg[1, :] = 1
+  seg[1:, :] = 1
   return seg
 
 
@@ -45,7 +45,7 @@ CASES = [
     ("causal_segments_gqa_padded_to_tile", 100, 4, 2, None, None, None, False, False),
     ("prefix_lm", 128, 2, 2, None, None, None, True, False),
     ("sliding_window_mqa", 128, 4, 1, 9, None, None, False, False),
-    ("local_layer_softcap", 128, 2, 1, None, 5, 3.0, False, False),
+    ("prefix_lm_local_layer_softcap", 128, 2, 1, None, 5, 3.0, True, False),
     ("hidden_start", 128, 2, 2, None, None, None, False, True),
 ]
 
@@ -54,13 +54,14 @@ CASES = [
                          ids=[c[0] for c in CASES])
 def test_splash_matches_materialised_outputs_and_gradients(name, t, n, kv, window, local_window,
                                                            softcap, prefix_lm, hidden):
-  seg = _segments(t)
+  seg = _segments(t, rows=1)  # interpret mode runs the kernel's grid in Python: keep it small
   prefix = _prefix(seg) if prefix_lm else None
   start = _starts(seg) if hidden else None
   # The reference mask, built the way the models build it for the materialised path.
-  ref_mask = layers.attention_mask(jnp.asarray(seg), jnp.asarray(seg), causal=True,
-                                   sliding_window=window if local_window is None else local_window,
+  ref_mask = layers.attention_mask(jnp.asarray(seg), jnp.asarray(seg), causal=True, sliding_window=window,
                                    bidirectional_prefix_BxT=None if prefix is None else jnp.asarray(prefix))
+  if local_window is not None:  # the decoder's sliding layers: keys less than the window back
+    ref_mask = ref_mask & (np.arange(t)[:, None] - np.arange(t)[None, :] < local_window)
   if hidden:  # start_token='none': a start is seen by its own query only
     ref_mask = ref_mask & ~(start[:, None, None, :] & ~start[:, None, :, None])
   kernel_mask = attention_kernels.KernelMask.for_decoder(
@@ -71,8 +72,8 @@ def test_splash_matches_materialised_outputs_and_gradients(name, t, n, kv, windo
     kernel_mask = kernel_mask.replace(local=jnp.asarray(True))
   np.testing.assert_array_equal(np.asarray(kernel_mask.materialise()), np.asarray(ref_mask))
 
-  q, k, v = (jnp.asarray(RNG.normal(size=(2, t, m, 16)), jnp.float32) for m in (n, kv, kv))
-  cotangent = jnp.asarray(RNG.normal(size=(2, t, n, 16)), jnp.float32)
+  q, k, v = (jnp.asarray(RNG.normal(size=(1, t, m, 8)), jnp.float32) for m in (n, kv, kv))
+  cotangent = jnp.asarray(RNG.normal(size=(1, t, n, 8)), jnp.float32)
   valid = seg > 0
 
   def loss(attend, q, k, v):
@@ -160,21 +161,29 @@ def _batch(t=128, prefix=False):
 
 @pytest.mark.parametrize("start_token,prefix", [("zero", True), ("none", False)])
 def test_the_models_kernel_mask_is_the_models_mask(start_token, prefix, monkeypatch):
-  """What the model hands the kernel describes the mask its materialised path uses."""
-  model = decoder.DecoderOnlyModel(_llama(sliding_window=20), None, start_token=start_token,
+  """What the model hands the kernel in each layer (a sliding and a global one) describes
+  the mask its materialised path uses there."""
+  config = _llama(layer_types=("sliding_attention", "full_attention"), local_window=20)
+  model = decoder.DecoderOnlyModel(config, None, start_token=start_token,
                                    inputs_bidirectional_attention=prefix)
-  seen = {}
+  calls = []
 
   def spy(q, k, v, *, mask_Bx1xTxS=None, bias_BxNxTxS=None, kernel_mask=None, **kw):
-    seen["bias"], seen["kernel_mask"] = bias_BxNxTxS, kernel_mask
+    calls.append((bias_BxNxTxS, kernel_mask))
     return jnp.zeros_like(q)
 
   monkeypatch.setattr(layers, "dot_product_attention", spy)
   params = nn.unbox(model.init_variables(jax.random.key(0), {"decoder_input_tokens": (2, 128)}))["params"]
+  calls.clear()
   model.loss_fn(params, jax.tree.map(jnp.asarray, _batch(prefix=prefix)), None)
-  assert seen["kernel_mask"] is not None
-  allowed_by_bias = np.asarray(seen["bias"] == 0.0)
-  np.testing.assert_array_equal(np.asarray(seen["kernel_mask"].materialise()), allowed_by_bias)
+  assert len(calls) == 2
+  masks = []
+  for bias, kernel_mask in calls:
+    assert kernel_mask is not None
+    allowed_by_bias = np.asarray(bias == 0.0)
+    np.testing.assert_array_equal(np.asarray(kernel_mask.materialise()), allowed_by_bias)
+    masks.append(allowed_by_bias)
+  assert masks[0].sum() < masks[1].sum()  # the sliding layer sees less than the global one
 
 
 # --- the program libtpu compiles for a TPU topology ---------------------------------

@@ -115,9 +115,10 @@ class KernelMask:
   """The attention mask the way kernels take it: per-token ids and static structure.
 
   Query t may see key s when their ids are equal (`q_ids_BxT`, `kv_ids_BxS`; 0 is
-  padding), s <= t when `causal`, t - s < the window when one applies, or, on
-  `prefix_BxT` rows, any key of the same example that is also in the prefix.
-  `local` (a bool scalar, set per layer) picks `local_window` over `window` (Gemma 2/3).
+  padding) and s <= t when `causal`, and t - s < `window` -- or, on `prefix_BxT` rows,
+  when both are in the prefix (the models' prefix-LM mask); and where `local` (a bool
+  scalar, set per layer: Gemma 2/3's sliding layers) is True, only when t - s <
+  `local_window`, prefix or not (the decoder's local-layer mask).
   """
 
   q_ids_BxT: Array
@@ -147,18 +148,14 @@ class KernelMask:
     t = jnp.arange(q.shape[1])[:, None]
     s = jnp.arange(kv.shape[2])[None, :]
     order = (t >= s) if self.causal else jnp.ones((q.shape[1], kv.shape[2]), bool)
-    window = self._window_array()
-    if window is not None:
-      order = order & (t - s < window)
+    if self.window is not None:
+      order = order & (t - s < self.window)
     if self.prefix_BxT is not None:
       order = order | (self.prefix_BxT[:, :, None] & self.prefix_BxT[:, None, :])
-    return (allowed & order)[:, None]
-
-  def _window_array(self):
-    if self.local is None:
-      return self.window
-    big = np.iinfo(np.int32).max
-    return jnp.where(self.local, self.local_window or big, self.window or big)
+    allowed = allowed & order
+    if self.local is not None and self.local_window is not None:
+      allowed = allowed & jnp.where(self.local, t - s < self.local_window, True)
+    return allowed[:, None]
 
 
 # Splash's tiles are multiples of the 128 TPU lanes; larger tiles (up to MaxText's 512)
@@ -232,23 +229,24 @@ def _splash_local(q, k, v, q_ids, kv_ids, prefix, local, *, causal, window, loca
                             interpret=interpret)
     return jax.vmap(one)(q, k, v, q_ids, kv_ids)
 
-  def attend(window):
+  def attend(window, prefix_window):
     out = run(window, q_ids, kv_ids, causal)
     if prefix is None:
       return out
-    # A prefix query sees exactly the prefix keys of its example (the causal keys before
-    # it are prefix keys too); every other query sees what the causal mask gives it.
-    # So the prefix rows come from a second, unmasked call whose keys are the prefix
-    # keys only, and the rows are chosen per query.
+    # A prefix query sees the prefix keys of its example (the causal keys before it are
+    # prefix keys too) and every other query what the causal mask gives it; so the prefix
+    # rows come from a second, non-causal call whose keys are the prefix keys only, and
+    # the rows are chosen per query.
     prefix_q = jnp.pad(prefix, ((0, 0), (0, tp - t)))
     prefix_kv = jnp.pad(prefix, ((0, 0), (0, sp - s)))
-    full = run(None, q_ids, jnp.where(prefix_kv, kv_ids, pad_kv), False)
+    full = run(prefix_window, q_ids, jnp.where(prefix_kv, kv_ids, pad_kv), False)
     return jnp.where(prefix_q[:, None, :, None], full, out)
 
-  if local is None or window == local_window:
-    out = attend(window)
-  else:
-    out = jax.lax.cond(local, lambda: attend(local_window), lambda: attend(window))
+  if local is None or local_window is None:
+    out = attend(window, None)
+  else:  # a sliding layer's window limits the prefix too
+    out = jax.lax.cond(local, lambda: attend(local_window, local_window),
+                       lambda: attend(window, None))
   return out[:, :, :t]
 
 
