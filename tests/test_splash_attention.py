@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from linguamix.models import attention_kernels, decoder, layers, mt5
+from linguamix.train import step
 
 RNG = np.random.default_rng(0)
 
@@ -188,7 +189,7 @@ def test_the_models_kernel_mask_is_the_models_mask(start_token, prefix, monkeypa
 
 # --- the program libtpu compiles for a TPU topology ---------------------------------
 
-def _tpu_compile(config, topology="v5e:2x2", mesh_shape=(2, 2, 1), t=256, batch=4):
+def _tpu_compile(config, topology="v5e:2x2", mesh_shape=(1, 2, 2), t=256, batch=4):
   if importlib.util.find_spec("libtpu") is None:
     pytest.skip("libtpu is not installed (pip install 'jax[tpu]==0.10.2'): no TPU compiler")
   from jax.experimental import topologies
@@ -210,13 +211,14 @@ def _tpu_compile(config, topology="v5e:2x2", mesh_shape=(2, 2, 1), t=256, batch=
   def grads(params, batch):
     return jax.grad(lambda p: model.loss_fn(p, batch, None)[0])(params)
 
-  with jax.set_mesh(mesh):
-    return jax.jit(grads).lower(params, batch_spec).compile().as_text()
+  # traced the way the trainer traces its steps: with the mesh in context
+  return jax.jit(step.under_mesh(grads, mesh)).lower(params, batch_spec).compile().as_text()
 
 
 @pytest.mark.slow
 def test_tpu_program_runs_the_splash_kernel():
-  hlo = _tpu_compile(_llama(head_dim=128, num_heads=2, num_kv_heads=1, scan_layers=True,
+  # heads over 'model' (4 query, 2 key/value heads on 2 shards), batch over 'fsdp'
+  hlo = _tpu_compile(_llama(head_dim=128, num_heads=4, num_kv_heads=2, scan_layers=True,
                             remat_policy="full", attn_logit_softcap=50.0,
                             layer_types=("sliding_attention", "full_attention"), local_window=64))
   assert "tpu_custom_call" in hlo
