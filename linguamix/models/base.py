@@ -53,6 +53,11 @@ class BaseModel(abc.ABC):
     """The same model with another start-token policy; a model without the slot is itself."""
     return self
 
+  def attention_needs(self) -> dict[str, str]:
+    """What the model's attention asks a kernel to express (feature -> why), from its
+    config; `attention_kernels.attention_impl_for` picks the implementation from it."""
+    return self.config.attention_needs()
+
   def tied_output_params(self) -> int:
     """Parameters of an output layer that is the input embedding (tied): a matmul whose
     parameters `matmul_params` would otherwise leave out as an embedding lookup."""

@@ -12,6 +12,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from linguamix.models import attention_kernels
+
 Array = jax.Array
 
 # Remat policies by config name; "none" means no rematerialisation at all.
@@ -79,8 +81,9 @@ def attention_mask(
 
 # How attention is computed (`MT5Config.attention` / `DecoderConfig.attention`):
 # "materialised" forms the [B, N, T, S] probabilities (the reference, and the CPU path);
-# "fused" calls `jax.nn.dot_product_attention`, which on NVIDIA GPUs (bf16/fp16) runs
-# cuDNN's flash attention and elsewhere XLA's own composition.
+# "fused" runs Pallas' splash kernel on TPU where the model hands over a `KernelMask`, and
+# otherwise `jax.nn.dot_product_attention`: cuDNN's flash attention on NVIDIA GPUs
+# (bf16/fp16), XLA's own composition elsewhere (see attention_kernels.attention_impl_for).
 ATTENTION_IMPLEMENTATIONS = ("materialised", "fused")
 _MASKED = float(jnp.finfo(jnp.float32).min) / 2  # finite: a fully masked row stays NaN-free
 
@@ -173,6 +176,7 @@ def dot_product_attention(
     dtype: jnp.dtype = jnp.float32,
     implementation: str = "materialised",
     logit_softcap: float | None = None,
+    kernel_mask: attention_kernels.KernelMask | None = None,
 ) -> Array:
   """Softmax attention with grouped-query heads (N = K * G), an additive bias and a mask.
 
@@ -184,10 +188,21 @@ def dot_product_attention(
   (`mask_bias`) they give finite values that only padding positions see.
   `implementation="fused"` takes the kernel path (see ATTENTION_IMPLEMENTATIONS); with
   attention dropout active it falls back to the materialised path, which has dropout.
+  With `kernel_mask` (the same mask as ids; the bias must then be that mask alone),
+  "fused" runs the splash kernel in a program lowered for TPU and this path elsewhere.
   """
   if implementation not in ATTENTION_IMPLEMENTATIONS:
     raise ValueError(f"attention implementation {implementation!r}; expected one of "
                      f"{ATTENTION_IMPLEMENTATIONS}")
+  if implementation == "fused" and kernel_mask is not None:
+    xla = functools.partial(
+        dot_product_attention, mask_Bx1xTxS=mask_Bx1xTxS, bias_BxNxTxS=bias_BxNxTxS,
+        dropout_rate=dropout_rate, dropout_rng=dropout_rng, dtype=dtype,
+        implementation=implementation, logit_softcap=logit_softcap)
+    tpu = functools.partial(attention_kernels.splash_attention, mask=kernel_mask,
+                            logit_softcap=logit_softcap, dtype=dtype)
+    # decided when lowering, for the target's platform (not the host's)
+    return jax.lax.platform_dependent(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, tpu=tpu, default=xla)
   dropout = dropout_rate > 0.0 and dropout_rng is not None
   if implementation == "fused" and not dropout and logit_softcap is None:
     return _fused_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, mask_Bx1xTxS, bias_BxNxTxS, dtype)

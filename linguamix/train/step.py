@@ -57,6 +57,15 @@ def _grads(model, params, batch, rng):
   return loss, dict(metrics), grads
 
 
+def under_mesh(fn: Callable, mesh: jax.sharding.Mesh) -> Callable:
+  """`fn` traced with the mesh in context: kernels XLA cannot partition (Pallas' splash
+  attention on TPU) run per shard under `shard_map` over it."""
+  def traced(*args):
+    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+      return fn(*args)
+  return traced
+
+
 def make_train_step(model, tx: optax.GradientTransformation, lr_schedule: Callable,
                     partitioner: partitioning.Partitioner, state_shardings: Any,
                     num_microbatches: int = 1):
@@ -105,7 +114,8 @@ def make_train_step(model, tx: optax.GradientTransformation, lr_schedule: Callab
     return new_state, metrics
 
   # Batches arrive as global arrays already sharded over the data axes.
-  return jax.jit(step_fn, in_shardings=(state_shardings, None, partitioner.replicated()),
+  return jax.jit(under_mesh(step_fn, partitioner.mesh),
+                 in_shardings=(state_shardings, None, partitioner.replicated()),
                  out_shardings=(state_shardings, partitioner.replicated()),
                  donate_argnums=(0,), compiler_options=compiler_options())
 
@@ -119,7 +129,7 @@ def make_eval_step(model, partitioner: partitioning.Partitioner, params_sharding
     metrics = {k: jnp.mean(v) * tokens for k, v in dict(metrics).items() if not _is_count(k)}
     return {"loss": loss * tokens, "tokens": tokens, **metrics}
 
-  return jax.jit(eval_fn, in_shardings=(params_shardings, None),
+  return jax.jit(under_mesh(eval_fn, partitioner.mesh), in_shardings=(params_shardings, None),
                  out_shardings=partitioner.replicated(), compiler_options=compiler_options())
 
 
