@@ -67,10 +67,13 @@ def moved_zero_id(path: str | pathlib.Path) -> int | None:
   padding (no tokenizer there, or id 0 is a padding/unknown/unused special token)."""
   path = pathlib.Path(path)
   file = path / "tokenizer.json" if path.is_dir() else path
-  if not file.exists():
-    return None
-  tok = _load(str(file))
-  if not _zero_is_token(tok, _config(file)):
+  return _moved_zero_id(str(file)) if file.exists() else None
+
+
+@functools.lru_cache(maxsize=16)
+def _moved_zero_id(file: str) -> int | None:
+  tok = _load(file)
+  if not _zero_is_token(tok, _config(pathlib.Path(file))):
     return None
   return max(tok.get_vocab(with_added_tokens=True).values()) + 1
 
