@@ -116,6 +116,7 @@ def _hf_model(cls, rows, tied, eos):
   return hf_helpers.randomize(cls(config).eval())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_checkpoint_rows_follow_the_vocabulary(case, tmp_path):
   style, cls, spare, tied = CASES[case]
