@@ -123,15 +123,21 @@ def export_hf(checkpoint_dir: str, out_dir: str, config_path: str | None = None,
   from linguamix.models.checkpoints import layout  # imports JAX: not for --help
   hf_config, arch, params = _read_checkpoint(checkpoint_dir, config_path)
   src = pathlib.Path(checkpoint_dir).absolute()
+  # The tokenizer files of the checkpoint, else of the config's folder (a training
+  # checkpoint has none; --config names the converted folder's hf_config.json). They go
+  # first: the tensors are written in their ids.
+  sources = [src] + ([pathlib.Path(config_path).absolute().parent] if config_path else [])
+  tokenizer_dir = next((d for d in sources if (d / "tokenizer.json").exists()), src)
   with atomic.atomic_dir(out_dir) as tmp:
+    pathlib.Path(tmp).mkdir(parents=True)
+    for name in _TOKENIZER_FILES:
+      if (tokenizer_dir / name).exists():
+        shutil.copy(tokenizer_dir / name, pathlib.Path(tmp) / name)
     try:
       arch.export_hf(params, hf_config, tmp, dtype, lora_alpha)
     except layout.CheckpointMismatchError as e:  # say which checkpoint and config disagree
       raise errors.UserError(f"CHECKPOINT_DIR {src} does not fit the model of "
                              f"{config_path or src / HF_CONFIG_FILE}: {e}") from None
-    for name in _TOKENIZER_FILES:
-      if (src / name).exists():
-        shutil.copy(src / name, pathlib.Path(tmp) / name)
   return hf_config
 
 

@@ -59,6 +59,11 @@ class DecoderConfig:
   """Shape and switches of a decoder; defaults are Llama's."""
 
   vocab_size: int = 32000
+  # Id 0 is SeqIO's padding and no row of the checkpoint: its logit is left out of every
+  # softmax. Import sets it where the tokenizer's own id 0 (a real token: Llama 3's and
+  # GPT-2's `!`) had to move to a row appended past the checkpoint's last
+  # (`hf_vocabulary.moved_zero_id`); then vocab_size is the checkpoint's + 1.
+  mask_row_zero: bool = False
   d_model: int = 4096
   num_layers: int = 32
   num_heads: int = 32
@@ -608,9 +613,13 @@ class DecoderOnlyModel(base.BaseModel):
     if start_token not in START_TOKENS:
       raise ValueError(f"DecoderOnlyModel.start_token={start_token!r}; expected one of {START_TOKENS}")
     if vocabulary is not None and vocabulary.vocab_size > config.vocab_size:
+      moved = getattr(vocabulary, "moved_zero_id", None)
       raise ValueError(
           f"vocabulary has {vocabulary.vocab_size} ids but the model's embedding has "
-          f"vocab_size={config.vocab_size}: the tokenizer does not match the checkpoint")
+          f"vocab_size={config.vocab_size}: the tokenizer does not match the checkpoint" + (
+              f" (the tokenizer's id 0 is a token and moved to id {moved}: a checkpoint without a "
+              f"row for it takes vocab_size={moved + 1} and mask_row_zero=True, as "
+              "`linguamix convert import-hf` writes it)" if moved is not None else ""))
     self.config = config
     self._vocabulary = vocabulary
     self.z_loss = z_loss
@@ -727,13 +736,15 @@ class DecoderOnlyModel(base.BaseModel):
     """Full fp32 logits [B, L, V] (tests, small vocabularies; training uses chunked stats)."""
     hidden_BxLxD, kernel_DxV = self._forward(params, batch)
     logits_BxLxV = jnp.einsum("bld,dv->blv", hidden_BxLxD, kernel_DxV, preferred_element_type=jnp.float32)
-    return layers.softcap(logits_BxLxV, self.config.final_logit_softcap)
+    return layers.mask_row_zero(layers.softcap(logits_BxLxV, self.config.final_logit_softcap),
+                                self.config.mask_row_zero)
 
   def _stats(self, params, batch, dropout_rng=None):
     hidden_BxLxD, kernel_DxV = self._forward(params, batch, dropout_rng)
     return layers.output_logit_stats(hidden_BxLxD, kernel_DxV, batch["decoder_target_tokens"],
                                      chunk_length=self.logits_chunk_length,
-                                     logit_softcap=self.config.final_logit_softcap)
+                                     logit_softcap=self.config.final_logit_softcap,
+                                     masked_zero=self.config.mask_row_zero)
 
   def router_aux_loss(self, params, batch) -> Array:
     """transformers' MixtralForCausalLM `aux_loss` for this batch (mixture of experts only)."""
@@ -746,7 +757,8 @@ class DecoderOnlyModel(base.BaseModel):
                                   z_loss=self.z_loss)
     hidden_BxLxD, kernel_DxV, aux = self._forward(params, batch, dropout_rng, with_router=True)
     lse_BxL, target_logit_BxL, correct_BxL = layers.output_logit_stats(
-        hidden_BxLxD, kernel_DxV, batch["decoder_target_tokens"], chunk_length=self.logits_chunk_length)
+        hidden_BxLxD, kernel_DxV, batch["decoder_target_tokens"], chunk_length=self.logits_chunk_length,
+        masked_zero=self.config.mask_row_zero)
     # the loss carries coef x aux (transformers' `loss += router_aux_loss_coef * aux_loss`);
     # router_aux_loss reports aux itself, comparable to transformers' `aux_loss`
     loss, metrics = losses.cross_entropy(
@@ -833,4 +845,5 @@ class DecoderOnlyModel(base.BaseModel):
 
   def _output_logits(self, hidden_BxD, kernel_DxV):
     logits_BxV = jnp.einsum("bd,dv->bv", hidden_BxD, kernel_DxV, preferred_element_type=jnp.float32)
-    return layers.softcap(logits_BxV, self.config.final_logit_softcap)
+    return layers.mask_row_zero(layers.softcap(logits_BxV, self.config.final_logit_softcap),
+                                self.config.mask_row_zero)
