@@ -170,13 +170,14 @@ def _reference(q: Mapping[str, Any], references: Mapping[str, Sequence[str]], la
   return references[q["question_id"]]
 
 
-def _mean_stderr(values: Sequence[float]) -> tuple[float, float]:
+def _mean_stderr(values: Sequence[float]) -> tuple[float | None, float | None]:
+  """Mean and standard error (sample standard deviation / sqrt(n)); None where undefined."""
   n = len(values)
   if not n:
-    return float("nan"), float("nan")
+    return None, None
   mean = sum(values) / n
   if n < 2:
-    return mean, float("nan")
+    return mean, None
   return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
 
 
@@ -275,7 +276,7 @@ def pairwise(client, lang: str, questions: Sequence[Mapping[str, Any]],
     ties = len(played) - wins_1 - wins_2
     table.append({"turn": turn, "wins_1": wins_1, "wins_2": wins_2, "ties": ties,
                   "num_errors": errors,
-                  "win_rate_1": 100.0 * (wins_1 + ties / 2) / len(played) if played else float("nan")})
+                  "win_rate_1": 100.0 * (wins_1 + ties / 2) / len(played) if played else None})
   overall = table[-1]
   return {"win_rate_1": overall["win_rate_1"], "num_errors": overall["num_errors"],
           "table": table, "judgments": judgments}
@@ -338,8 +339,8 @@ def write_judgments(path: str, judgments: Sequence[Mapping[str, Any]],
       f.write(json.dumps(j, ensure_ascii=False) + "\n")
 
 
-def _fmt(value: float) -> str:
-  return "" if value != value else f"{value:.2f}"  # NaN (no rated judgement) stays empty
+def _fmt(value: float | None) -> str:
+  return "" if value is None else f"{value:.2f}"
 
 
 def markdown_single(table: Sequence[Mapping[str, Any]]) -> str:

@@ -27,6 +27,7 @@ from linguamix.evals import requests
 from linguamix.models import base
 
 LOGGERS = (loggers.MetricsLogger, loggers.ScoresLogger)
+_PREDICTION = seqio.metrics.ModelOutputType.PREDICTION
 
 
 def _check_name(name: str) -> None:
@@ -109,14 +110,14 @@ def _predictions(task: seqio.Task, evaluator: seqio.Evaluator, outputs) -> dict[
   vocabulary = task.output_features["targets"].vocabulary
   examples = evaluator.cached_task_datasets[task.name]
   return {int(ex["idx"]): task.postprocess_fn(vocabulary.decode(tokens), example=ex, is_target=False)
-          for ex, tokens in zip(examples.as_numpy_iterator(), outputs[task.name]["predict"])}
+          for ex, tokens in zip(examples.as_numpy_iterator(), outputs[task.name][_PREDICTION])}
 
 
 def _further_turns(task: seqio.Task, evaluator: seqio.Evaluator, outputs, split: str,
                    output_dir: str, model_id: str, writes: bool, run) -> None:
   family, lang = registry.family_of(task.name)
   benchmark = registry.BENCHMARKS.get(family)
-  if getattr(benchmark, "next_turn", None) is None or "predict" not in outputs.get(task.name, {}):
+  if getattr(benchmark, "next_turn", None) is None or _PREDICTION not in outputs.get(task.name, {}):
     return
   from linguamix.evals import generation  # pylint: disable=g-import-not-at-top
   release = generation.release_split(benchmark, split)
