@@ -16,7 +16,7 @@ fails naming the pattern.
 | xquad | google/xquad | `xquad.{lang}/*validation*.parquet` (id, context, question, answers) | `xquad/xquad.{lang}.json` | parquet -> SQuAD v1.1 JSON, questions grouped by context in order |
 | flores | openlanguagedata/flores_plus (gated) | `{dev,devtest}/{code}.{jsonl,parquet}` (text; sorted by id), zho_Hans as `cmn_Hans` | `flores200/{dev,devtest}/{code}.{dev,devtest}` | -> one sentence per line; FLORES+ is the maintained FLORES-200 (a few sentences corrected) |
 | xcopa | the XCOPA release, bundled in linguamix (github.com/cambridgeltl/xcopa `data/`) | `{lang}/{val,test}.{lang}.jsonl` | `xcopa/...` | none, no download |
-| mt_bench_x | the MT-Bench-X release, bundled in linguamix | `{EN,DE,FR,IT,ES}/*.jsonl` | `mt_bench_x/...` | none, no download |
+| mt_bench_x | the MT-Bench-X release, bundled in linguamix (github.com/Modalities/MT-Bench-X) | `data/mt_bench_{EN,DE,FR,IT,ES}/{question.jsonl,judge_prompts.jsonl,reference_answer/gpt-4.jsonl}` | `mt_bench_x/...` | none, no download |
 """
 
 from __future__ import annotations
@@ -98,9 +98,11 @@ class Benchmark:
 
 
 def _bundled(folder: str, langs: Sequence[str]) -> list[jobs.Job]:
-  """The package's copy: the languages' folders and the top-level files (licences)."""
+  """The package's copy: the top-level files (licences) and the languages' folders, named
+  by the language (`xcopa/it/`) or ending in it (`mt_bench_x/data/mt_bench_IT/`)."""
   base = BUNDLED / folder
-  keep = lambda rel: len(rel.parts) == 1 or rel.parts[0].lower() in langs
+  keep = lambda rel: len(rel.parts) == 1 or any(
+      part.lower().rsplit("_", 1)[-1] in langs for part in rel.parts[:-1])
   return [jobs.Job(f"{folder}/{p.relative_to(base).as_posix()}", None, bundled=str(p))
           for p in sorted(base.rglob("*")) if p.is_file() and keep(p.relative_to(base))]
 
