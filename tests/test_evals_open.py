@@ -117,6 +117,22 @@ def test_mt_bench_x_bad_files(real_data, tmp_path, monkeypatch):
     open_prompts.mt_bench_x_questions("es")
 
 
+def test_conversation_prompts():
+  from linguamix.t5x_tasks import templates
+  turns, answers = ["Name a {colour}.", "Another one."], ["Blue."]
+  assert templates.conversation_prompt(templates.opengptx_chat, turns, answers) == (
+      "User: Name a {colour}.\nAssistant: Blue.</s>\nUser: Another one.\nAssistant: ")
+  # A single-turn template is repeated: prompt, the model's answer, a blank line, prompt.
+  head = ("Below is an instruction that describes a task. Write a response that appropriately "
+          "completes the request.\n\n### Instruction:\n")
+  assert templates.conversation_prompt(templates.alpaca, turns, answers) == (
+      head + "Name a {colour}.\n\n### Response:\nBlue.\n\n" + head + "Another one.\n\n### Response:\n")
+  assert templates.conversation_prompt(templates.bactrian, turns[:1], ()) == \
+      "### Input:\nName a {colour}.\n\n### Output:\n"
+  with pytest.raises(ValueError, match="2 turns need 1 earlier answers, got 0"):
+    templates.conversation_prompt(templates.alpaca, turns, ())
+
+
 class _Echo(LookupGenerator):
   """Answers each prompt with the table's text; records the prompts it was given."""
 
