@@ -12,6 +12,8 @@ use (huggingface_hub 1.x/2.x, read from its source):
 * errors as the Hub sends them: 404 + `X-Error-Code: EntryNotFound|RepoNotFound|
   RevisionNotFound`; gated repos, as on the Hub, list publicly but answer file requests
   401 (no token) or 403 (a token without access), with `X-Error-Code: GatedRepo`.
+* `GET /gh/{path}` (with `Range: bytes=N-`): files outside the Hub, e.g. a GitHub commit's
+  raw files, from `raw[path]` (`LINGUAMIX_GITHUB_RAW={url}/gh`).
 Faults for tests: `drop_once[path] = n` sends the full Content-Length but only n bytes
 of that file's first download, then closes the connection. `requests` logs every call (header names lower-cased).
 """
@@ -46,6 +48,7 @@ class FakeHub:
     self.blobs: dict = {}            # sha256 -> bytes
     self.requests: list = []         # (method, path, headers dict)
     self.drop_once: dict = {}        # file path -> bytes to send before dropping
+    self.raw: dict = {}              # /gh/ path -> bytes
     handler = type("Handler", (_Handler,), {"hub": self})
     # The CDN is another host (127.0.0.2, also loopback): the client follows redirects
     # that stay on the Hub's host and takes LFS metadata from the 302 otherwise.
@@ -144,6 +147,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     self.hub.requests.append((self.command, path, {k.lower(): v for k, v in self.headers.items()}))
     if path.startswith("/cdn/"):
       return self._blob(path[len("/cdn/"):], body)
+    if path.startswith("/gh/"):
+      data = self.hub.raw.get(path[len("/gh/"):])
+      if data is None:
+        return self._send(404, body=b"404: Not Found", send_body=body)
+      return self._ranged(data, f'"{_git_blob_id(data)}"', path[len("/gh/"):], body)
     if path.startswith("/api/"):
       kind, _, rest = path[len("/api/"):].partition("/")
       repo, repo_id, tail = self._repo(kind, rest)
@@ -190,17 +198,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     data = self.hub.blobs.get(sha)
     if data is None:
       return self._send(404)
+    name = next((p for (_, _), r in self.hub.repos.items() for rev in r.revisions.values()
+                 for p, d in rev.files.items() if d is data or d == data), None)
+    return self._ranged(data, f'"{sha}"', name, body)
+
+  def _ranged(self, data, etag, name, body):
     start = 0
     rng = self.headers.get("Range")
     if rng and rng.startswith("bytes="):
       start = int(rng[len("bytes="):].split("-")[0])
     part = data[start:]
-    headers = {"Content-Length": str(len(part)), "ETag": f'"{sha}"', "Accept-Ranges": "bytes"}
+    headers = {"Content-Length": str(len(part)), "ETag": etag, "Accept-Ranges": "bytes"}
     status = 200
     if start:
       status, headers["Content-Range"] = 206, f"bytes {start}-{len(data) - 1}/{len(data)}"
-    name = next((p for (_, _), r in self.hub.repos.items() for rev in r.revisions.values()
-                 for p, d in rev.files.items() if d is data or d == data), None)
     cut = self.hub.drop_once.pop(name, None) if body and name is not None else None
     self.send_response(status)
     for k, v in headers.items():

@@ -1,7 +1,7 @@
-"""`linguamix prepare data NAME`: the instruction sets of spec/datasets.md from the Hub.
+"""`linguamix prepare data NAME`: the studies' instruction sets from the Hub.
 
-The Hub layouts relied on (looked up on the dataset pages and in code that reads them,
-2026); a repository that differs fails naming the file it lacks:
+The Hub layouts relied on (each with its evidence in manifest.json); a repository that
+differs fails naming the file it lacks:
 
 | NAME | Hub dataset | file(s) in the repository | written under the root | format change |
 |---|---|---|---|---|
@@ -12,6 +12,8 @@ The Hub layouts relied on (looked up on the dataset pages and in code that reads
 | aya | CohereLabs/aya_dataset (was CohereForAI/) | `data/train-*.parquet` | `aya/train.jsonl` | parquet -> JSONL, all shards in order |
 
 Multilingual Alpaca's English is the Alpaca-cleaned set the translations were made from.
+Records with an empty output are kept and trained on (target = end of sequence only), as
+the studies' own training code does; docs/prepare.md has the per-dataset decision.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def _aya(local):
 @dataclasses.dataclass(frozen=True)
 class Dataset:
   name: str                      # = the task family the check reads
-  langs: tuple[str, ...]
+  langs: Callable[[], tuple]
   jobs: Callable[[Sequence[str]], list[jobs.Job]]
   sparse: bool = False           # one multilingual file: a language may have no records
 
@@ -40,22 +42,22 @@ def _alpaca_job(lang: str) -> jobs.Job:
   repo, name = (("yahma/alpaca-cleaned", "alpaca_data_cleaned.json") if lang == "en" else
                 (f"pinzhenchen/alpaca-cleaned-{lang}", f"alpaca_data_cleaned.{lang}.json"))
   return jobs.Job(f"alpaca_x/alpaca_data_cleaned.{lang}.json", repo, ((name,),),
-                  note="renamed" if lang == "en" else "")
+                  note="renamed" if lang == "en" else "", lang=lang)
 
 
 DATASETS = {d.name: d for d in (
-    Dataset("bactrian_x", languages.BACTRIAN_X, lambda langs: [
+    Dataset("bactrian_x", lambda: languages.BACTRIAN_X, lambda langs: [
         jobs.Job(f"bactrian_x/{l}.json.gz", "MBZUAI/Bactrian-X",
-                 ((f"data/{l}.json.gz", f"{l}.json.gz"),)) for l in langs]),
-    Dataset("alpaca_x", languages.ALPACA_X, lambda langs: [_alpaca_job(l) for l in langs]),
-    Dataset("lima_x", languages.OPENGPTX, lambda langs: [
+                 ((f"data/{l}.json.gz", f"{l}.json.gz"),), lang=l) for l in langs]),
+    Dataset("alpaca_x", lambda: languages.ALPACA_X, lambda langs: [_alpaca_job(l) for l in langs]),
+    Dataset("lima_x", lambda: languages.OPENGPTX, lambda langs: [
         jobs.Job(f"lima_x/{split}_limax_{l.upper()}.jsonl", "lamarr-org/Lima-X",
-                 ((f"{split}_limax_{l.upper()}.jsonl",),))
+                 ((f"{split}_limax_{l.upper()}.jsonl",),), lang=l)
         for l in langs for split in ("train", "val")]),
-    Dataset("oasst1", languages.OASST1, lambda langs: [
+    Dataset("oasst1", lambda: languages.OASST1, lambda langs: [
         jobs.Job("oasst1/2023-04-12_oasst_ready.messages.jsonl.gz", "OpenAssistant/oasst1",
                  (("2023-04-12_oasst_ready.messages.jsonl.gz",),))], sparse=True),
-    Dataset("aya", languages.AYA, lambda langs: [
+    Dataset("aya", lambda: languages.AYA, lambda langs: [
         jobs.Job("aya/train.jsonl", "CohereLabs/aya_dataset",
                  (("data/train-*.parquet", "*/train/*.parquet"),), _aya, jobs.PARQUET,
                  note="converted parquet -> JSONL")], sparse=True),

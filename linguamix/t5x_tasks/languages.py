@@ -12,9 +12,9 @@ PINCH = tuple("en ar zh cs et fi he hi it ru es sw".split())
 BETTER_ALPACA = tuple("en bg cs de es fi fr ru zh".split())
 ALPACA_X = BETTER_ALPACA + ("pt",)  # pt released, unused by the study
 OPENGPTX = tuple("en de fr it es".split())
-# oasst1's 35 language codes, as ISO 639-1 (pt-BR -> pt, nb kept).
+# oasst1's 35 language codes as its dataset card lists them (messages say pt-BR for pt).
 OASST1 = tuple(
-    "ar bg ca cs da de el en eo es eu fa fi fr gl he hu id it ja ko lt nb nl pl pt ro "
+    "ar bg bn ca cs da de el en eo es eu fa fi fr gl he hu id it ja ko nb nl pl pt ro "
     "ru sk sv th tr uk vi zh".split())
 # sPhinX: 50 target languages + English; the paper's list is not public, our default
 # is Bactrian-X's 52 without Galician (documented in linguamix/mixtures/sphinx.py).

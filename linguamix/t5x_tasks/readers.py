@@ -4,6 +4,12 @@ Parsing and validation happen in Python, before tf.data, so every bad record is
 reported with its file, line (JSONL) or record index (JSON list) and field. Records
 come out in one canonical shape: `id, lang, system, instruction, input, output,
 history` (history = earlier (user, assistant) turns of a conversation).
+
+An empty output is not a malformed record: the studies' training code trains on every
+record (the target is the output plus end-of-sequence, so an empty output teaches the
+model to stop), and Bactrian-X's 67,017 rows per language include such records. They are
+kept by default; `empty_output="drop"` drops them (counted and logged), `"error"` rejects
+them as bad records.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ SHAPES: dict[str, dict[str, Any]] = {
     "oasst1": {"special": "oasst1"},
 }
 OPTIONAL = ("id", "system", "input", "lang")
+EMPTY_OUTPUT = ("keep", "drop", "error")
 
 
 def resolve_shape(fields) -> dict[str, Any]:
@@ -146,14 +153,14 @@ def _check_lang(code, where, bad):
     return None
 
 
-def _flat_records(path, spec, lang, bad, id_prefix):
+def _flat_records(path, spec, lang, bad, id_prefix, empty_output="keep"):
   fields, filter_lang = spec["fields"], spec.get("filter_lang", False)
+  empty_ok = ("system", "input", "id", "lang") + (("output",) if empty_output != "error" else ())
   for index, (where, obj) in enumerate(iter_json_objects(path, bad)):
     rec = {}
     for canon, key in fields.items():
       required = canon not in OPTIONAL
-      value = _field(obj, key, where, bad, required=required,
-                     allow_empty=canon in ("system", "input", "id", "lang"))
+      value = _field(obj, key, where, bad, required=required, allow_empty=canon in empty_ok)
       if value is None:
         break
       rec[canon] = value
@@ -174,7 +181,7 @@ def _flat_records(path, spec, lang, bad, id_prefix):
       yield where, rec
 
 
-def _lima_records(path, lang, bad, id_prefix):
+def _lima_records(path, lang, bad, id_prefix, empty_output="keep"):
   for index, (where, obj) in enumerate(iter_json_objects(path, bad)):
     if isinstance(obj, dict) and "conversations" in obj:
       turns = obj["conversations"]
@@ -190,7 +197,8 @@ def _lima_records(path, lang, bad, id_prefix):
     elif isinstance(obj, dict) and "instruction" in obj and "output" in obj:
       rec = {}
       for key in ("instruction", "output"):
-        rec[key] = _field(obj, key, where, bad, required=True, allow_empty=False)
+        rec[key] = _field(obj, key, where, bad, required=True,
+                          allow_empty=key == "output" and empty_output != "error")
       rec["input"] = _field(obj, "input", where, bad, required=False, allow_empty=True)
       if None in rec.values():
         continue
@@ -252,29 +260,35 @@ def _file_key(path: str) -> tuple:
 
 
 def read_records(path: str, fields, lang: str, *, id_prefix: str = "",
-                 skip_bad: bool | None = None, thread: bool = False) -> tuple[dict, ...]:
+                 skip_bad: bool | None = None, thread: bool = False,
+                 empty_output: str = "keep") -> tuple[dict, ...]:
   """Canonical records of one file for one language (cached per file version)."""
   if lang not in languages.ISO639_3:
     raise DataError(f"{path}: unknown language code {lang!r}")
+  if empty_output not in EMPTY_OUTPUT:
+    raise ValueError(f"empty_output={empty_output!r}; known: {EMPTY_OUTPUT}")
   skip = bad_record_policy() if skip_bad is None else skip_bad
   key = json.dumps(fields, sort_keys=True) if not isinstance(fields, str) else fields
-  return _read_cached(_file_key(path), key, lang, id_prefix, skip, thread)
+  return _read_cached(_file_key(path), key, lang, id_prefix, skip, thread, empty_output)
 
 
 # Bounded: a real Bactrian-X language is ~67k records (tens of MB in Python objects).
 @functools.lru_cache(maxsize=64)
-def _read_cached(file_key, fields_key, lang, id_prefix, skip, thread):
+def _read_cached(file_key, fields_key, lang, id_prefix, skip, thread, empty_output="keep"):
   path = file_key[0]
   spec = resolve_shape(json.loads(fields_key) if fields_key.startswith("{") else fields_key)
   bad = BadRecords(skip, path)
   if spec.get("special") == "lima":
-    it = _lima_records(path, lang, bad, id_prefix)
+    it = _lima_records(path, lang, bad, id_prefix, empty_output)
   elif spec.get("special") == "oasst1":
     it = _oasst1_records(path, lang, bad, thread)
   else:
-    it = _flat_records(path, spec, lang, bad, id_prefix)
-  out, seen = [], {}
+    it = _flat_records(path, spec, lang, bad, id_prefix, empty_output)
+  out, seen, dropped = [], {}, 0
   for where, rec in it:
+    if empty_output == "drop" and not rec["output"].strip():
+      dropped += 1
+      continue
     if rec["id"] in seen:
       bad.report(where, f"field 'id': duplicate id {rec['id']!r} (first at {seen[rec['id']]})")
       continue
@@ -285,6 +299,9 @@ def _read_cached(file_key, fields_key, lang, id_prefix, skip, thread):
     rec["lang"] = lang
     out.append(rec)
   bad.summary(len(out))
+  if dropped:
+    logging.info("%s: dropped %d record(s) with an empty output (empty_output='drop'), kept %d",
+                 path, dropped, len(out))
   if not out and spec.get("filter_lang"):
     raise DataError(f"{path}: no records in language {lang!r} (field "
                     f"{spec['fields']['lang']!r} = {'/'.join(languages.ISO639_3[lang])})")

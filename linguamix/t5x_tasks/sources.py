@@ -34,6 +34,7 @@ class RecordSource:
   template: str = "alpaca"
   validation_fraction: float = 0.01   # hold-out share when there is no validation file
   thread: bool = False                # oasst1: whole rank-0 thread as one example
+  empty_output: str = "keep"          # records with an empty output: keep | drop | error
 
   def _paths(self, pattern: str) -> list[str]:
     path = root.join(pattern.format(lang=self.lang, LANG=self.lang.upper()))
@@ -48,7 +49,7 @@ class RecordSource:
     out = []
     for path in self._paths(pattern):
       out += readers.read_records(path, self.fields, self.lang, id_prefix=id_prefix,
-                                  thread=self.thread)
+                                  thread=self.thread, empty_output=self.empty_output)
     return tuple(out)
 
   def records(self, split: str) -> tuple[dict, ...]:
