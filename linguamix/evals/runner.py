@@ -21,6 +21,7 @@ import tqdm
 import linguamix.evals  # registers the benchmark tasks  # noqa: F401
 from linguamix import atomic
 from linguamix.evals import data
+from linguamix.evals import generation
 from linguamix.evals import loggers
 from linguamix.evals import registry
 from linguamix.evals import requests
@@ -114,12 +115,13 @@ def _predictions(task: seqio.Task, evaluator: seqio.Evaluator, outputs) -> dict[
 
 
 def _further_turns(task: seqio.Task, evaluator: seqio.Evaluator, outputs, split: str,
-                   output_dir: str, model_id: str, writes: bool, run) -> None:
+                   output_dir: str, model_id: str, writes: bool, evaluate_name) -> None:
+  """Generates a multi-turn benchmark's later turns after `task` (its first turn), each
+  with the model's own earlier answers, then writes the conversations."""
   family, lang = registry.family_of(task.name)
   benchmark = registry.BENCHMARKS.get(family)
   if getattr(benchmark, "next_turn", None) is None or _PREDICTION not in outputs.get(task.name, {}):
     return
-  from linguamix.evals import generation  # pylint: disable=g-import-not-at-top
   release = generation.release_split(benchmark, split)
   answers = {i: [p] for i, p in _predictions(task, evaluator, outputs).items()}
   turn = 1
@@ -129,7 +131,7 @@ def _further_turns(task: seqio.Task, evaluator: seqio.Evaluator, outputs, split:
       break
     turn += 1
     name = generation.follow_up_task(benchmark, lang, turn, follow)
-    (next_task,), next_evaluator, next_outputs = run(name)
+    (next_task,), next_evaluator, next_outputs = evaluate_name(name)
     for i, p in _predictions(next_task, next_evaluator, next_outputs).items():
       answers[i].append(p)
   if writes and benchmark.save_answers is not None:
@@ -173,7 +175,7 @@ def evaluate(model: base.BaseModel, params: Any, task_or_mixture_names: str | Se
   writes = jax.process_index() == 0
   results: dict[str, dict[str, float]] = {}
   with requests.using(fmt):  # the tasks build their requests for this model
-    def run(name: str):
+    def evaluate_name(name: str):
       tasks = seqio.get_subtasks(seqio.get_mixture_or_task(name))
       lacking = [t.name for t in tasks if split not in t.splits]
       if lacking:
@@ -195,9 +197,9 @@ def evaluate(model: base.BaseModel, params: Any, task_or_mixture_names: str | Se
       return tasks, evaluator, outputs
 
     for name in names:
-      tasks, evaluator, outputs = run(name)
+      tasks, evaluator, outputs = evaluate_name(name)
       for task in tasks:
-        _further_turns(task, evaluator, outputs, split, output_dir, model_id, writes, run)
+        _further_turns(task, evaluator, outputs, split, output_dir, model_id, writes, evaluate_name)
   if writes:
     tf.io.gfile.makedirs(output_dir)
     with atomic.atomic_write(os.path.join(output_dir, "run.json")) as f:
