@@ -108,16 +108,22 @@ def judge_langs(cfg: Config) -> list[str]:
   return [t.split(".", 1)[1] for t in tasks if t.startswith("mt_bench_x.")]
 
 
+def answer_file(cfg: Config, run: Run, lang: str) -> str:
+  """The run's MT-Bench-X conversations, in FastChat's answer format, as evaluation writes
+  them (the model id is the run name: the CHECKPOINT_PATH folder's)."""
+  from linguamix.evals import open_prompts  # pylint: disable=g-import-not-at-top
+  return open_prompts.answer_path(cfg.eval_dir(run), lang, run.name)
+
+
 def judge_args(cfg: Config, run: Run, lang: str, baseline: Run | None = None) -> list[str]:
-  """`linguamix judge` for one language: single grading, or pairwise against `baseline`."""
-  answers = os.path.join(cfg.eval_dir(run), "scores", f"mt_bench_x.{lang}.jsonl")
+  """`linguamix judge` for one language: both turns graded, or compared with `baseline`."""
   kind = f"pair_{lang}" if baseline else f"single_{lang}"
-  args = ["judge", "--lang", lang, "--answers", answers, "--judge-model", cfg.judge_model,
+  args = ["judge", "--lang", lang, "--answers", answer_file(cfg, run, lang),
+          "--judge-model", cfg.judge_model,
           "--base-url", cfg.judge or "", "--cache", os.path.join(cfg.judge_dir(run), "cache"),
           "--out", os.path.join(cfg.judge_dir(run), f"{kind}.json")]
   if baseline:
-    args += ["--answers-b", os.path.join(cfg.eval_dir(baseline), "scores",
-                                             f"mt_bench_x.{lang}.jsonl")]
+    args += ["--answers-b", answer_file(cfg, baseline, lang)]
   return args
 
 
