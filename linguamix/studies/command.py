@@ -175,8 +175,9 @@ def _submit(cfg, runs, args) -> int:
   """Everything is checked before the first sbatch; a rejected one cancels the rest."""
   from linguamix.studies import slurm
   slurm.require_sbatch()
-  resources = slurm.parse_resources(args.slurm)
-  slurm.check_resources(resources, slurm.sbatch_options())
+  known = slurm.sbatch_options()
+  resources = slurm.parse_resources(args.slurm, known)
+  slurm.check_resources(resources, known)
   if args.retries < 0 or (args.array_parallelism is not None and args.array_parallelism < 1):
     raise slurm.SlurmError("--retries must be >= 0 and --array-parallelism >= 1")
   commands.save_config(cfg)

@@ -50,12 +50,13 @@ class SlurmError(Exception):
 
 # --- resources ---------------------------------------------------------------------------
 
-def parse_resources(specs: Sequence[str]) -> dict[str, list[tuple[str, str | None]]]:
+def parse_resources(specs: Sequence[str], known: Mapping[str, bool]
+                    ) -> dict[str, list[tuple[str, str | None]]]:
   """`--slurm [STAGE:]KEY=VALUE,...` values -> per stage, the sbatch long options in order.
 
   Without a STAGE the options go to every stage; a later value of the same key wins. A
-  piece without `=` is a flag (`exclusive`) unless it continues the previous value's list
-  (`nodelist=a,b`: `b` has no `=` and is not an option name, so it belongs to `a`)."""
+  piece without `=` is a flag when it names one of sbatch's options (`exclusive`), else
+  the rest of the previous value's list (`nodelist=n1,n2`)."""
   out: dict[str, dict[str, str | None]] = {s: {} for s in STAGES}
   for spec in specs:
     stages = STAGES
@@ -65,14 +66,12 @@ def parse_resources(specs: Sequence[str]) -> dict[str, list[tuple[str, str | Non
     pairs: list[list] = []
     for piece in spec.split(","):
       piece = piece.strip()
-      if not piece:
-        continue
       key, eq, value = piece.partition("=")
-      if eq and re.fullmatch(r"[a-z][a-z0-9-]*", key):
+      if eq and re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", key):
         pairs.append([key, value])
-      elif pairs and pairs[-1][1] is not None and not re.fullmatch(r"[a-z][a-z0-9-]*", piece):
+      elif pairs and pairs[-1][1] is not None and piece not in known:
         pairs[-1][1] += "," + piece
-      else:
+      elif piece:
         pairs.append([piece, None])
     for stage in stages:
       for key, value in pairs:
@@ -101,7 +100,9 @@ def check_resources(resources: Mapping[str, list[tuple[str, str | None]]],
       if key in OWN_OPTIONS:
         raise SlurmError(f"{where}: set by linguamix study itself (see OUT/slurm/*/*.sh)")
       if key not in known:
-        raise SlurmError(f"{where}: not an sbatch option (sbatch --help lists them)")
+        near = key.lower().replace("_", "-")
+        raise SlurmError(f"{where}: not an sbatch option (" + (
+            f"did you mean {near}?" if near in known else "sbatch --help lists them") + ")")
       if value is None and known[key] and key not in _OPTIONAL_VALUE:
         raise SlurmError(f"{where}: sbatch's --{key} needs a value ({key}=VALUE)")
       if value is not None and not known[key]:
