@@ -109,6 +109,43 @@ def test_bad_input_is_one_error_line_and_submits_nothing(slurm, jobs_env, tmp_pa
   assert _queue(slurm) == [] and not (other / "slurm").exists()
 
 
+# --- the task wrapper: requeue after a preemption signal, not after scancel ------------
+
+STAGE = """import os, signal, sys, time
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # as the trainer: checkpoint, exit 143
+print("attempt", os.environ.get("SLURM_RESTART_COUNT", "0"), flush=True)
+time.sleep(300)
+"""
+
+
+def test_sigterm_requeues_the_task_and_scancel_ends_it(slurm, jobs_env, tmp_path, capsys):
+  out = tmp_path / "sphinx"
+  assert cli.main(["study", "sphinx", "--smoke", "--out", str(out), "--plan"]) == 0
+  (tmp_path / "stage.py").write_text(STAGE)
+  task = [sys.executable, "-m", "linguamix.studies.slurm_task", "--out", str(out), "--stage",
+          "train", "--run", "sphinx_tiers", "--", sys.executable, str(tmp_path / "stage.py")]
+  job = slurm.run("sbatch", "--parsable", "--requeue", "--open-mode=append",
+                  f"--output={tmp_path}/job.out", f"--wrap=exec {shlex.join(task)}").strip()
+  log = out / "slurm" / "logs" / "sphinx_tiers" / "train.log"
+  text = lambda p: p.read_text() if p.exists() else ""  # noqa: E731
+  _wait("the stage", lambda: "attempt 0" in text(log), 60)
+  slurm.run("scancel", "--signal=TERM", "--full", job)  # a preemption notice
+  _wait("the requeued stage", lambda: "attempt 1" in text(log), 120)
+  assert "stopped on SIGTERM (exit 143): requeued" in text(tmp_path / "job.out")
+  slurm.run("scancel", job)  # the user's cancel: the same SIGTERM, but the job stays cancelled
+  _wait("the cancelled job", lambda: _queue(slurm) == [], 60)
+  time.sleep(7)  # longer than a requeued job waits to start again
+  assert _queue(slurm) == [] and text(log).count("attempt") == 2
+  assert "not requeued" in text(tmp_path / "job.out")
+  failed = json.loads((out / "runs" / "sphinx_tiers" / "failed.json").read_text())
+  assert failed["exit_status"] == 143 and failed["reason"] == "stopped on SIGTERM, not requeued"
+  capsys.readouterr()
+  assert cli.main(["study", "sphinx", "--out", str(out), "--status"]) == 0
+  status = capsys.readouterr().out
+  assert "sphinx_tiers           train  failed: exit 143" in status
+  assert "a rerun would submit: train+eval 2 (sphinx_tiers, sphinx_tiers_nolangit)" in status
+
+
 # --- the smoke grid through SLURM ---------------------------------------------------------
 
 def _wait(what: str, ready, timeout: float) -> None:
@@ -129,7 +166,7 @@ def _params(model_dir: pathlib.Path, step: int) -> dict[str, np.ndarray]:
   return {jax.tree_util.keystr(p): np.asarray(x) for p, x in jax.tree_util.tree_leaves_with_path(tree)}
 
 
-STEPS = 200
+STEPS = 100
 BINDINGS = [f"--gin.TRAIN_STEPS={STEPS}", f"--gin.EVAL_PERIOD={STEPS}",
             "--gin.trainer.train.log_period=1"]
 
@@ -226,6 +263,53 @@ def test_smoke_grid_through_slurm_preempted_failed_and_resubmitted(slurm, jobs_e
   assert any(l.startswith("pinch_partial_p100") and ("pending" in l or "running" in l)
              for l in status.splitlines()), status
   assert "a rerun would submit: nothing" in status
+
+
+# --- the judge as a job: a loopback OpenAI-style endpoint ---------------------------------
+
+@pytest.mark.slow
+def test_judge_job_after_evaluations_on_a_loopback_endpoint(slurm, jobs_env, tmp_path, capsys,
+                                                            monkeypatch):
+  import http.server
+  import threading
+  from test_studies import _PairJudge
+  monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+  _PairJudge.requests = 0
+  httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _PairJudge)
+  threading.Thread(target=httpd.serve_forever, daemon=True).start()
+  out = tmp_path / "pinch"
+  argv = ["study", "pinch", "--model", "models/mt5_tiny.gin", "--init", "/ckpt", "--preset",
+          "full", "--out", str(out), "--runs", "pinch_p0,pinch_p10", "--judge",
+          f"http://127.0.0.1:{httpd.server_address[1]}/v1", "--judge-model", "j",
+          "--executor", "slurm"]
+  try:
+    evals = studies.STUDIES["pinch"].evals
+    for run in ("pinch_p0", "pinch_p10"):  # trained and evaluated: only the judge is missing
+      d = out / "runs" / run
+      os.makedirs(d / "checkpoint_1")
+      (d / "summary.json").write_text("{}")
+      os.makedirs(d / "eval" / "scores")
+      for lang in ("en", "es", "it"):
+        with open(d / "eval" / "scores" / f"mt_bench_x.{lang}.jsonl", "w") as f:
+          for i in range(80):
+            good = run == "pinch_p10" and i % 2 == 0
+            f.write(json.dumps({"idx": i, "prediction": "GOODANSWER" if good else "MEHANSWER"}) + "\n")
+      (d / "eval" / "run.json").write_text(json.dumps({"tasks": list(evals)}))
+    assert cli.main(argv) == 0
+    assert "submitting judge 1 (pinch_p10)" in capsys.readouterr().out
+    record = json.loads((out / "slurm" / "submission_1" / "jobs.json").read_text())
+    assert [j["stage"] for j in record["jobs"]] == ["judge", "report"]
+    _wait("the judge and the report", lambda: _queue(slurm) == [], 300)
+    assert _PairJudge.requests == 3 * 80 * 2  # p10 against p0, 3 languages, both orders
+    for lang in ("en", "es", "it"):
+      verdict = json.loads((out / "runs" / "pinch_p10" / "judge" / f"pair_{lang}.json").read_text())
+      assert verdict  # written by `linguamix judge` inside the job
+    assert (out / "report.md").exists()
+    assert cli.main(argv) == 0
+    assert "nothing to submit: 2 run(s) done, 0 in the queue" in capsys.readouterr().out
+  finally:
+    httpd.shutdown()
+    httpd.server_close()
 
 
 # --- multi-host TPU launches -------------------------------------------------------------

@@ -309,7 +309,8 @@ def _judge_script(cfg: commands.Config, runs: Sequence[Run], name: str, out_patt
                   options, retries: int) -> str:
   lines = _header(cfg, name, out_pattern, options, ["--requeue"])
   lines += ["", f"# linguamix study {cfg.study.name}: LLM judgements of every evaluated run "
-            "(a run not evaluated is skipped).", "set -u", "status=0"]
+            "(a run not evaluated is skipped).", "set -u", "status=0",
+            "trap 'exit 143' TERM  # after the judgement in flight (its task requeues the job)"]
   for run in runs:
     baseline = commands.judge_baseline(cfg, run)
     for lang in commands.judge_langs(cfg):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -49,14 +50,29 @@ def _done(cfg, run, stage: str, command: list[str]) -> str | None:
   return None
 
 
-def _requeue() -> bool:
+def _job_state(job: str) -> tuple[str, str]:
+  done = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True)
+  state, reason = re.search(r"JobState=(\S*)", done.stdout), re.search(r"Reason=(\S*)", done.stdout)
+  return (state.group(1) if state else "", reason.group(1) if reason else "")
+
+
+def _requeue(why: str) -> bool:
+  """Requeues this job after a signal that left it running (a preemption notice, `scancel
+  --signal=TERM`) or at its time limit (the stage goes on in a new allocation from its
+  checkpoint); not after `scancel`, which sends the same SIGTERM: a cancelled job stays so."""
   job = os.environ.get("SLURM_JOB_ID")
   if not job:
     return False
+  state, reason = _job_state(job)
+  if state != "RUNNING" and reason != "TimeLimit":
+    print(f"{why}; job {job} is {state or 'gone'} ({reason}): not requeued", flush=True)
+    return False
   done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
   if done.returncode != 0:
-    print(f"scontrol requeue {job} failed: {done.stderr.strip()}", flush=True)
-  return done.returncode == 0
+    print(f"{why}; scontrol requeue {job} failed: {done.stderr.strip()}", flush=True)
+    return False
+  print(f"{why}: requeued", flush=True)
+  return True
 
 
 def main(argv: list[str]) -> int:
@@ -99,10 +115,9 @@ def main(argv: list[str]) -> int:
     print(f"{args.run} {args.stage}: done", flush=True)
     return 0
   if rc == EXIT_PREEMPTED:
-    print(f"{args.run} {args.stage}: stopped on SIGTERM (exit 143): requeued", flush=True)
-    if _requeue():
+    if _requeue(f"{args.run} {args.stage}: stopped on SIGTERM (exit 143)"):
       return rc
-    runner._fail(cfg, run, args.stage, rc, log, attempts=1, job=job, reason="preempted; requeue failed")
+    runner._fail(cfg, run, args.stage, rc, log, job=job, reason="stopped on SIGTERM, not requeued")
     return rc
   counter = slurm.attempts_path(cfg, args.run, args.stage)
   os.makedirs(os.path.dirname(counter), exist_ok=True)
@@ -113,9 +128,7 @@ def main(argv: list[str]) -> int:
   with open(counter, "w", encoding="utf-8") as f:
     json.dump({"failures": failures, "last_exit_status": rc, "job": job}, f)
   if rc != EXIT_USAGE and failures <= args.retries:
-    print(f"{args.run} {args.stage}: exit {rc}; retry {failures} of {args.retries}: requeued",
-          flush=True)
-    if _requeue():
+    if _requeue(f"{args.run} {args.stage}: exit {rc}; retry {failures} of {args.retries}"):
       return rc
   runner._fail(cfg, run, args.stage, rc, log, attempts=failures, job=job)
   print(f"{args.run} {args.stage}: FAILED (exit {rc}, {failures} attempt(s)); see {log}", flush=True)
