@@ -317,7 +317,7 @@ def test_judge_job_after_evaluations_on_a_loopback_endpoint(slurm, jobs_env, tmp
 def test_plan_tpu_runs_each_line_on_every_worker(tmp_path, capsys):
   out = tmp_path / "ba"
   assert cli.main(["study", "better_alpaca", "--model", "models/llama2_7b.gin", "--init",
-                   "gs://b/ckpt", "--out", str(out), "--plan", "--tpu", "v4-32-a",
+                   "/mnt/shared/ckpt", "--out", str(out), "--plan", "--tpu", "v4-32-a",
                    "--zone", "us-central2-b", "--runs", "better_alpaca_mono_*"]) == 0
   plan = [l for l in (out / "commands.sh").read_text().splitlines() if not l.startswith("#")]
   launches = [shlex.split(l) for l in (out / "tpu.sh").read_text().splitlines()

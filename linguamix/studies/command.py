@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="also write OUT/tpu.sh: per run, `gcloud compute tpus tpu-vm ssh NAME "
                         "--worker=all --command=...` running the run's line on every host of the "
                         "slice (jax.distributed starts from the TPU environment); OUT must be "
-                        "a folder every host sees (a gs:// bucket or a shared mount)")
+                        "a folder every host sees at the same path (a shared file system)")
   tpu.add_argument("--zone", help="the TPU VM's zone (with --tpu)")
   p.add_argument("--gin_bindings", action="append", default=[], help=argparse.SUPPRESS)
   return p

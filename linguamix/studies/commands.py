@@ -217,8 +217,8 @@ def write_tpu_plan(cfg: Config, runs: Sequence[Run], tpu: str, zone: str) -> str
       "#!/bin/sh",
       f"# linguamix study {cfg.study.name}: {len(runs)} runs, one after another, each on every "
       f"worker of TPU VM {tpu}",
-      "# (zone " + zone + "). OUT must be one folder for all workers (a gs:// bucket or a shared",
-      "# mount) and linguamix installed on each. Collect the results with",
+      "# (zone " + zone + "). OUT must be a folder every worker sees at the same path (a shared",
+      "# file system) and linguamix installed on each. Collect the results with",
       f"#   linguamix study {cfg.study.name} --out {shlex.quote(cfg.out)} --report-only",
       "set -e",
   ]
