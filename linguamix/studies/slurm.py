@@ -39,7 +39,6 @@ STAGES = ("train", "eval", "judge", "report")
 OWN_OPTIONS = {"array", "dependency", "job-name", "output", "error", "open-mode", "requeue",
                "no-requeue", "kill-on-invalid-dep", "parsable", "wrap", "wait", "hold", "help",
                "usage", "version", "test-only"}
-EXIT_USAGE = 2
 JOBS_FILE = "jobs.json"
 TASK_MODULE = "linguamix.studies.slurm_task"
 
@@ -257,17 +256,13 @@ def run_jobs(cfg: commands.Config) -> dict[str, dict[str, str]]:
 
 
 def runs_in_queue(cfg: commands.Config, queue: Mapping[str, tuple[str, str]]) -> set[str]:
-  return {run for run, stages in run_jobs(cfg).items()
-          if any(_in(queue, job) for stage, job in stages.items() if stage in ("train", "eval"))}
-
-
-def _in(queue: Mapping[str, tuple[str, str]], job: str) -> tuple[str, str] | None:
-  return queue.get(job)
+  """The runs with a task of their latest submission still pending or running."""
+  return {run for run, stages in run_jobs(cfg).items() if any(j in queue for j in stages.values())}
 
 
 # --- the scripts -------------------------------------------------------------------------
 
-def _header(cfg: commands.Config, name: str, out_pattern: str,
+def _header(name: str, out_pattern: str,
             options: Sequence[tuple[str, str | None]], extra: Sequence[str]) -> list[str]:
   lines = ["#!/bin/bash", f"#SBATCH --job-name={name}", f"#SBATCH --output={out_pattern}",
            "#SBATCH --open-mode=append"]
@@ -289,7 +284,7 @@ def _task_line(cfg: commands.Config, stage: str, run: str, retries: int,
 def _array_script(cfg: commands.Config, stage: str, runs: Sequence[Run], name: str,
                   out_pattern: str, options, retries: int, parallelism: int | None) -> str:
   spec = f"0-{len(runs) - 1}" + (f"%{parallelism}" if parallelism else "")
-  lines = _header(cfg, name, out_pattern, options, [f"--array={spec}", "--requeue"])
+  lines = _header(name, out_pattern, options, [f"--array={spec}", "--requeue"])
   lines += ["", f"# linguamix study {cfg.study.name}: {stage}, one array task per run.",
             "# A task's output: OUT/slurm/logs/RUN/" + stage + ".log (this job's own lines: "
             "the --output above).", "set -u"] + _env_lines(cfg)
@@ -307,7 +302,7 @@ def _array_script(cfg: commands.Config, stage: str, runs: Sequence[Run], name: s
 
 def _judge_script(cfg: commands.Config, runs: Sequence[Run], name: str, out_pattern: str,
                   options, retries: int) -> str:
-  lines = _header(cfg, name, out_pattern, options, ["--requeue"])
+  lines = _header(name, out_pattern, options, ["--requeue"])
   lines += ["", f"# linguamix study {cfg.study.name}: LLM judgements of every evaluated run "
             "(a run not evaluated is skipped).", "set -u", "status=0",
             "trap 'exit 143' TERM  # after the judgement in flight (its task requeues the job)"]
@@ -321,7 +316,7 @@ def _judge_script(cfg: commands.Config, runs: Sequence[Run], name: str, out_patt
 
 
 def _report_script(cfg: commands.Config, name: str, out_pattern: str, options) -> str:
-  lines = _header(cfg, name, out_pattern, options, [])
+  lines = _header(name, out_pattern, options, [])
   lines += ["", f"# linguamix study {cfg.study.name}: OUT/report.md from the runs' files, "
             "after every job above.",
             "exec " + shlex.join(["python", "-m", "linguamix.cli", "study", cfg.study.name,
