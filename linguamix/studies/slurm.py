@@ -15,8 +15,9 @@ Every task runs its stage's exact command (the line `--plan` writes) under
 `python -m linguamix.studies.slurm_task`, which skips a finished stage, appends the
 command's output to `OUT/slurm/logs/RUN/STAGE.log`, requeues the task when the command
 stopped on SIGTERM (exit 143: the trainer checkpointed; the requeued task resumes from
-that checkpoint), requeues a failure at most `--retries` times (never a usage error,
-exit 2: it would fail again), and otherwise writes the run's `failed.json`.
+that checkpoint) unless the job was cancelled, requeues a failure at most `--retries`
+times (never a usage error, exit 2: it would fail again), and otherwise writes the run's
+`failed.json`.
 """
 
 from __future__ import annotations
