@@ -80,13 +80,20 @@ def test_bad_input_is_one_error_line_and_submits_nothing(slurm, jobs_env, tmp_pa
       (["--slurm", "partition=nosuch"], "train_0.sh: sbatch: error: Batch job submission failed: Invalid partition name specified"),
       # the second sbatch refused: the training array the first one sent is cancelled
       (["--slurm", "eval:partition=nosuch"], "(the 1 job(s) this submission had sent were cancelled)"),
+      # the same from a profile file of flags
+      ([f"@{tmp_path / 'profile'}"], "eval_0.sh (the 1 job(s) this submission had sent were "
+                                      "cancelled): sbatch: error: Batch job submission failed: "
+                                      "Invalid partition name specified"),
   ]
+  (tmp_path / "profile").write_text("--slurm=time=10\n--slurm=eval:partition=nosuch\n")
   for extra, says in cases:
     capsys.readouterr()
     assert cli.main(base + extra) == 2
     lines = _error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and says in lines[0], lines
     assert _queue(slurm) == []
+  last = max((out / "slurm").glob("submission_*"), key=lambda p: int(p.name.split("_")[1]))
+  assert "#SBATCH --time=10\n" in (last / "train_0.sh").read_text()  # from the profile
   rejected = sorted((out / "slurm").glob("submission_*/submit.sh"))
   assert rejected and "# rejected" in rejected[-1].read_text()
   assert not list((out / "slurm").glob("submission_*/jobs.json"))

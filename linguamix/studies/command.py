@@ -13,7 +13,7 @@ from linguamix.studies import commands
 
 def _parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(
-      prog="linguamix study",
+      prog="linguamix study", fromfile_prefix_chars="@",
       description="A study's grid of runs (spec/recipes.md), each trained with the study's "
                   "gin preset (linguamix/gin/studies/) and evaluated on its benchmarks, then "
                   "OUT/report.md with its figures and OUT/results.csv. Runs are independent: "
@@ -52,7 +52,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="sbatch options for every job, or for one STAGE (train, eval, judge, "
                           "report), written as #SBATCH lines: e.g. --slurm partition=gpu,"
                           "time=24:00:00 --slurm train:gres=gpu:4,cpus-per-task=16 "
-                          "--slurm eval:gres=gpu:1. Repeatable; a later KEY wins")
+                          "--slurm eval:gres=gpu:1. Repeatable; a later KEY wins. A cluster "
+                          "profile: these flags in a file, one per line (--slurm=train:gres=gpu:4), "
+                          "given as @FILE")
   slurm.add_argument("--retries", type=int, default=1, metavar="N",
                      help="requeue a run's failed stage at most N times (default 1; a usage "
                           "error, exit 2, is not retried); then failed.json. A stage stopped "
