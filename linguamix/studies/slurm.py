@@ -239,9 +239,10 @@ def submissions(cfg: commands.Config) -> list[dict]:
   if not os.path.isdir(root):
     return []
   out = []
-  for name in sorted(os.listdir(root)):
+  names = [n for n in os.listdir(root) if re.fullmatch(r"submission_\d+", n)]
+  for name in sorted(names, key=lambda n: int(n.split("_")[1])):  # submission_10 after _9
     path = os.path.join(root, name, JOBS_FILE)
-    if name.startswith("submission_") and os.path.exists(path):
+    if os.path.exists(path):
       with open(path, encoding="utf-8") as f:
         out.append(json.load(f))
   return out
