@@ -32,6 +32,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 # The commands that run models (XLA programs): they restart once with the malloc settings
 # of _malloc_tuning (huge pages, a heap kept between steps).
 RUN_MODELS = frozenset({"bench", "study"})
+# ... except when they only print or submit (the malloc re-exec would cost seconds).
+NO_MODEL_FLAGS = frozenset({"-h", "--help", "--list", "--plan", "--status", "--executor=slurm",
+                            "slurm"})
 
 
 def _usage() -> str:
@@ -56,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
   """argv None: run as the program (sys.argv, quiet stderr); a list: called from Python."""
   if argv is None:
     argv = sys.argv[1:]
-    if argv and argv[0] in RUN_MODELS and not {"-h", "--help"} & set(argv):
+    if argv and argv[0] in RUN_MODELS and not NO_MODEL_FLAGS & set(argv):
       _malloc_tuning.reexec()
     _quiet.install(verbose=_quiet.verbose_requested(argv))
   verbose = _quiet.verbose_requested(list(argv))
