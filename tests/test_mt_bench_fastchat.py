@@ -18,7 +18,6 @@ import pytest
 
 from judge_endpoint import RecordingJudge
 from linguamix import cli
-from linguamix.evals import judge
 from linguamix.evals import open_prompts
 
 BENCH = "mt_bench_DE"
