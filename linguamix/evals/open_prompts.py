@@ -35,7 +35,8 @@ from linguamix.t5x_tasks import templates
 
 MT_BENCH_X_LANGUAGES = ("de", "en", "es", "fr", "it")
 MT_BENCH_X_TURNS = 2
-BETTER_ALPACA_LANGUAGES = ("bg", "cs", "de", "en", "es", "fi", "fr", "ru", "zh")
+# The languages the study released test prompts in (no German: its test set has none).
+BETTER_ALPACA_LANGUAGES = ("bg", "bn", "cs", "en", "es", "fi", "fr", "hi", "no", "ru", "zh")
 
 
 def render(family: str, prompt: str) -> str:
