@@ -41,6 +41,8 @@ NOISE = re.compile(
     rb"|E\d{4} [\d:.]+ +\d+ (?:cuda_\w+|gpu_\w+)\.cc:\d+\] "
     # TensorFlow's oneDNN notice, logged as an error, that it runs an int32 op with Eigen
     rb"|E\d{4} [\d:.]+ +\d+ util\.cc:\d+\] oneDNN supports DT_INT32 only "
+    # libtpu compiling for a TPU topology on a host that is no TPU VM
+    rb"|Failed to find host bounds for accelerator type: WARNING: could not determine TPU accelerator type"
     # SentencePiece C++: normalizer.cc(51) LOG(INFO) ...
     rb"|\w+\.cc\(\d+\) LOG\((?:INFO|WARNING)\) ")
 # A partial line that may still become a noise line: held until its end (or 0.1 s).
@@ -70,12 +72,40 @@ def install(verbose: bool) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF's C++ logs once absl is up
     from absl import logging as absl_logging  # light: absl-py only
     absl_logging.set_verbosity(absl_logging.ERROR)  # SeqIO's per-dataset warnings
+    _drop_orphaned_async_errors()
   if not terminal:
     os.environ.setdefault("TQDM_MININTERVAL", "1")  # tqdm reads TQDM_* as its defaults
   if not verbose or not terminal:
     _installed = _Stderr(drop_noise=not verbose, plain_bars=not terminal)
   else:
     _installed = False
+
+
+def _closed_loop(value) -> bool:
+  return isinstance(value, RuntimeError) and str(value) == "Event loop is closed"
+
+
+def _drop_orphaned_async_errors() -> None:
+  """When one read or write of an Orbax checkpoint fails, Orbax gives up its event loop
+  while TensorStore finishes the others: each completion then raises `RuntimeError: Event
+  loop is closed` in a callback (printed through sys.excepthook or sys.unraisablehook),
+  and asyncio logs the abandoned futures as "exception was never retrieved". The failure
+  itself is reported by the command, once; these echoes of it are dropped."""
+  import logging  # pylint: disable=g-import-not-at-top
+
+  excepthook, unraisablehook = sys.excepthook, sys.unraisablehook
+
+  def on_exception(kind, value, tb):
+    if not _closed_loop(value):
+      excepthook(kind, value, tb)
+
+  def on_unraisable(unraisable):
+    if not _closed_loop(unraisable.exc_value):
+      unraisablehook(unraisable)
+
+  sys.excepthook, sys.unraisablehook = on_exception, on_unraisable
+  logging.getLogger("asyncio").addFilter(
+      lambda record: "exception was never retrieved" not in str(record.msg))
 
 
 class _Stderr:

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("linguamix.models.convert", "checkpoints to Orbax: legacy T5X (mT5) and Hugging Face safetensors (see its --help for the architectures); export back to HF and PEFT"),
     "judge": ("linguamix.commands.judge", "MT-Bench-X LLM judge (grading or pairwise, both orders) via an OpenAI-compatible endpoint"),
     "mixtures": ("linguamix.commands.mixtures", "list recipe mixtures; show one's per-language composition"),
+    "plan": ("linguamix.commands.plan", "compile a run's training step for a TPU topology on this CPU: per-chip memory vs HBM, FLOPs, collectives, estimated step time, MFU and chip-hours"),
     "prepare": ("linguamix.prepare.command", "fetch the studies' datasets, benchmarks and base checkpoints (Hub, gs://) into the loaders' layouts"),
     "report": ("linguamix.commands.report", "per-language bar charts and the cross-lingual transfer matrix of eval runs"),
     "study": ("linguamix.studies.command", "a whole study: its grid of runs, their evaluations, its figures and report"),
@@ -31,6 +32,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 # The commands that run models (XLA programs): they restart once with the malloc settings
 # of _malloc_tuning (huge pages, a heap kept between steps).
 RUN_MODELS = frozenset({"bench", "study"})
+# ... except when they only print or submit (the malloc re-exec would cost seconds).
+NO_MODEL_FLAGS = frozenset({"-h", "--help", "--list", "--plan", "--status", "--executor=slurm",
+                            "slurm"})
 
 
 def _usage() -> str:
@@ -55,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
   """argv None: run as the program (sys.argv, quiet stderr); a list: called from Python."""
   if argv is None:
     argv = sys.argv[1:]
-    if argv and argv[0] in RUN_MODELS and not {"-h", "--help"} & set(argv):
+    if argv and argv[0] in RUN_MODELS and not NO_MODEL_FLAGS & set(argv):
       _malloc_tuning.reexec()
     _quiet.install(verbose=_quiet.verbose_requested(argv))
   verbose = _quiet.verbose_requested(list(argv))

@@ -9,12 +9,18 @@ lm-eval builds (captured from its `_loglikelihood_tokens`) with the ones linguam
 acc / acc_norm prediction, each task's acc and acc_stderr and the group's weighted score.
 
 Tokenizers (byte-level BPE trained here): Llama-style (prepends `<s>`), BLOOM-style (has
-`<s>` but adds nothing: an empty context gets `<s>` as its prefix token) and T5-style for
-a seq2seq model (appends `</s>`, no BOS: the empty-context prefix is `</s>`). A PAWS-X row
-whose first sentence starts with `<s>` exercises lm-eval's rule that a continuation whose
-first token is the prefix token lends it to the context. Data: the real XCOPA test files
-(first LIMIT per language), small PAWS-X / XNLI files in their release layouts (TSV for
-linguamix, the Hugging Face dataset fields as JSON lines for lm-eval, same rows).
+`<s>` but adds nothing: an empty context gets `<s>` as its prefix token), Qwen2-style (id 0
+is the text token `!`, no BOS, `<|endoftext|>` last: the empty-context prefix is that EOS;
+its model has no spare embedding row, so the moved `!` takes an appended one) and T5-style
+for a seq2seq model (appends `</s>`, no BOS: the empty-context prefix is `</s>`). PAWS-X
+rows whose first sentence starts with `<s>` / `<|endoftext|>` exercise lm-eval's rule that a
+continuation whose first token is the prefix token lends it to the context. Data: the
+real XCOPA test files (first LIMIT per language), small PAWS-X / XNLI / XStoryCloze /
+XWinograd / Belebele files in their release layouts (TSV or JSON lines for linguamix, the
+Hugging Face dataset fields as JSON lines for lm-eval, same rows) holding the edge cases:
+`!` (id 0 of the Qwen2-style tokenizer) in contexts and continuations, spaces around
+fields (moved between context and continuation; Belebele's question stripped), non-Latin
+scripts, U+2028 inside a field, and XNLI / PAWS-X's empty contexts.
 The legacy PAWS-X template has no yaml in lm-eval 0.4.13: its v0.4.0–v0.4.5 one (choices
 [Yes, No], delimiter " ", raw sentences) is written here on the same
 template file.
@@ -35,7 +41,7 @@ import transformers
 import lm_eval
 
 import linguamix.evals  # noqa: F401  (registers the tasks)
-from linguamix.evals import paws_x, requests, runner, xnli
+from linguamix.evals import paws_x, requests, runner, xnli, xwinograd
 from linguamix.models import decoder, encoder_decoder, hf_vocabulary, mt5
 from linguamix.models.hf import decoder_io
 from linguamix.models.checkpoints import hf_mt5, layout
@@ -53,11 +59,47 @@ PAWS_ROWS = [  # (sentence1, sentence2, label), PTB-tokenised as in the release
     ("<s>Tokens like this start a sentence .", "Nothing else .", 1),  # first token = prefix
     ("NS", "A placeholder row .", 1),
     ("Paris is in France .", "Paris is French .", 1),
+    ("<|endoftext|>Starts with the EOS !", "Ends with it !", 0),  # Qwen2-style prefix token
+    ("Stop ! Who goes there ?", "! Nobody .", 1),
 ]
-XNLI_ROWS = [("entailment", "Es regnet.", "Es ist nass."),
-             ("neutral", "Ein Mann geht.", "Er geht nach Hause."),
+XNLI_ROWS = [("entailment", "Es regnet!", "Es ist nass!"),
+             ("neutral", "Ein Mann geht.", "Er geht nach Hause!"),
              ("contradiction", "Die Katze schläft.", "Die Katze rennt."),
              ("entailment", "Kinder spielen.", "Jemand spielt.")]
+
+# XStoryCloze / XWinograd / Belebele rows, each benchmark in two languages (one non-Latin).
+STORIES = {  # (four sentences, two endings, right ending 1 | 2)
+    "sw": [(("Ali alienda sokoni.", "Alinunua ndizi!", "Mama yake alifurahi.", "Niliita jina lake! "),
+            (" Alikula ndizi zote!", "Alilala."), 1),
+           (("  Mvua ilinyesha.", "Tulikaa ndani.", "Tulicheza michezo!", "Ilikuwa siku nzuri."),
+            ("Tulihuzunika!", "Tulifurahi sana!"), 2),
+           (("Juma alipika chakula.", "Chakula kilikuwa kitamu.", "Wageni walikuja!", "Walikula."),
+            ("Walishukuru!", "Waliondoka na njaa."), 1)],
+    "ru": [(("Иван пошёл в магазин.", "Он купил хлеб!", "Дома его ждала мама.", "Она обрадовалась."),
+            ("Они пообедали!", "Хлеб улетел в космос."), 1),
+           (("Шёл дождь.", "Мы остались дома! ", "Мы играли в игры.", "Было весело!"),
+            (" Мы грустили.", "Мы смеялись!"), 2)],
+}
+WINOGRAD = {  # release code -> (sentence with `_`, option1, option2, answer)
+    "en": [("The trophy doesn't fit into the suitcase because _ is too small!", "the trophy",
+            "the suitcase", "2"),
+           ("_ won the race, so Tom was happy!", "Tom", "Mary", "1"),
+           ("Anna thanked Lisa because _ had helped her a lot .", "Anna", "Lisa", "2")],
+    "jp": [("花子は太郎にお礼を言った、なぜなら_が手伝ってくれたから!", "花子", "太郎", "2"),
+           ("机の上の本が落ちた、_が傾いていたから。", "机", "本", "1")],
+}
+BELEBELE = {  # variant -> (passage, question, four answers, correct 1..4)
+    "eng_Latn": [("The dog barked all night! Nobody slept.", " Who barked? ",
+                  ("The cat", "The dog", "Nobody", "A bird"), "2"),
+                 ("Rain fell\u2028on Monday. On Tuesday the sun shone!", "When did the sun shine?",
+                  ("Monday", " Tuesday", "Never!", "Sunday"), "2")],
+    "hin_Deva": [("कुत्ता पूरी रात भौंका! कोई नहीं सोया।", "कौन भौंका? ",
+                  ("बिल्ली", "कुत्ता", "कोई नहीं", "चिड़िया"), "2"),
+                 ("सोमवार को बारिश हुई। मंगलवार को धूप निकली!", " धूप कब निकली?",
+                  ("सोमवार", "मंगलवार", "कभी नहीं!", "रविवार"), "2")],
+}
+STORY_HEADER = ["InputStoryid", "InputSentence1", "InputSentence2", "InputSentence3", "InputSentence4",
+                "RandomFifthSentenceQuiz1", "RandomFifthSentenceQuiz2", "AnswerRightEnding"]
 
 
 # ------------------------------------------------------------------ data, both layouts
@@ -85,6 +127,20 @@ def data(tmp_path_factory, real_data):
   write_tsv(root / "xnli" / "xnli.dev.tsv", XNLI_HEADER, tsv_rows)
   for lang in XCOPA_LANGS:
     lm_files[f"xcopa_{lang}"] = str(root / "xcopa" / lang / f"test.{lang}.jsonl")
+  for lang, stories in STORIES.items():
+    rows = [[f"story{i}", *sentences, *endings, right] for i, (sentences, endings, right) in enumerate(stories)]
+    write_tsv(root / "xstory_cloze" / lang / f"spring2016.val.{lang}.tsv.split_20_80_eval.tsv", STORY_HEADER, rows)
+    lm_files[f"xstorycloze_{lang}"] = _jsonl(root / "lm" / f"xstorycloze_{lang}.jsonl", [  # HF fields
+        {"story_id": r[0], **{f"input_sentence_{i}": r[i] for i in range(1, 5)},
+         "sentence_quiz1": r[5], "sentence_quiz2": r[6], "answer_right_ending": r[7]} for r in rows])
+  for code, items in WINOGRAD.items():  # the release's fields are the HF dataset's
+    lm_files[f"xwinograd_{code}"] = _jsonl(root / "xwinograd" / code / "test.jsonl", [
+        {"sentence": t, "option1": a, "option2": b, "answer": answer} for t, a, b, answer in items])
+  for variant, items in BELEBELE.items():
+    lm_files[f"belebele_{variant}"] = _jsonl(root / "belebele" / f"{variant}.jsonl", [
+        {"flores_passage": passage, "question": question, "correct_answer_num": correct,
+         **{f"mc_answer{i + 1}": a for i, a in enumerate(answers)}}
+        for passage, question, answers, correct in items])
   return root, lm_files
 
 
@@ -99,7 +155,7 @@ def lm_tasks(tmp_path_factory, data):
   """lm-eval's xcopa, paws-x and xnli task folders, renamed `lmx_*`, on local files."""
   _, files = data
   out = tmp_path_factory.mktemp("lm_eval_tasks")
-  lm_eval_helpers.copy_tasks(out, files)
+  lm_eval_helpers.copy_tasks(out, files, lm_eval_helpers.FOLDERS + lm_eval_helpers.MORE_FOLDERS)
   for lang, (question, yes, no) in paws_x.WORDS.items():  # the v0.4.0-v0.4.5 template
     (out / "paws-x" / f"legacy_{lang}.yaml").write_text(lm_eval_helpers.point_at(
         f"include: pawsx_template_yaml\ntask: paws_legacy_{lang}\ndoc_to_text: ''\n"
@@ -125,6 +181,15 @@ def _corpus(data):
     yield " ".join(words) + " " + " ".join(" ".join(r[1:]) for r in XNLI_ROWS)
   for words in paws_x.WORDS.values():
     yield " ".join(words)
+  for stories in STORIES.values():
+    for sentences, endings, _ in stories:
+      yield " ".join(sentences + endings)
+  for items in WINOGRAD.values():
+    for item in items:
+      yield " ".join(item)
+  for items in BELEBELE.values():
+    for passage, question, answers, _ in items:
+      yield " ".join([passage, question, *answers, "Answer: A B C D"])
 
 
 def _randomize(model, scale=0.3):
@@ -144,6 +209,15 @@ def _causal(directory, data, kind):
         intermediate_size=64, max_position_embeddings=1024, bos_token_id=1, eos_token_id=2,
         tie_word_embeddings=False)
     model = transformers.LlamaForCausalLM(config)
+  elif kind == "qwen_zero":  # Qwen2-style: `!` is id 0, `<|endoftext|>` (EOS) the last id
+    n = lm_eval_helpers.train_tokenizer(directory, _corpus(data), None, [],
+                                        {"bos_token": None, "eos_token": "<|endoftext|>",
+                                         "pad_token": "<|endoftext|>"}, added=["<|endoftext|>"])
+    config = transformers.Qwen2Config(
+        vocab_size=n, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        intermediate_size=64, max_position_embeddings=1024, bos_token_id=None, eos_token_id=n - 1,
+        tie_word_embeddings=True)
+    model = transformers.Qwen2ForCausalLM(config)
   else:  # BLOOM-style: <s> exists, is not added
     n = lm_eval_helpers.train_tokenizer(directory, _corpus(data), None, ["<unk>", "<s>", "</s>", "<pad>"],
                    {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"})
@@ -193,14 +267,15 @@ def _compare(model, params, ours_tasks, lm_out, captured, out_dir, fmt, num_choi
   results = runner.evaluate(model, params, list(ours_tasks), str(out_dir),
                             num_examples=LIMIT * num_choices)
   slot = [model.vocabulary.bos_id] if fmt.start_is_bos else []
+  hf_ids = getattr(model.vocabulary, "hf_ids", list)  # lm-eval's ids are the tokenizer's
   for ours, theirs in ours_tasks.items():
     with requests.using(fmt):
       rows = list(seqio.get_mixture_or_task(ours).get_dataset(None, "default", shuffle=False)
                   .take(LIMIT * num_choices).as_numpy_iterator())
     fed = {(r["inputs_pretokenized"].decode(), r["targets_pretokenized"].decode()):
-           (slot + r["inputs"].tolist(), r["targets"].tolist()) for r in rows}
+           (hf_ids(slot + r["inputs"].tolist()), hf_ids(r["targets"].tolist())) for r in rows}
     samples = sorted(lm_out["samples"][theirs], key=lambda s: s["doc_id"])
-    lines = [json.loads(l) for l in (out_dir / "scores" / f"{ours}.jsonl").read_text().splitlines()]
+    lines = [json.loads(l) for l in (out_dir / "scores" / f"{ours}.jsonl").read_text().split("\n") if l]
     assert len(lines) == len(samples) > 0, ours
     for line, sample in zip(lines, samples):
       for choice, (args, resp) in zip(line["choices"], zip(sample["arguments"], sample["resps"])):
@@ -235,23 +310,45 @@ def _tasks(languages_xcopa):
   return xcopa_tasks, paws, legacy, xnli_tasks
 
 
+def _more_tasks():
+  """XStoryCloze, XWinograd and Belebele: ours -> lm-eval's (renamed) task, choices."""
+  stories = {f"xstorycloze.{l}": f"lmx_xstorycloze_{l}" for l in STORIES}
+  codes = {code: lang for lang, code in xwinograd.RELEASE_CODES.items()}
+  winograd = {f"xwinograd.{codes[c]}": f"lmx_xwinograd_{c}" for c in WINOGRAD}
+  bele = {f"belebele.{v}": f"lmx_belebele_{v}" for v in BELEBELE}
+  return (stories, 2), (winograd, 2), (bele, 4)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["llama_bos", "bloom_nobos"])
+@pytest.mark.parametrize("kind", ["llama_bos", "bloom_nobos", "qwen_zero"])
 def test_causal_lm_matches_lm_eval(kind, data, lm_tasks, tmp_path, monkeypatch, bound_vocabulary):
+  """All six benchmarks, each tokenizer kind: one lm-eval run, linguamix's per benchmark."""
   root, _ = data
   monkeypatch.setenv("LINGUAMIX_EVAL_DATA_ROOT", str(root))
   model, params = _causal(tmp_path / "hf", data, kind)
   bound_vocabulary(model.vocabulary)
   _, fmt = requests.for_model(model)
   assert fmt.start_is_bos == (kind == "llama_bos")  # derived from the tokenizer alone
+  # the Qwen2-style tokenizer's `!` (id 0) moved, to a row appended to the full embedding
+  assert (model.vocabulary.moved_zero_id is not None) == model.config.mask_row_zero == (kind == "qwen_zero")
   xcopa_tasks, paws, legacy, xnli_tasks = _tasks(XCOPA_LANGS)
-  lm_out, captured, _ = lm_eval_helpers.run(tmp_path / "hf", ["lmx_xcopa", *paws.values(), *legacy.values(),
-                                                    "lmx_xnli"], lm_tasks, LIMIT)
-  prefixed = [k for k in captured if k[0] == "" and k[1].startswith("<s>")]
-  assert prefixed and all(captured[k][0] == [1] and captured[k][1][:1] != [1] for k in prefixed)
+  more = _more_tasks()
+  lm_out, captured, _ = lm_eval_helpers.run(
+      tmp_path / "hf", ["lmx_xcopa", *paws.values(), *legacy.values(), "lmx_xnli",
+                        *[t for tasks, _ in more for t in tasks.values()]], lm_tasks, LIMIT)
+  # lm-eval's rule: a continuation starting with the prefix token lends it to the context
+  prefix_text = "<|endoftext|>" if kind == "qwen_zero" else "<s>"
+  prefix = [model.vocabulary.tokenizer.token_to_id(prefix_text)]
+  prefixed = [k for k in captured if k[0] == "" and k[1].startswith(prefix_text)]
+  assert prefixed and all(captured[k][0] == prefix and captured[k][1][:1] != prefix for k in prefixed)
+  if kind == "qwen_zero":  # `!` is scored in contexts and in continuations
+    assert sum(0 in ctx for ctx, _ in captured.values()) > 10
+    assert sum(0 in cont for _, cont in captured.values()) > 10
   _compare(model, params, xcopa_tasks, lm_out, captured, tmp_path / "xcopa", fmt, 2)
   _compare(model, params, {**paws, **legacy}, lm_out, captured, tmp_path / "paws", fmt, 2)
   _compare(model, params, xnli_tasks, lm_out, captured, tmp_path / "xnli", fmt, 3)
+  for i, (tasks, num_choices) in enumerate(more):
+    _compare(model, params, tasks, lm_out, captured, tmp_path / f"more{i}", fmt, num_choices)
   # The group score: lm-eval weights languages by size, its stderr pooled.
   summary = json.loads((tmp_path / "xcopa" / "summary.json").read_text())
   group = next(r for r in summary if r["language"] == "avg_weighted" and r["metric"] == "acc")

@@ -66,3 +66,25 @@ def test_bad_rows(root):
   (root / "xwinograd" / "jp" / "test.jsonl").write_text(json.dumps(dict(WINO, sentence="no blank")) + "\n")
   with pytest.raises(ValueError, match=r"test.jsonl:1: sentence has no '_' blank"):
     seqio.get_mixture_or_task("xwinograd.ja").get_dataset(None, split="test", shuffle=False)
+
+
+def test_fields_holding_line_separators_are_text(root):
+  """JSON Lines and TSV end a row at "\\n" only: U+2028 / U+0085 inside a field (as in
+  scraped text) are part of it, as Hugging Face `datasets` (lm-eval's loader) reads them;
+  CRLF files read the same as LF. Belebele's question is stripped, its passage is not."""
+  story = list(STORY)
+  story[1] = "Ane went\u0085out."
+  write_tsv(root / "xstory_cloze" / "eu" / "spring2016.val.eu.tsv.split_20_80_eval.tsv",
+            STORY_HEADER, [story])
+  path = root / "xstory_cloze" / "eu" / "spring2016.val.eu.tsv.split_20_80_eval.tsv"
+  path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+  bele = dict(BELE, flores_passage="Ein Hund\u2028bellt. ", question=" Wer bellt? ")
+  (root / "belebele" / "deu_Latn.jsonl").write_text(json.dumps(bele, ensure_ascii=False) + "\n")
+  rows = {}
+  for task in ("xstorycloze.eu", "belebele.deu_Latn"):
+    ds = seqio.get_mixture_or_task(task).get_dataset(None, split="default", shuffle=False)
+    rows[task] = [r["inputs_pretokenized"].decode() for r in ds.as_numpy_iterator()]
+  assert rows["xstorycloze.eu"] == ["Ane went\u0085out. It rained. She had no umbrella. She got wet."] * 2
+  assert rows["belebele.deu_Latn"] == [
+      "P: Ein Hund\u2028bellt. \nQ: Wer bellt?\nA: Eine Katze\nB: Ein Hund\nC: Niemand\n"
+      "D: Ein Vogel\nAnswer:"] * 4

@@ -80,9 +80,9 @@ def test_unknown_special_token_is_named(tokenizer_dir):
     HfTokenizerVocabulary(str(tokenizer_dir / "tokenizer.json"), eos_token="<|end|>")
 
 
-def test_an_eos_that_seqio_reads_as_padding_is_reported(tokenizer_dir, caplog):
-  """Pythia's EOS is id 0: SeqIO's converters drop it from packed targets, so say so."""
-  HfTokenizerVocabulary(str(tokenizer_dir / "tokenizer.json"))
-  assert "EOS" not in caplog.text
-  HfTokenizerVocabulary(str(tokenizer_dir / "tokenizer.json"), eos_token="<pad>")
-  assert "the EOS token '<pad>' is id 0, which SeqIO treats as padding" in caplog.text
+def test_an_id_zero_eos_the_files_do_not_name_is_refused(tokenizer_dir):
+  """Checkpoints are converted by the tokenizer's files: an argument making id 0 (here
+  `<pad>`) the EOS would give the model and the vocabulary different ids."""
+  assert HfTokenizerVocabulary(str(tokenizer_dir / "tokenizer.json")).moved_zero_id is None
+  with pytest.raises(ValueError, match=r"eos_token '<pad>' is id 0, SeqIO's padding"):
+    HfTokenizerVocabulary(str(tokenizer_dir / "tokenizer.json"), eos_token="<pad>")

@@ -280,7 +280,8 @@ def test_benchmarks_end_to_end_into_the_loaders(hub, tmp_path, capsys, monkeypat
   assert [r.references for r in requests] == [(f"Antwort {i}",) for i in range(6)]
   assert "Kontext 2" in requests[5].inputs
   assert len(load("xcopa", "sw", "test")) == 500  # the bundled real release, copied
-  assert (root / "mt_bench_x/DE/question.jsonl").exists() and not (root / "mt_bench_x/EN").exists()
+  assert (root / "mt_bench_x/data/mt_bench_DE/reference_answer/gpt-4.jsonl").exists()
+  assert not (root / "mt_bench_x/data/mt_bench_EN").exists()
   assert len(load("mt_bench_x", "de", "test")) == 80
 
 

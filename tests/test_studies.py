@@ -3,9 +3,11 @@ numbers, runs resume and fail independently, the report is built from the metric
 and the `--plan` lines run as written."""
 
 import csv
+import dataclasses
 import http.server
 import json
 import os
+import re
 import shlex
 import subprocess
 import threading
@@ -17,6 +19,7 @@ import seqio
 
 from linguamix import cli
 from linguamix import studies
+from linguamix.evals import open_prompts
 from linguamix.studies import commands, runner, stats
 from linguamix.studies import report as study_report
 from linguamix.studies.base import Run
@@ -172,7 +175,9 @@ def test_plan_with_judge_pairs_against_the_baseline(tmp_path):
   text = (out / "commands.sh").read_text()
   pair = [l for l in text.splitlines() if "--answers-b" in l]
   assert len(pair) == 3  # MT-Bench-X en es it, pinch_p10 against pinch_p0
-  assert f"{out}/runs/pinch_p0/eval/scores/mt_bench_x.it.jsonl" in pair[-1]
+  # FastChat's answer files that evaluation writes, the run name as the model id
+  assert f"{out}/runs/pinch_p0/eval/data/mt_bench_IT/model_answer/pinch_p0.jsonl" in pair[-1]
+  assert f"{out}/runs/pinch_p10/eval/data/mt_bench_IT/model_answer/pinch_p10.jsonl" in pair[-1]
 
 
 # --- statistics and the report, from metric files written by the real loggers -----------
@@ -331,23 +336,101 @@ def test_judge_pairs_each_run_against_the_baseline_on_a_loopback_endpoint(
                           preset="full", judge=f"http://127.0.0.1:{httpd.server_address[1]}/v1",
                           judge_model="j")
     runs = study.grid(pattern="pinch_p0,pinch_p10")
-    for run in runs:  # evaluations as the loggers write them; p10's even answers are good
+    for run in runs:  # evaluations as they are written; p10's even answers are good
       eval_dir = tmp_path / "runs" / run.name / "eval"
-      os.makedirs(eval_dir / "scores", exist_ok=True)
       for lang in ("en", "es", "it"):
-        with open(eval_dir / "scores" / f"mt_bench_x.{lang}.jsonl", "w") as f:
-          for i in range(80):
-            good = run.name == "pinch_p10" and i % 2 == 0
-            f.write(json.dumps({"idx": i, "prediction": "GOODANSWER" if good else "MEHANSWER"}) + "\n")
+        questions = open_prompts.mt_bench_x_questions(lang)
+        lines = [open_prompts.answer_record(q["question_id"], run.name, [
+            "GOODANSWER" if run.name == "pinch_p10" and i % 2 == 0 else "MEHANSWER"] * 2)
+            for i, q in enumerate(questions)]
+        path = open_prompts.answer_path(str(eval_dir), lang, run.name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+          f.writelines(json.dumps(l) + "\n" for l in lines)
       with open(eval_dir / "run.json", "w") as f:
         json.dump({"tasks": list(cfg.evals)}, f)
     assert runner.run_judge(cfg, runs, "inprocess") == []
-    assert _PairJudge.requests == 3 * 80 * 2  # p10 against p0, 3 languages, both orders
+    assert _PairJudge.requests == 3 * 80 * 2 * 2  # p10 against p0, 3 languages, 2 turns, 2 orders
     table = study_report.table_lib.build(runs, cfg.eval_dir, cfg.judge_dir)
     # p10 wins its 40 good answers in both orders; the other 40 are ties: (40 + 20) / 80
     for lang in ("en", "es", "it"):
-      assert table.get("pinch_p10", "judge_pair", lang, "win_rate") == pytest.approx(75.0)
-    assert runner.run_judge(cfg, runs, "inprocess") == [] and _PairJudge.requests == 480
+      for family in ("judge_pair", "judge_pair_turn1", "judge_pair_turn2"):
+        assert table.get("pinch_p10", family, lang, "win_rate") == pytest.approx(75.0)
+    assert runner.run_judge(cfg, runs, "inprocess") == [] and _PairJudge.requests == 960
   finally:
     httpd.shutdown()
     httpd.server_close()
+
+
+class _GradeJudge(http.server.BaseHTTPRequestHandler):
+  """A real OpenAI-style endpoint grading the last `R<n>` of the prompt (turn 2's answer
+  in a multi-turn prompt, which shows the whole conversation)."""
+
+  def do_POST(self):
+    body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+    rating = re.findall(r"\bR(\d+)\b", body["messages"][-1]["content"])[-1]
+    payload = json.dumps({"choices": [{"message": {"role": "assistant",
+                                                   "content": f"Rating: [[{rating}]]"}}]}).encode()
+    self.send_response(200)
+    self.send_header("Content-Type", "application/json")
+    self.send_header("Content-Length", str(len(payload)))
+    self.end_headers()
+    self.wfile.write(payload)
+
+  def log_message(self, *args):
+    pass
+
+
+def test_opengptx_reports_mt_bench_x_per_language_turn_and_composition(
+    real_data, monkeypatch, tmp_path):
+  monkeypatch.setenv("LINGUAMIX_EVAL_DATA_ROOT", str(real_data))
+  httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _GradeJudge)
+  threading.Thread(target=httpd.serve_forever, daemon=True).start()
+  # Turn-1 and turn-2 ratings each run's answers carry, per language.
+  marks = {"opengptx_limax_de": {"de": (6, 4), "en": (3, 3)},
+           "opengptx_limax_en": {"de": (2, 2), "en": (7, 5)},
+           "opengptx_limax_endefrites": {"de": (8, 4), "en": (5, 5)}}
+  try:
+    study = dataclasses.replace(studies.STUDIES["opengptx"], evals=("mt_bench_x.de", "mt_bench_x.en"))
+    cfg = commands.Config(study=study, out=str(tmp_path), model_gin="models/mt5_tiny.gin",
+                          preset="full", judge=f"http://127.0.0.1:{httpd.server_address[1]}/v1",
+                          judge_model="gpt-4")
+    runs = study.grid(pattern=",".join(marks))
+    for run in runs:
+      eval_dir = tmp_path / "runs" / run.name / "eval"
+      for lang, (t1, t2) in marks[run.name].items():
+        path = open_prompts.answer_path(str(eval_dir), lang, run.name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+          for q in open_prompts.mt_bench_x_questions(lang):
+            f.write(json.dumps(open_prompts.answer_record(
+                q["question_id"], run.name, [f"Antwort R{t1}", f"Antwort R{t2}"])) + "\n")
+      with open(eval_dir / "run.json", "w") as f:
+        json.dump({"tasks": list(cfg.evals)}, f)
+    assert runner.run_judge(cfg, runs, "inprocess") == []
+  finally:
+    httpd.shutdown()
+    httpd.server_close()
+  # FastChat's judgment file beside each run's answers.
+  assert (tmp_path / "runs/opengptx_limax_de/eval/data/mt_bench_DE/model_judgment/"
+          "gpt-4_single.jsonl").read_text().count("\n") == 160
+  text = open(study_report.build(cfg, runs)).read()
+  with open(tmp_path / "results.csv") as f:
+    rows = {(r["run"], r["family"], r["language"], r["metric"]): float(r["value"])
+            for r in csv.DictReader(f)}
+  for run, by_lang in marks.items():
+    for lang, (t1, t2) in by_lang.items():
+      assert rows[(run, "judge_single_turn1", lang, "score")] == t1
+      assert rows[(run, "judge_single_turn2", lang, "score")] == t2
+      assert rows[(run, "judge_single", lang, "score")] == (t1 + t2) / 2
+      assert rows[(run, "judge_single", lang, "score_math")] == (t1 + t2) / 2
+  assert rows[("opengptx_limax_endefrites", "judge_single", "avg", "score")] == (6 + 5) / 2
+  assert "### judge_single (score)" in text and "### judge_single_turn2 (score)" in text
+  # Per language and the average, ± the standard error over both turns' judgements.
+  assert "| opengptx_limax_endefrites | 6.00 ± 0.16 | 5.00 ± 0.00 | 5.50 ± 0.08 |" in text
+  # Mono vs cross-lingual: endefrites minus the run tuned on each language alone.
+  assert "### judge_single (score): multilingual minus monolingual" in text
+  assert "| opengptx_limax_endefrites | +1.00 | -1.00 | +0.00 |" in text
+  assert "### judge_single_turn1 (score): multilingual minus monolingual" in text
+  assert "| opengptx_limax_endefrites | +2.00 | -2.00 | +0.00 |" in text
+  assert "figures/multi_minus_mono_judge_single_turn2_score.png" in text

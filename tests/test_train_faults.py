@@ -116,8 +116,10 @@ def test_corrupt_latest_checkpoints_are_set_aside_and_steps_logged_once(run3, tm
 
 
 def test_corrupt_initial_checkpoint_names_path_and_array(run3, tmp_path, capsys):
-  for corrupt, says in ((corrupt_array, "['params']['token_embedder']['embedding'] does not match its checksum"),
-                        (corrupt_index, " is unreadable: DATA_LOSS")):
+  for corrupt, says in ((corrupt_array, "array ['params']['token_embedder']['embedding'] does not "
+                                       "match its checksum"),
+                        # the index itself is damaged: the file is named, no array can be
+                        (corrupt_index, "index node cannot be decoded: DATA_LOSS")):
     init = tmp_path / corrupt.__name__ / "checkpoint_3"
     shutil.copytree(run3 / "checkpoint_3", init)
     corrupt(init)
@@ -129,7 +131,9 @@ def test_corrupt_initial_checkpoint_names_path_and_array(run3, tmp_path, capsys)
     assert rc == 2, err
     line = [l for l in err.splitlines() if "error:" in l]
     assert len(line) == 1 and "Traceback" not in err, err
-    assert f"error: INITIAL_CHECKPOINT_PATH {init}: array " in line[0] and says in line[0]
+    assert f"error: INITIAL_CHECKPOINT_PATH {init}: " in line[0] and says in line[0]
+    if corrupt is corrupt_index:
+      assert f"{init}/state/d/" in line[0] and "CRC-32C checksum verification failed" in line[0]
     assert not any(model_dir.glob("checkpoint_*"))
 
 

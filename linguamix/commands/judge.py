@@ -10,18 +10,28 @@ BASE_URL_ENV = "OPENAI_BASE_URL"  # = judge.BASE_URL_ENV (a test keeps them equa
 def parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(
       prog="linguamix judge",
-      description="MT-Bench-X LLM judge against an OpenAI-compatible endpoint (base URL "
-                  f"--base-url or ${BASE_URL_ENV}, key from $OPENAI_API_KEY). Answers are the "
-                  "scores/mt_bench_x.{lang}.jsonl files that evaluation writes; one file grades "
-                  "answers 1-10, two files compare them in both orders.")
+      description="MT-Bench-X LLM judge, as FastChat's llm_judge does it, against an "
+                  "OpenAI-compatible endpoint (base URL --base-url or "
+                  f"${BASE_URL_ENV}, key from $OPENAI_API_KEY). Answers are the two-turn "
+                  "conversations that evaluating mt_bench_x.{lang} writes, "
+                  "EVAL_OUTPUT_DIR/data/mt_bench_{LANG}/model_answer/{model}.jsonl (FastChat's "
+                  "answer format). One file: both turns graded 1-10 (turn 2 with the "
+                  "multi-turn prompt); two files: compared per turn in both orders. The "
+                  "judgements go to model_judgment/{judge-model}_single.jsonl (_pair.jsonl) "
+                  "beside model_answer/, in FastChat's format (its show_result reads them); "
+                  "a reply without a rating is kept there as -1, counted, and left out of "
+                  "the means.")
   p.add_argument("--lang", required=True, help="MT-Bench-X language (de en es fr it)")
-  p.add_argument("--answers", required=True, help="model A's scores/mt_bench_x.{lang}.jsonl")
-  p.add_argument("--answers-b", help="model B's file: pairwise comparison instead of grading")
-  p.add_argument("--judge-model", required=True, help="model name the endpoint serves")
+  p.add_argument("--answers", required=True,
+                 help="model A's data/mt_bench_{LANG}/model_answer/{model}.jsonl")
+  p.add_argument("--answers-b", help="model B's answer file: pairwise comparison instead of grading")
+  p.add_argument("--judge-model", required=True,
+                 help="model name the endpoint serves (also names the judgment file, e.g. gpt-4)")
   p.add_argument("--base-url", help=f"endpoint base URL (default ${BASE_URL_ENV})")
   p.add_argument("--cache", required=True, help="folder of finished judgements (resumable)")
   p.add_argument("--workers", type=int, default=8, help="concurrent requests")
-  p.add_argument("--out", help="write the summary and every judgement as JSON here")
+  p.add_argument("--out", help="write the summary (per turn and category: mean, stderr, "
+                               "count) as JSON here")
   return p
 
 

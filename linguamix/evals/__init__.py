@@ -2,7 +2,8 @@
 
 `import linguamix.evals` registers every benchmark task (`xnli.de`, `paws_x.fr`,
 `xcopa.sw`, `xstorycloze.eu`, `xwinograd.ja`, `belebele.eng_Latn`, ...) and family
-mixture (`xnli`, `paws_x`, `xcopa`, ...); generation tasks `xquad.de`, `flores.en_de`, `mt_bench_x.de`, `better_alpaca_test.de`. Running them:
+mixture (`xnli`, `paws_x`, `xcopa`, ...); generation tasks `xquad.de`, `flores.en_de`, `mt_bench_x.de` (two turns: its second,
+`mt_bench_x_turn2.de`, is made from the first's answers when it runs), `better_alpaca_test.de`. Running them:
 `linguamix.evals.runner.evaluate`; reports: `linguamix report`.
 """
 

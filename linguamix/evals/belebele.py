@@ -3,8 +3,9 @@
 Release files `belebele/{variant}.jsonl` (`flores_passage`, `question`,
 `mc_answer1..4`, `correct_answer_num` "1".."4"). Tasks are named by the FLORES-200
 variant (`belebele.eng_Latn`): several languages come in two scripts. Prompt
-`P: {passage}\\nQ: {question}\\nA: {a1}\\nB: {a2}\\nC: {a3}\\nD: {a4}\\nAnswer:`,
-choices " A" ... " D".
+`P: {passage}\\nQ: {question.strip()}\\nA: {a1}\\nB: {a2}\\nC: {a3}\\nD: {a4}\\nAnswer:`,
+choices " A" ... " D". Only the question is stripped, as lm-eval's yaml renders it (some
+questions of the release start or end with a space); passage and answers stay as written.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ _FIELDS = tuple(["flores_passage", "question", "correct_answer_num"] + _ANSWERS)
 
 def prompt(row) -> str:
   a1, a2, a3, a4 = (row[a] for a in _ANSWERS)
-  return (f"P: {row['flores_passage']}\nQ: {row['question']}\nA: {a1}\nB: {a2}\nC: {a3}\n"
+  return (f"P: {row['flores_passage']}\nQ: {row['question'].strip()}\nA: {a1}\nB: {a2}\nC: {a3}\n"
           f"D: {a4}\nAnswer:")
 
 

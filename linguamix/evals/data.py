@@ -99,10 +99,17 @@ def read_text(path: str) -> str:
     return f.read()
 
 
+def lines(text: str) -> list[str]:
+  """The lines of a JSON Lines or TSV file: split at "\\n" (a "\\r" before it dropped) and
+  nowhere else. `str.splitlines` also splits at U+2028, U+0085 and other separators that
+  a field may hold, as Hugging Face `datasets` (lm-eval's loader) does not."""
+  return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+
+
 def read_jsonl(path: str, fields: Sequence[str]) -> list[tuple[int, dict[str, Any]]]:
   """(line number, record) for each line holding every non-empty field."""
   rows = []
-  for line_no, line in enumerate(read_text(path).splitlines(), start=1):
+  for line_no, line in enumerate(lines(read_text(path)), start=1):
     if not line.strip():
       continue
     try:
@@ -120,8 +127,7 @@ def read_jsonl(path: str, fields: Sequence[str]) -> list[tuple[int, dict[str, An
 def read_tsv(path: str, fields: Sequence[str]) -> list[tuple[int, dict[str, str]]]:
   """(line number, row) for a headed TSV; quotes are literal text (XNLI, PAWS-X)."""
   csv.field_size_limit(sys.maxsize)
-  lines = read_text(path).splitlines()
-  reader = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE)
+  reader = csv.reader(lines(read_text(path)), delimiter="\t", quoting=csv.QUOTE_NONE)
   header = next(reader, None)
   missing = [f for f in fields if f not in (header or [])]
   if missing:

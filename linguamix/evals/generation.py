@@ -41,13 +41,31 @@ class GenerationBenchmark:
   default_split: str
   load: Callable[[str, str], Sequence[Request]]
   metric_fns: Callable[[str], Sequence[Callable]]  # lang -> metric fns
+  # Multi-turn benchmarks (MT-Bench-X): (lang, split, {idx: the model's answers so far})
+  # -> the next turn's requests (same idx), empty after the last turn. Turn t > 1 is
+  # evaluated as the task `{name}_turn{t}.{lang}` (`follow_up_task`).
+  next_turn: Callable[[str, str, Mapping[int, Sequence[str]]], Sequence[Request]] | None = None
+  # Writes the finished conversations: (lang, split, {idx: answers}, output_dir, model_id) -> path.
+  save_answers: Callable[[str, str, Mapping[int, Sequence[str]], str, str], str] | None = None
+
+
+def release_split(benchmark: GenerationBenchmark, split: str) -> str:
+  return benchmark.default_split if split == registry.DEFAULT_SPLIT else split
 
 
 def _dataset_fn(split, shuffle_files, seed=None, *, benchmark, lang):
   del shuffle_files, seed
-  requests = benchmark.load(lang, benchmark.default_split if split == registry.DEFAULT_SPLIT else split)
+  return _to_dataset(f"{benchmark.name}.{lang}", benchmark.load(lang, release_split(benchmark, split)))
+
+
+def _requests_dataset_fn(split, shuffle_files, seed=None, *, name, requests):
+  del split, shuffle_files, seed
+  return _to_dataset(name, requests)
+
+
+def _to_dataset(name: str, requests: Sequence[Request]) -> tf.data.Dataset:
   if not requests:
-    raise ValueError(f"{benchmark.name}.{lang}: no examples")
+    raise ValueError(f"{name}: no examples")
   return tf.data.Dataset.from_tensor_slices({
       "idx": np.array([r.idx for r in requests], np.int64),
       "inputs": np.array([r.inputs for r in requests], object),
@@ -65,24 +83,39 @@ def generation_target(text: str, example: Mapping[str, Any] | None = None,
   return text.strip()
 
 
-def register_generation_benchmark(benchmark: GenerationBenchmark) -> None:
-  registry.BENCHMARKS[benchmark.name] = benchmark
+def _add_task(name: str, dataset_fn: Callable, splits: Sequence[str],
+              metric_fns: Sequence[Callable]) -> None:
   features = {
       # No EOS after the prompt (a decoder-only model continues it); targets end in EOS.
       "inputs": seqio.Feature(vocab.VOCABULARY, add_eos=False),
       "targets": seqio.Feature(vocab.VOCABULARY, add_eos=True),
   }
+  seqio.TaskRegistry.add(
+      name, source=seqio.FunctionDataSource(dataset_fn, splits=tuple(splits)),
+      preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos_after_trim],
+      output_features=features, postprocess_fn=generation_target, metric_fns=metric_fns)
+
+
+def register_generation_benchmark(benchmark: GenerationBenchmark) -> None:
+  registry.BENCHMARKS[benchmark.name] = benchmark
   for lang in benchmark.languages:
-    seqio.TaskRegistry.add(
-        f"{benchmark.name}.{lang}",
-        source=seqio.FunctionDataSource(
-            functools.partial(_dataset_fn, benchmark=benchmark, lang=lang),
-            splits=benchmark.splits + (registry.DEFAULT_SPLIT,)),
-        preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos_after_trim],
-        output_features=features, postprocess_fn=generation_target,
-        metric_fns=benchmark.metric_fns(lang))
+    _add_task(f"{benchmark.name}.{lang}",
+              functools.partial(_dataset_fn, benchmark=benchmark, lang=lang),
+              benchmark.splits + (registry.DEFAULT_SPLIT,), benchmark.metric_fns(lang))
   seqio.MixtureRegistry.add(benchmark.name, [f"{benchmark.name}.{l}" for l in benchmark.languages],
                             default_rate=1.0)
+
+
+def follow_up_task(benchmark: GenerationBenchmark, lang: str, turn: int,
+                   requests: Sequence[Request]) -> str:
+  """Registers (or replaces) `{name}_turn{turn}.{lang}`, a task of exactly `requests` (the
+  turn's prompts, built from the model's earlier answers), scored like the first turn."""
+  name = f"{benchmark.name}_turn{turn}.{lang}"
+  if name in seqio.TaskRegistry.names():
+    seqio.TaskRegistry.remove(name)
+  _add_task(name, functools.partial(_requests_dataset_fn, name=name, requests=tuple(requests)),
+            benchmark.splits + (registry.DEFAULT_SPLIT,), benchmark.metric_fns(lang))
+  return name
 
 
 # --- metrics -------------------------------------------------------------------------------

@@ -145,7 +145,7 @@ def for_model(model, add_bos_token: bool | None = None):
 def _prefix_text(vocab: seqio.Vocabulary, token_id: int) -> str | None:
   # lm-eval: `tokenizer.decode(prefix_token_id)`, special tokens kept
   if isinstance(vocab, hf_vocabulary.HfTokenizerVocabulary):
-    return vocab.tokenizer.decode([token_id], skip_special_tokens=False)
+    return vocab.tokenizer.decode(vocab.hf_ids([token_id]), skip_special_tokens=False)
   return None
 
 

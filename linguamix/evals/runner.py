@@ -21,12 +21,14 @@ import tqdm
 import linguamix.evals  # registers the benchmark tasks  # noqa: F401
 from linguamix import atomic
 from linguamix.evals import data
+from linguamix.evals import generation
 from linguamix.evals import loggers
 from linguamix.evals import registry
 from linguamix.evals import requests
 from linguamix.models import base
 
 LOGGERS = (loggers.MetricsLogger, loggers.ScoresLogger)
+_PREDICTION = seqio.metrics.ModelOutputType.PREDICTION
 
 
 def _check_name(name: str) -> None:
@@ -104,6 +106,39 @@ def _model_fn(step_fn: Callable[[Mapping[str, np.ndarray]], Any], batch_size: in
   return model_fn
 
 
+def _predictions(task: seqio.Task, evaluator: seqio.Evaluator, outputs) -> dict[int, str]:
+  """idx -> the task's decoded, post-processed predictions (as its metrics saw them)."""
+  vocabulary = task.output_features["targets"].vocabulary
+  examples = evaluator.cached_task_datasets[task.name]
+  return {int(ex["idx"]): task.postprocess_fn(vocabulary.decode(tokens), example=ex, is_target=False)
+          for ex, tokens in zip(examples.as_numpy_iterator(), outputs[task.name][_PREDICTION])}
+
+
+def _further_turns(task: seqio.Task, evaluator: seqio.Evaluator, outputs, split: str,
+                   output_dir: str, model_id: str, writes: bool, evaluate_name) -> None:
+  """Generates a multi-turn benchmark's later turns after `task` (its first turn), each
+  with the model's own earlier answers, then writes the conversations."""
+  family, lang = registry.family_of(task.name)
+  benchmark = registry.BENCHMARKS.get(family)
+  if getattr(benchmark, "next_turn", None) is None or _PREDICTION not in outputs.get(task.name, {}):
+    return
+  release = generation.release_split(benchmark, split)
+  answers = {i: [p] for i, p in _predictions(task, evaluator, outputs).items()}
+  turn = 1
+  while True:
+    follow = benchmark.next_turn(lang, release, answers)
+    if not follow:
+      break
+    turn += 1
+    name = generation.follow_up_task(benchmark, lang, turn, follow)
+    (next_task,), next_evaluator, next_outputs = evaluate_name(name)
+    for i, p in _predictions(next_task, next_evaluator, next_outputs).items():
+      answers[i].append(p)
+  if writes and benchmark.save_answers is not None:
+    path = benchmark.save_answers(lang, release, answers, output_dir, model_id)
+    logging.info("%s: %d conversations of %d turns in %s", task.name, len(answers), turn, path)
+
+
 def evaluate(model: base.BaseModel, params: Any, task_or_mixture_names: str | Sequence[str],
              output_dir: str, *, split: str = registry.DEFAULT_SPLIT, batch_size: int = 32,
              sequence_length: Mapping[str, int] | None = None,
@@ -111,7 +146,8 @@ def evaluate(model: base.BaseModel, params: Any, task_or_mixture_names: str | Se
              feature_converter: seqio.FeatureConverter | None = None,
              logger_cls: Sequence[type[seqio.Logger]] = LOGGERS,
              rng: jax.Array | None = None, jit: bool = True,
-             add_bos_token: bool | None = None) -> dict[str, dict[str, float]]:
+             add_bos_token: bool | None = None,
+             model_id: str = "linguamix") -> dict[str, dict[str, float]]:
   """Scores tasks/mixtures; returns {task: {metric: value}} and writes `output_dir`.
 
   Rank-classification requests are lm-evaluation-harness's (`requests.py`) for the
@@ -121,6 +157,12 @@ def evaluate(model: base.BaseModel, params: Any, task_or_mixture_names: str | Se
   `split`: "default" (each benchmark's reported split), "validation" or "test".
   `sequence_length`: task feature lengths; None measures the longest example.
   `jit`: compile `score_batch` (off for scorers that are plain Python).
+  `model_id`: the model's name in multi-turn answer files (FastChat's `model_id`).
+
+  Multi-turn benchmarks (MT-Bench-X) go on after their first turn: each later turn is
+  the task `{family}_turn{t}.{lang}` of prompts holding the model's own earlier answers
+  (its metrics and scores files beside the first turn's), then the conversations are
+  written for the judge.
   """
   names = [task_or_mixture_names] if isinstance(task_or_mixture_names, str) \
       else list(task_or_mixture_names)
@@ -133,7 +175,7 @@ def evaluate(model: base.BaseModel, params: Any, task_or_mixture_names: str | Se
   writes = jax.process_index() == 0
   results: dict[str, dict[str, float]] = {}
   with requests.using(fmt):  # the tasks build their requests for this model
-    for name in names:
+    def evaluate_name(name: str):
       tasks = seqio.get_subtasks(seqio.get_mixture_or_task(name))
       lacking = [t.name for t in tasks if split not in t.splits]
       if lacking:
@@ -146,12 +188,18 @@ def evaluate(model: base.BaseModel, params: Any, task_or_mixture_names: str | Se
             async_compute_metrics=False)
       except tf.errors.InvalidArgumentError as e:  # e.g. rank.check_fits: name the task
         raise ValueError(f"{name}: {e.message.split('assertion failed: ')[-1].splitlines()[0]}") from None
-      metrics, _ = evaluator.evaluate(
+      metrics, outputs = evaluator.evaluate(
           compute_metrics=True, step=step,
           score_fn=_model_fn(lambda b: score(params, b), batch_size, name, float, by_length=True),
           predict_fn=_model_fn(lambda b: model.predict_batch(params, b, rng), batch_size,
                                name, lambda r: r.tolist()))
       results.update({task: loggers.scalars(m) for task, m in metrics.result().items()})
+      return tasks, evaluator, outputs
+
+    for name in names:
+      tasks, evaluator, outputs = evaluate_name(name)
+      for task in tasks:
+        _further_turns(task, evaluator, outputs, split, output_dir, model_id, writes, evaluate_name)
   if writes:
     tf.io.gfile.makedirs(output_dir)
     with atomic.atomic_write(os.path.join(output_dir, "run.json")) as f:

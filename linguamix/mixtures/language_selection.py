@@ -211,7 +211,7 @@ def read_word2vec_text(path: str) -> dict[str, np.ndarray]:
   if not file.is_file():
     raise FileNotFoundError(f"SEM embeddings file not found: {path}")
   with file.open(encoding="utf-8") as f:
-    lines = f.read().splitlines()
+    lines = f.read().split("\n")  # a key may hold U+0085 or U+2028: not line ends
   header = lines[0].split() if lines else []
   if len(header) != 2 or not all(part.isdigit() for part in header):
     raise ValueError(f"{path}:1: expected the word2vec header 'COUNT DIMS', got {lines[:1]}")

@@ -53,6 +53,11 @@ class BaseModel(abc.ABC):
     """The same model with another start-token policy; a model without the slot is itself."""
     return self
 
+  def attention_needs(self) -> dict[str, str]:
+    """What the model's attention asks a kernel to express (feature -> why), from its
+    config; `attention_kernels.attention_impl_for` picks the implementation from it."""
+    return self.config.attention_needs()
+
   def tied_output_params(self) -> int:
     """Parameters of an output layer that is the input embedding (tied): a matmul whose
     parameters `matmul_params` would otherwise leave out as an embedding lookup."""
@@ -72,6 +77,12 @@ class BaseModel(abc.ABC):
       else:
         dec += n
     return enc, dec + self.tied_output_params()
+
+  def attention_flops(self, lengths: Mapping[str, int]) -> float:
+    """Training FLOPs (forward + backward) of one row's attention scores and weighted sums
+    at the model feature `lengths`, over the full square (as a materialised or fused
+    kernel without causal skipping computes it); 0 for a model that does not say."""
+    return 0.0
 
   def trainable_mask(self, params: Params) -> Any:
     """A tree of bools like `params` marking what trains (LoRA: the adapters); None: everything."""

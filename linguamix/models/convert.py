@@ -25,6 +25,7 @@ import shutil
 
 from linguamix import atomic
 from linguamix import errors
+from linguamix.models.checkpoints import integrity
 from linguamix.models.hf import registry
 
 HF_CONFIG_FILE = "hf_config.json"
@@ -92,12 +93,26 @@ def _read_checkpoint(checkpoint_dir: str, config_path: str | None):
   hf_config = _read_json(config_file)
   arch = registry.lookup(hf_config, str(config_file))
   item = src / "state" if (src / "state").is_dir() else src
+  try:  # every file there and whole before Orbax reads (its errors name no file)
+    integrity.check_item(str(item))
+  except integrity.DamagedCheckpoint as e:
+    raise errors.UserError(f"CHECKPOINT_DIR {src}: {e}") from None
   try:
     tree = ocp.PyTreeCheckpointer().restore(item)
-  except (ValueError, OSError) as e:  # TensorStore read errors are ValueErrors
+  except Exception as e:  # noqa: BLE001 - Orbax wraps TensorStore's errors in Exception
+    cause = e.__cause__ if e.__cause__ is not None else e
+    if not isinstance(cause, (ValueError, OSError)):  # TensorStore's are ValueErrors
+      raise
     raise errors.UserError(f"{item}: not a readable Orbax checkpoint: "
-                           f"{str(e).split(' [tensorstore_spec=')[0]}") from e
+                           f"{str(cause).split(' [tensorstore_spec=')[0]}") from e
   params = tree["params"] if "params" in tree else tree
+  meta = src / "meta" / "metadata"  # a training checkpoint: its checksums
+  if meta.exists():
+    from linguamix.models.checkpoints import checksums  # pylint: disable=g-import-not-at-top
+    problem = checksums.mismatch(params, integrity.read_json(str(meta)).get("checksums"),
+                                 prefix="['params']" if "params" in tree else "")
+    if problem is not None:
+      raise errors.UserError(f"CHECKPOINT_DIR {src}: {problem}")
   return hf_config, arch, params
 
 
@@ -105,13 +120,24 @@ def export_hf(checkpoint_dir: str, out_dir: str, config_path: str | None = None,
               dtype: str = "float32", lora_alpha: float | None = None) -> dict:
   """Orbax params (converted or a training checkpoint) -> HF directory; LoRA adapters
   (decoder families) are merged into the weights with `lora_alpha`."""
+  from linguamix.models.checkpoints import layout  # imports JAX: not for --help
   hf_config, arch, params = _read_checkpoint(checkpoint_dir, config_path)
   src = pathlib.Path(checkpoint_dir).absolute()
+  # The tokenizer files of the checkpoint, else of the config's folder (a training
+  # checkpoint has none; --config names the converted folder's hf_config.json). They go
+  # first: the tensors are written in their ids.
+  sources = [src] + ([pathlib.Path(config_path).absolute().parent] if config_path else [])
+  tokenizer_dir = next((d for d in sources if (d / "tokenizer.json").exists()), src)
   with atomic.atomic_dir(out_dir) as tmp:
-    arch.export_hf(params, hf_config, tmp, dtype, lora_alpha)
+    pathlib.Path(tmp).mkdir(parents=True)
     for name in _TOKENIZER_FILES:
-      if (src / name).exists():
-        shutil.copy(src / name, pathlib.Path(tmp) / name)
+      if (tokenizer_dir / name).exists():
+        shutil.copy(tokenizer_dir / name, pathlib.Path(tmp) / name)
+    try:
+      arch.export_hf(params, hf_config, tmp, dtype, lora_alpha)
+    except layout.CheckpointMismatchError as e:  # say which checkpoint and config disagree
+      raise errors.UserError(f"CHECKPOINT_DIR {src} does not fit the model of "
+                             f"{config_path or src / HF_CONFIG_FILE}: {e}") from None
   return hf_config
 
 

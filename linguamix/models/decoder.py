@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 import seqio
 
-from linguamix.models import base, decoding, feature_converters, layers, losses
+from linguamix.models import attention_kernels, base, decoding, feature_converters, layers, losses
 from linguamix.models import lora as lora_lib
 
 Array = jax.Array
@@ -59,6 +59,11 @@ class DecoderConfig:
   """Shape and switches of a decoder; defaults are Llama's."""
 
   vocab_size: int = 32000
+  # Id 0 is SeqIO's padding and no row of the checkpoint: its logit is left out of every
+  # softmax. Import sets it where the tokenizer's own id 0 (a real token: Llama 3's and
+  # GPT-2's `!`) had to move to a row appended past the checkpoint's last
+  # (`hf_vocabulary.moved_zero_id`); then vocab_size is the checkpoint's + 1.
+  mask_row_zero: bool = False
   d_model: int = 4096
   num_layers: int = 32
   num_heads: int = 32
@@ -165,6 +170,26 @@ class DecoderConfig:
       return None
     pattern = self.layer_types
     return np.asarray([pattern[i % len(pattern)] == "sliding_attention" for i in range(self.num_layers)])
+
+  def attention_needs(self) -> dict[str, str]:
+    """What the attention of this architecture asks a kernel to express (feature -> why);
+    see `attention_kernels.attention_impl_for`."""
+    needs = {"causal": "decoder", "segment_ids": "packing and padding"}
+    if self.kv_heads < self.num_heads:
+      needs["grouped_query"] = f"{self.kv_heads} key/value heads for {self.num_heads} query heads"
+    if self.sliding_window is not None:
+      needs["sliding_window"] = f"sliding_window={self.sliding_window}"
+    if self.local_window is not None:
+      needs["sliding_window"] = f"local_window={self.local_window} on the sliding layers"
+    if self.attn_logit_softcap is not None:
+      needs["logit_softcap"] = f"attn_logit_softcap={self.attn_logit_softcap}"
+    if self.position == "alibi":
+      needs["additive_bias"] = "ALiBi"
+    if self.dropout_rate > 0:
+      needs["dropout"] = f"dropout_rate={self.dropout_rate}"
+    if jnp.dtype(self.dtype) == jnp.float32:
+      needs["float32"] = "dtype float32"
+    return needs
 
 
 _init = nn.initializers.normal(stddev=0.02)
@@ -287,8 +312,9 @@ class Attention(nn.Module):
 
   @nn.compact
   def __call__(self, x_BxTxD, mask_bias_Bx1xTxS, positions_BxT, key_positions_BxS, cache, cache_index_B,
-               local=None):
-    """`local`: a bool scalar, True in a 'sliding_attention' layer (None without layer_types)."""
+               local=None, kernel_mask=None):
+    """`local`: a bool scalar, True in a 'sliding_attention' layer (None without layer_types).
+    `kernel_mask`: the same mask as ids, for the TPU kernel (None: the bias path only)."""
     cfg = self.config
     n, k, h = cfg.num_heads, cfg.kv_heads, cfg.head_width
     dense = functools.partial(Dense, use_bias=cfg.qkv_bias, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
@@ -320,7 +346,8 @@ class Attention(nn.Module):
     out_BxTxNxH = layers.dot_product_attention(
         q_BxTxNxH, k_BxTxKxH, v_BxTxKxH, bias_BxNxTxS=bias_BxNxTxS,
         dropout_rate=cfg.dropout_rate, dropout_rng=dropout_rng, dtype=cfg.dtype,
-        implementation=cfg.attention, logit_softcap=cfg.attn_logit_softcap)
+        implementation=cfg.attention, logit_softcap=cfg.attn_logit_softcap,
+        kernel_mask=None if kernel_mask is None else kernel_mask.replace(local=local))
     out_BxTxD = Dense((cfg.d_model,), ("heads", "kv", "embed"), in_dims=2, use_bias=cfg.out_bias,
                       dtype=cfg.dtype, param_dtype=cfg.param_dtype, lora=cfg.lora,
                       deterministic=self.deterministic, name="out")(out_BxTxNxH)
@@ -448,7 +475,8 @@ class MoeMlp(nn.Module):
 
 class DecoderLayer(nn.Module):
   """Pre-norm block (with `post_norms`, also normed after). `aux` = (additive mask bias, positions,
-  key positions, cache index, the sliding layers' mask bias or None) is shared by all layers;
+  key positions, cache index, the sliding layers' mask bias or None, the mask as a
+  `KernelMask` or None) is shared by all layers;
   `local` (a bool scalar, scanned per layer) picks the sliding layers' mask and RoPE."""
 
   config: DecoderConfig
@@ -457,13 +485,14 @@ class DecoderLayer(nn.Module):
   @nn.compact
   def __call__(self, x_BxTxD, aux, cache, local=None):
     cfg = self.config
-    mask, positions, key_positions, cache_index, local_mask = aux
+    mask, positions, key_positions, cache_index, local_mask, kernel_mask = aux
     if local_mask is not None:
       mask = jnp.where(local, local_mask, mask)
     dropout = nn.Dropout(cfg.dropout_rate, broadcast_dims=(1,))
     y = _norm(cfg, "pre_attention_norm")(x_BxTxD)
     y, new_cache = Attention(cfg, self.deterministic, name="attention")(
-        y, mask, positions, key_positions, cache, cache_index, local)
+        y, mask, positions, key_positions, cache, cache_index, local,
+        None if cache is not None else kernel_mask)
     if cfg.post_norms:
       y = _norm(cfg, "post_attention_norm")(y)
     mlp_cls = MoeMlp if cfg.num_experts else Mlp
@@ -486,14 +515,15 @@ class Decoder(nn.Module):
 
   `cache` is a (keys, values) pair of [layers, B, S, K, H] arrays or None; with a cache
   the T new steps are written at slots cache_index_B .. + T - 1 and attend over all S
-  slots as `mask_Bx1xTxS` allows.
+  slots as `mask_Bx1xTxS` allows. `kernel_mask` is the same mask as ids
+  (`attention_kernels.KernelMask`), which the TPU kernel takes instead of the bias.
   """
 
   config: DecoderConfig
 
   @nn.compact
   def __call__(self, tokens_BxT, positions_BxT, mask_Bx1xTxS, key_positions_BxS,
-               cache=None, cache_index_B=None, deterministic: bool = True):
+               cache=None, cache_index_B=None, deterministic: bool = True, kernel_mask=None):
     cfg = self.config
     embedder = nn.Embed(
         cfg.vocab_size, cfg.d_model, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
@@ -522,7 +552,8 @@ class Decoder(nn.Module):
     if cfg.local_window is not None:
       near_BxTxS = positions_BxT[:, :, None] - key_positions_BxS[:, None, :] < cfg.local_window
       local_mask = layers.mask_bias(mask_Bx1xTxS & near_BxTxS[:, None])
-    aux = (layers.mask_bias(mask_Bx1xTxS), positions_BxT, key_positions_BxS, cache_index_B, local_mask)
+    aux = (layers.mask_bias(mask_Bx1xTxS), positions_BxT, key_positions_BxS, cache_index_B, local_mask,
+           kernel_mask)
     local_L = None if cfg.local_layers is None else jnp.asarray(cfg.local_layers)
     if cfg.scan_layers:
       stack = nn.scan(
@@ -582,9 +613,13 @@ class DecoderOnlyModel(base.BaseModel):
     if start_token not in START_TOKENS:
       raise ValueError(f"DecoderOnlyModel.start_token={start_token!r}; expected one of {START_TOKENS}")
     if vocabulary is not None and vocabulary.vocab_size > config.vocab_size:
+      moved = getattr(vocabulary, "moved_zero_id", None)
       raise ValueError(
           f"vocabulary has {vocabulary.vocab_size} ids but the model's embedding has "
-          f"vocab_size={config.vocab_size}: the tokenizer does not match the checkpoint")
+          f"vocab_size={config.vocab_size}: the tokenizer does not match the checkpoint" + (
+              f" (the tokenizer's id 0 is a token and moved to id {moved}: a checkpoint without a "
+              f"row for it takes vocab_size={moved + 1} and mask_row_zero=True, as "
+              "`linguamix convert import-hf` writes it)" if moved is not None else ""))
     self.config = config
     self._vocabulary = vocabulary
     self.z_loss = z_loss
@@ -632,6 +667,19 @@ class DecoderOnlyModel(base.BaseModel):
       positions_BxL = jnp.maximum(positions_BxL - 1, 0)
     return tokens_BxL, positions_BxL, mask_Bx1xTxS
 
+  def attention_flops(self, lengths):
+    c, length = self.config, lengths["decoder_target_tokens"]
+    return 12.0 * c.num_layers * c.num_heads * c.head_width * length * length
+
+  def attention_needs(self) -> dict[str, str]:
+    """The architecture's attention needs (`DecoderConfig.attention_needs`) and this model's."""
+    needs = self.config.attention_needs()
+    if self.inputs_bidirectional_attention:
+      needs["prefix_lm"] = "inputs_bidirectional_attention=True"
+    if self.start_token == "none":
+      needs["hidden_start"] = "start_token='none'"
+    return needs
+
   def trainable_mask(self, params):
     """With LoRA, only the adapters train (the trainer's optimizer hook); else None: all train."""
     return lora_lib.trainable_mask(params) if self.config.lora is not None else None
@@ -661,14 +709,20 @@ class DecoderOnlyModel(base.BaseModel):
     start_BxL = positions_BxL == 0
     tokens_BxL, positions_BxL, mask = self._apply_start_token(tokens_BxL, positions_BxL, mask)
     rngs = {"dropout": dropout_rng} if dropout_rng is not None else {}
+    kwargs = {}
+    if attention_kernels.attention_impl_for(self, "tpu")[0] == "splash":
+      kwargs["kernel_mask"] = attention_kernels.KernelMask.for_decoder(
+          segment_ids_BxL, prefix_BxL=prefix_BxL,
+          hidden_start_BxL=start_BxL if self.start_token == "none" else None,
+          window=self.config.sliding_window, local_window=self.config.local_window)
     if not with_router:
       hidden_BxLxD, kernel_DxV, _ = self.module.apply(
           self._variables(params), tokens_BxL, positions_BxL, mask, positions_BxL,
-          deterministic=dropout_rng is None, rngs=rngs)
+          deterministic=dropout_rng is None, rngs=rngs, **kwargs)
       return hidden_BxLxD, kernel_DxV
     (hidden_BxLxD, kernel_DxV, _), state = self.module.apply(
         self._variables(params), tokens_BxL, positions_BxL, mask, positions_BxL,
-        deterministic=dropout_rng is None, rngs=rngs, mutable=["intermediates"])
+        deterministic=dropout_rng is None, rngs=rngs, mutable=["intermediates"], **kwargs)
     # the tokens transformers' load-balancing loss counts: not padding, and not the
     # start slot that `start_token="none"` hides (that text has no such token)
     real_BxL = segment_ids_BxL > 0
@@ -682,13 +736,15 @@ class DecoderOnlyModel(base.BaseModel):
     """Full fp32 logits [B, L, V] (tests, small vocabularies; training uses chunked stats)."""
     hidden_BxLxD, kernel_DxV = self._forward(params, batch)
     logits_BxLxV = jnp.einsum("bld,dv->blv", hidden_BxLxD, kernel_DxV, preferred_element_type=jnp.float32)
-    return layers.softcap(logits_BxLxV, self.config.final_logit_softcap)
+    return layers.mask_row_zero(layers.softcap(logits_BxLxV, self.config.final_logit_softcap),
+                                self.config.mask_row_zero)
 
   def _stats(self, params, batch, dropout_rng=None):
     hidden_BxLxD, kernel_DxV = self._forward(params, batch, dropout_rng)
     return layers.output_logit_stats(hidden_BxLxD, kernel_DxV, batch["decoder_target_tokens"],
                                      chunk_length=self.logits_chunk_length,
-                                     logit_softcap=self.config.final_logit_softcap)
+                                     logit_softcap=self.config.final_logit_softcap,
+                                     masked_zero=self.config.mask_row_zero)
 
   def router_aux_loss(self, params, batch) -> Array:
     """transformers' MixtralForCausalLM `aux_loss` for this batch (mixture of experts only)."""
@@ -701,7 +757,8 @@ class DecoderOnlyModel(base.BaseModel):
                                   z_loss=self.z_loss)
     hidden_BxLxD, kernel_DxV, aux = self._forward(params, batch, dropout_rng, with_router=True)
     lse_BxL, target_logit_BxL, correct_BxL = layers.output_logit_stats(
-        hidden_BxLxD, kernel_DxV, batch["decoder_target_tokens"], chunk_length=self.logits_chunk_length)
+        hidden_BxLxD, kernel_DxV, batch["decoder_target_tokens"], chunk_length=self.logits_chunk_length,
+        masked_zero=self.config.mask_row_zero)
     # the loss carries coef x aux (transformers' `loss += router_aux_loss_coef * aux_loss`);
     # router_aux_loss reports aux itself, comparable to transformers' `aux_loss`
     loss, metrics = losses.cross_entropy(
@@ -788,4 +845,5 @@ class DecoderOnlyModel(base.BaseModel):
 
   def _output_logits(self, hidden_BxD, kernel_DxV):
     logits_BxV = jnp.einsum("bd,dv->bv", hidden_BxD, kernel_DxV, preferred_element_type=jnp.float32)
-    return layers.softcap(logits_BxV, self.config.final_logit_softcap)
+    return layers.mask_row_zero(layers.softcap(logits_BxV, self.config.final_logit_softcap),
+                                self.config.mask_row_zero)

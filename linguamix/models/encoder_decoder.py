@@ -56,6 +56,11 @@ class EncoderDecoderModel(base.BaseModel):
   def tied_output_params(self) -> int:
     return self.config.vocab_size * self.config.emb_dim if self.config.tie_embeddings else 0
 
+  def attention_flops(self, lengths):
+    c, enc, dec = self.config, lengths["encoder_input_tokens"], lengths["decoder_target_tokens"]
+    width = 12.0 * c.num_heads * c.head_dim
+    return width * (c.num_encoder_layers * enc * enc + c.num_decoder_layers * (dec * dec + dec * enc))
+
   @property
   def vocabulary(self) -> seqio.Vocabulary:
     return self._vocabulary

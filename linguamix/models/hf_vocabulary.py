@@ -5,10 +5,14 @@ Encoding adds no special tokens (SeqIO appends EOS through the task's output fea
 Decoding stops at EOS (SeqIO's rule), drops trailing padding (SeqIO pads with 0) and
 skips special tokens like `PreTrainedTokenizerFast.decode(ids, skip_special_tokens=True)`.
 
-SeqIO and its feature converters treat id 0 as padding. Tokenizers whose id 0 is a
-text token (GPT-2 and Qwen2 byte-level BPE: "!") lose that token's loss weight in
-unpacked batches, and those whose EOS is id 0 (GPT-NeoX/Pythia) lose the EOS of every
-trained target; the constructor logs both.
+Token id 0. SeqIO, its feature converters and T5X-style models read id 0 as padding
+(no loss weight, masked out of attention, dropped when packing). Where the tokenizer's id
+0 is a real token — a text token (`!` in GPT-2, Llama 3, Qwen2/3 byte-level BPE) or the
+BOS/EOS (`<|endoftext|>` in GPT-NeoX/Pythia) — the vocabulary moves it to a fresh id,
+the tokenizer's size (`moved_zero_id`), so SeqIO's padding never collides with a token.
+The mapping is reversible (`hf_ids`, `from_hf_ids`): the checkpoint converter moves the
+embedding and output rows the same way on import and back on export. An id 0 that is
+padding, `<unk>` or another special token text never produces stays padding.
 """
 
 from __future__ import annotations
@@ -36,6 +40,42 @@ def _token_text(value) -> str | None:
 
 
 _PROBE = "a"
+
+
+def _config(file: pathlib.Path) -> dict:
+  config_file = file.parent / "tokenizer_config.json"
+  return json.loads(config_file.read_text(encoding="utf-8")) if config_file.exists() else {}
+
+
+def _zero_is_token(tok: tokenizers.Tokenizer, config: dict) -> bool:
+  """Whether id 0 is a real token: the BOS/EOS, or a text token — not the padding or
+  unknown token, nor another special token (none of which a text is encoded to)."""
+  zero = tok.id_to_token(0)
+  if zero is None:
+    return False
+  named = {kind: _token_text(config.get(f"{kind}_token")) for kind in ("bos", "eos", "pad", "unk")}
+  if zero in (named["bos"], named["eos"]):
+    return True
+  decoder = tok.get_added_tokens_decoder()
+  special = 0 in decoder and decoder[0].special
+  return not (special or zero in (named["pad"], named["unk"], getattr(tok.model, "unk_token", None)))
+
+
+def moved_zero_id(path: str | pathlib.Path) -> int | None:
+  """The id the tokenizer at `path` (tokenizer.json or its directory) gets in place of 0
+  when its id 0 is a real token: one past its largest id. None when id 0 may stay
+  padding (no tokenizer there, or id 0 is a padding/unknown/unused special token)."""
+  path = pathlib.Path(path)
+  file = path / "tokenizer.json" if path.is_dir() else path
+  return _moved_zero_id(str(file)) if file.exists() else None
+
+
+@functools.lru_cache(maxsize=16)
+def _moved_zero_id(file: str) -> int | None:
+  tok = _load(file)
+  if not _zero_is_token(tok, _config(pathlib.Path(file))):
+    return None
+  return max(tok.get_vocab(with_added_tokens=True).values()) + 1
 
 
 def _split_template(plain: list[int], full: list[int]) -> tuple[list[int], list[int]]:
@@ -89,8 +129,9 @@ class HfTokenizerVocabulary(seqio.Vocabulary):
       raise FileNotFoundError(f"{file} does not exist (a Hugging Face tokenizer.json)")
     self._path = str(file)
     self._tokenizer = _load(self._path)
-    config_file = file.parent / "tokenizer_config.json"
-    config = json.loads(config_file.read_text()) if config_file.exists() else {}
+    config = _config(file)
+    # SeqIO id = the tokenizer's id, except that a real token at 0 moves to `_moved`
+    self._moved = moved_zero_id(file)
     names = {"bos": bos_token, "eos": eos_token, "pad": pad_token, "unk": unk_token}
     self._ids = {}
     for kind, given in names.items():
@@ -98,30 +139,45 @@ class HfTokenizerVocabulary(seqio.Vocabulary):
       token_id = None if text is None else self._tokenizer.token_to_id(text)
       if text is not None and token_id is None:
         raise ValueError(f"{self._path}: {kind}_token {text!r} is not in the tokenizer's vocabulary")
-      self._ids[kind] = token_id
-    self._config = config
+      if token_id == 0 and kind in ("bos", "eos") and self._moved is None:
+        raise ValueError(f"{self._path}: {kind}_token {text!r} is id 0, SeqIO's padding, but the "
+                         "tokenizer's files do not make it BOS/EOS (checkpoints are converted by "
+                         "them): name it in tokenizer_config.json instead")
+      self._ids[kind] = None if token_id is None else self._from_hf(token_id)
     self._add_special_tokens = add_special_tokens
     self._skip_special_tokens = skip_special_tokens
-    zero = self._tokenizer.id_to_token(0)
-    if zero is not None and 0 not in self._special_ids():
-      logging.warning("%s: id 0 is the text token %r, which SeqIO treats as padding", self._path, zero)
-    if self.eos_id == seqio.PAD_ID:  # GPT-NeoX/Pythia: <|endoftext|> is id 0
-      logging.warning("%s: the EOS token %r is id 0, which SeqIO treats as padding: trained "
-                      "targets lose their EOS (packing drops it, unpacked batches give it no "
-                      "loss), so the model does not learn to stop", self._path, zero)
+    if self._moved is not None:
+      logging.info("%s: id 0 (%r) is a token: SeqIO sees it as id %d (0 stays padding)",
+                   self._path, self._tokenizer.id_to_token(0), self._moved)
+
+  @property
+  def moved_zero_id(self) -> int | None:
+    """The SeqIO id of the tokenizer's id 0 when that is a real token, else None."""
+    return self._moved
+
+  def _from_hf(self, i: int) -> int:
+    return self._moved if i == 0 and self._moved is not None else i
+
+  def from_hf_ids(self, ids) -> list[int]:
+    """The tokenizer's ids -> SeqIO ids."""
+    return [self._from_hf(int(i)) for i in ids]
+
+  def hf_ids(self, ids) -> list[int]:
+    """SeqIO ids -> the tokenizer's ids; SeqIO padding (0) is dropped when 0 was moved."""
+    if self._moved is None:
+      return [int(i) for i in ids]
+    return [0 if i == self._moved else int(i) for i in ids if i != seqio.PAD_ID]
 
   def default_special_ids(self, add_bos_token: bool | None = None) -> tuple[list[int], list[int]]:
     """(leading, trailing) ids transformers' tokenizer for this file adds to a text by
     default (`tokenizer(text)`), as lm-evaluation-harness encodes; `add_bos_token` is
     lm-eval's override (given to `from_pretrained`, then as `add_special_tokens`)."""
-    return _special_template(self._path, add_bos_token)
-
-  def _special_ids(self) -> set[int]:
-    return {i for i in self._ids.values() if i is not None} | {
-        i for i, tok in self._tokenizer.get_added_tokens_decoder().items() if tok.special}
+    lead, trail = _special_template(self._path, add_bos_token)
+    return self.from_hf_ids(lead), self.from_hf_ids(trail)
 
   @property
   def tokenizer(self) -> tokenizers.Tokenizer:
+    """The `tokenizers` object; its ids are the tokenizer's (`hf_ids` maps SeqIO's to them)."""
     return self._tokenizer
 
   @property
@@ -142,16 +198,18 @@ class HfTokenizerVocabulary(seqio.Vocabulary):
 
   @property
   def _base_vocab_size(self) -> int:
+    if self._moved is not None:
+      return self._moved + 1
     return self._tokenizer.get_vocab_size(with_added_tokens=True)
 
   def _encode(self, s: str) -> list[int]:
-    return self._tokenizer.encode(s, add_special_tokens=self._add_special_tokens).ids
+    return self.from_hf_ids(self._tokenizer.encode(s, add_special_tokens=self._add_special_tokens).ids)
 
   def _decode(self, ids) -> str:
     ids = [int(i) for i in ids]
-    while ids and ids[-1] == seqio.PAD_ID and seqio.PAD_ID != self.eos_id:
+    while ids and ids[-1] == seqio.PAD_ID:
       ids.pop()
-    return self._tokenizer.decode(ids, skip_special_tokens=self._skip_special_tokens)
+    return self._tokenizer.decode(self.hf_ids(ids), skip_special_tokens=self._skip_special_tokens)
 
   def _encode_tf(self, s: tf.Tensor) -> tf.Tensor:
     """Scalar string -> [n] int32; a batch [B] of strings -> ragged [B, None]."""
@@ -159,7 +217,7 @@ class HfTokenizerVocabulary(seqio.Vocabulary):
       encodings = self._tokenizer.encode_batch(
           [x.decode("utf-8") for x in strings.numpy().reshape(-1)],
           add_special_tokens=self._add_special_tokens)
-      values = [i for e in encodings for i in e.ids]
+      values = self.from_hf_ids(i for e in encodings for i in e.ids)
       return tf.constant(values, tf.int32), tf.constant([len(e.ids) for e in encodings], tf.int64)
 
     s = tf.convert_to_tensor(s, tf.string)

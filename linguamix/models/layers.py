@@ -12,6 +12,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from linguamix.models import attention_kernels
+
 Array = jax.Array
 
 # Remat policies by config name; "none" means no rematerialisation at all.
@@ -79,8 +81,9 @@ def attention_mask(
 
 # How attention is computed (`MT5Config.attention` / `DecoderConfig.attention`):
 # "materialised" forms the [B, N, T, S] probabilities (the reference, and the CPU path);
-# "fused" calls `jax.nn.dot_product_attention`, which on NVIDIA GPUs (bf16/fp16) runs
-# cuDNN's flash attention and elsewhere XLA's own composition.
+# "fused" runs Pallas' splash kernel on TPU where the model hands over a `KernelMask`, and
+# otherwise `jax.nn.dot_product_attention`: cuDNN's flash attention on NVIDIA GPUs
+# (bf16/fp16), XLA's own composition elsewhere (see attention_kernels.attention_impl_for).
 ATTENTION_IMPLEMENTATIONS = ("materialised", "fused")
 _MASKED = float(jnp.finfo(jnp.float32).min) / 2  # finite: a fully masked row stays NaN-free
 
@@ -173,6 +176,7 @@ def dot_product_attention(
     dtype: jnp.dtype = jnp.float32,
     implementation: str = "materialised",
     logit_softcap: float | None = None,
+    kernel_mask: attention_kernels.KernelMask | None = None,
 ) -> Array:
   """Softmax attention with grouped-query heads (N = K * G), an additive bias and a mask.
 
@@ -184,10 +188,21 @@ def dot_product_attention(
   (`mask_bias`) they give finite values that only padding positions see.
   `implementation="fused"` takes the kernel path (see ATTENTION_IMPLEMENTATIONS); with
   attention dropout active it falls back to the materialised path, which has dropout.
+  With `kernel_mask` (the same mask as ids; the bias must then be that mask alone),
+  "fused" runs the splash kernel in a program lowered for TPU and this path elsewhere.
   """
   if implementation not in ATTENTION_IMPLEMENTATIONS:
     raise ValueError(f"attention implementation {implementation!r}; expected one of "
                      f"{ATTENTION_IMPLEMENTATIONS}")
+  if implementation == "fused" and kernel_mask is not None:
+    xla = functools.partial(
+        dot_product_attention, mask_Bx1xTxS=mask_Bx1xTxS, bias_BxNxTxS=bias_BxNxTxS,
+        dropout_rate=dropout_rate, dropout_rng=dropout_rng, dtype=dtype,
+        implementation=implementation, logit_softcap=logit_softcap)
+    tpu = functools.partial(attention_kernels.splash_attention, mask=kernel_mask,
+                            logit_softcap=logit_softcap, dtype=dtype)
+    # decided when lowering, for the target's platform (not the host's)
+    return jax.lax.platform_dependent(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, tpu=tpu, default=xla)
   dropout = dropout_rate > 0.0 and dropout_rng is not None
   if implementation == "fused" and not dropout and logit_softcap is None:
     return _fused_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, mask_Bx1xTxS, bias_BxNxTxS, dtype)
@@ -275,9 +290,22 @@ def softcap(logits: Array, cap: float | None) -> Array:
   return jnp.tanh(logits / cap) * cap
 
 
-def _logit_stats_fwd(h_BxCxD: Array, kernel_DxV: Array, targets_BxC: Array, logit_softcap: float | None):
+# The logit of a row that holds no token: exp() of it is 0 in float32, and finite, so a
+# padding target's (unweighted) loss and the soft cap's derivative stay finite.
+MASKED_LOGIT = -1e9
+
+
+def mask_row_zero(logits: Array, masked: bool) -> Array:
+  """Logits with id 0's set to MASKED_LOGIT when `masked`: id 0 is padding, not a token."""
+  if not masked:
+    return logits
+  return jnp.where(jnp.arange(logits.shape[-1]) == 0, MASKED_LOGIT, logits)
+
+
+def _logit_stats_fwd(h_BxCxD: Array, kernel_DxV: Array, targets_BxC: Array, logit_softcap: float | None,
+                     masked_zero: bool = False):
   logits_BxCxV = jnp.einsum("bcd,dv->bcv", h_BxCxD, kernel_DxV, preferred_element_type=jnp.float32)
-  logits_BxCxV = softcap(logits_BxCxV, logit_softcap)
+  logits_BxCxV = mask_row_zero(softcap(logits_BxCxV, logit_softcap), masked_zero)
   # One max over V serves the log-sum-exp and the accuracy: an argmax is a variadic
   # (value, index) reduction, which XLA:CPU ran at ~9 ms of a 160 ms tiny mT5 step.
   max_BxC = jnp.max(logits_BxCxV, axis=-1)
@@ -288,7 +316,7 @@ def _logit_stats_fwd(h_BxCxD: Array, kernel_DxV: Array, targets_BxC: Array, logi
   return (lse_BxC, target_logit_BxC, correct_BxC), (h_BxCxD, kernel_DxV, targets_BxC, logits_BxCxV, lse_BxC)
 
 
-def _logit_stats_bwd(logit_softcap, residuals, cotangents):
+def _logit_stats_bwd(logit_softcap, masked_zero, residuals, cotangents):
   """d logits = softmax * g_lse + one_hot(target) * g_target (accuracy: zero almost everywhere),
   times the soft cap's derivative 1 - (logits / cap)**2 when the logits are capped.
 
@@ -303,6 +331,8 @@ def _logit_stats_bwd(logit_softcap, residuals, cotangents):
              + jnp.where(vocab_V == targets_BxC[..., None], g_target_BxC[..., None], 0.0))
   if logit_softcap is not None:
     g_BxCxV = g_BxCxV * (1.0 - jnp.square(logits_BxCxV / logit_softcap))
+  if masked_zero:  # a constant logit: no gradient reaches row 0
+    g_BxCxV = jnp.where(vocab_V == 0, 0.0, g_BxCxV)
   g_BxCxV = g_BxCxV.astype(kernel_DxV.dtype)
   g_h = jnp.einsum("bcv,dv->bcd", g_BxCxV, kernel_DxV, preferred_element_type=jnp.float32)
   g_kernel = jnp.einsum("bcd,bcv->dv", h_BxCxD.astype(kernel_DxV.dtype), g_BxCxV,
@@ -310,9 +340,10 @@ def _logit_stats_bwd(logit_softcap, residuals, cotangents):
   return g_h.astype(h_BxCxD.dtype), g_kernel.astype(kernel_DxV.dtype), None
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _logit_stats(h_BxCxD: Array, kernel_DxV: Array, targets_BxC: Array, logit_softcap: float | None = None):
-  return _logit_stats_fwd(h_BxCxD, kernel_DxV, targets_BxC, logit_softcap)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _logit_stats(h_BxCxD: Array, kernel_DxV: Array, targets_BxC: Array, logit_softcap: float | None = None,
+                 masked_zero: bool = False):
+  return _logit_stats_fwd(h_BxCxD, kernel_DxV, targets_BxC, logit_softcap, masked_zero)[0]
 
 
 _logit_stats.defvjp(_logit_stats_fwd, _logit_stats_bwd)
@@ -325,10 +356,12 @@ def output_logit_stats(
     *,
     chunk_length: int | None = None,
     logit_softcap: float | None = None,
+    masked_zero: bool = False,
 ) -> tuple[Array, Array, Array]:
   """log-sum-exp, target logit and argmax==target per position, in float32.
 
-  `logit_softcap` soft-caps the logits first (`softcap`; Gemma 2's final_logit_softcapping).
+  `logit_softcap` soft-caps the logits first (`softcap`; Gemma 2's final_logit_softcapping);
+  `masked_zero` leaves id 0 out of the softmax (`mask_row_zero`).
 
   The cross-entropy is `lse - target_logit` (+ z_loss * lse**2), the target
   log-probability `target_logit - lse`. With `chunk_length`, positions are processed
@@ -338,7 +371,8 @@ def output_logit_stats(
   """
   b, length, d = hidden_BxLxD.shape
   if chunk_length is None or chunk_length >= length:
-    lse, target_logit, correct = _logit_stats(hidden_BxLxD, kernel_DxV, targets_BxL, logit_softcap)
+    lse, target_logit, correct = _logit_stats(hidden_BxLxD, kernel_DxV, targets_BxL, logit_softcap,
+                                              masked_zero)
     return lse, target_logit, correct > 0
   num_chunks = -(-length // chunk_length)
   pad = num_chunks * chunk_length - length
@@ -349,7 +383,7 @@ def output_logit_stats(
 
   @jax.checkpoint
   def body(carry, chunk):
-    return carry, _logit_stats(chunk[0], kernel_DxV, chunk[1], logit_softcap)
+    return carry, _logit_stats(chunk[0], kernel_DxV, chunk[1], logit_softcap, masked_zero)
 
   _, stats = jax.lax.scan(body, None, (h_ZxBxCxD, t_ZxBxC))
   lse, target_logit, correct = (x.swapaxes(0, 1).reshape(b, -1)[:, :length] for x in stats)

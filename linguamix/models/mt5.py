@@ -78,6 +78,16 @@ class MT5Config:
   def compute_dtype(self):
     return jnp.dtype(self.dtype)
 
+  def attention_needs(self) -> dict[str, str]:
+    """What T5's attention asks a kernel to express (`attention_kernels.attention_impl_for`)."""
+    needs = {"causal": "decoder self-attention", "segment_ids": "packing and padding",
+             "additive_bias": "T5 relative position buckets"}
+    if self.dropout_rate > 0:
+      needs["dropout"] = f"dropout_rate={self.dropout_rate}"
+    if self.compute_dtype == jnp.float32:
+      needs["float32"] = "dtype float32"
+    return needs
+
 
 def relative_position_bucket(relative_position, *, bidirectional: bool, num_buckets: int, max_distance: int):
   """T5's bucket of `key_position - query_position`: exact near, log-spaced far.

@@ -16,7 +16,7 @@ fails naming the pattern.
 | xquad | google/xquad | `xquad.{lang}/*validation*.parquet` (id, context, question, answers) | `xquad/xquad.{lang}.json` | parquet -> SQuAD v1.1 JSON, questions grouped by context in order |
 | flores | openlanguagedata/flores_plus (gated) | `{dev,devtest}/{code}.parquet` (text; sorted by id) under FLORES+'s relabelled codes (`ekk_Latn` for `est_Latn`, `cmn_Hans` for `zho_Hans`, ...) | `flores200/{dev,devtest}/{code}.{dev,devtest}`, FLORES-200 names | -> one sentence per line; FLORES+ is the maintained FLORES-200 (a few sentences corrected) |
 | xcopa | the XCOPA release, bundled in linguamix (github.com/cambridgeltl/xcopa `data/`) | `{lang}/{val,test}.{lang}.jsonl` | `xcopa/...` | none, no download |
-| mt_bench_x | the MT-Bench-X release, bundled in linguamix | `{EN,DE,FR,IT,ES}/*.jsonl` | `mt_bench_x/...` | none, no download |
+| mt_bench_x | the MT-Bench-X release, bundled in linguamix (github.com/Modalities/MT-Bench-X) | `data/mt_bench_{EN,DE,FR,IT,ES}/{question.jsonl,judge_prompts.jsonl,reference_answer/gpt-4.jsonl}` | `mt_bench_x/...` | none, no download |
 | better_alpaca_test | github.com/hplt-project/monolingual-multilingual-instruction-tuning at a pinned commit | `test-data/test_{lang}.jsonl` (id, prompt) for bg bn cs en es fi fr hi no ru zh | `better_alpaca_test/test_{lang}.jsonl` | one known malformed line repaired (manifest `repairs`), a final newline added |
 """
 
@@ -104,12 +104,20 @@ class Benchmark:
 
 
 def _bundled(folder: str, langs: Sequence[str]) -> list[jobs.Job]:
-  """The package's copy: the languages' folders and the top-level files (licences)."""
+  """The package's copy: the top-level files (licences) and the languages' folders, named
+  by the language (`xcopa/it/`) or ending in it (`mt_bench_x/data/mt_bench_IT/`)."""
   base = BUNDLED / folder
-  keep = lambda rel: len(rel.parts) == 1 or rel.parts[0].lower() in langs
+
+  def lang(rel):  # the language the file's folder names; None for top-level files
+    for part in rel.parts[:-1]:
+      code = part.lower().rsplit("_", 1)[-1]
+      if code in langs:
+        return code
+    return None
+
+  keep = lambda rel: len(rel.parts) == 1 or lang(rel) is not None
   return [jobs.Job(f"{folder}/{p.relative_to(base).as_posix()}", None, bundled=str(p),
-                   lang=p.relative_to(base).parts[0].lower() if keep(p.relative_to(base))
-                   and len(p.relative_to(base).parts) > 1 else None)
+                   lang=lang(p.relative_to(base)))
           for p in sorted(base.rglob("*")) if p.is_file() and keep(p.relative_to(base))]
 
 

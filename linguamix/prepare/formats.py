@@ -33,7 +33,8 @@ def read_rows(path: str) -> list[dict[str, Any]]:
   if text.lstrip().startswith("["):
     return json.loads(text)
   rows = []
-  for i, line in enumerate(text.splitlines(), start=1):
+  # JSON Lines ends records at "\n" only: a U+2028 or U+0085 inside a string is text
+  for i, line in enumerate(text.split("\n"), start=1):
     if line.strip():
       try:
         rows.append(json.loads(line))

@@ -1,22 +1,19 @@
 """`linguamix study NAME --model MODEL_GIN --init CKPT --out DIR [--runs PATTERN] [--plan]
-[--smoke] [--judge ENDPOINT] [--report-only]`: a whole study as one command."""
+[--smoke] [--judge ENDPOINT] [--report-only] [--executor slurm] [--status]`: a whole study
+as one command."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
 from linguamix import studies
 from linguamix.studies import commands
 
-CONFIG_FILE = "study.json"
-
-
 def _parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(
-      prog="linguamix study",
+      prog="linguamix study", fromfile_prefix_chars="@",
       description="A study's published grid of runs (docs/studies.md), each trained with the study's "
                   "gin preset (linguamix/gin/studies/) and evaluated on its benchmarks, then "
                   "OUT/report.md with its figures and OUT/results.csv. Runs are independent: "
@@ -43,19 +40,40 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument("--report-only", action="store_true",
                  help="rebuild OUT/report.md from the runs' files; run nothing")
   p.add_argument("--list", action="store_true", help="print the grid (runs, mixtures) and presets")
-  p.add_argument("--executor", choices=("subprocess", "inprocess"), default="subprocess",
+  p.add_argument("--executor", choices=("subprocess", "inprocess", "slurm"), default="subprocess",
                  help="subprocess: one python -m per stage, as in commands.sh (default); "
-                      "inprocess: the same arguments in this Python (saves start-up time)")
+                      "inprocess: the same arguments in this Python (saves start-up time); "
+                      "slurm: submit the grid as job arrays (training, then each run's "
+                      "evaluation when its training succeeded, the judge, the report) and "
+                      "return; scripts and logs in OUT/slurm/. Submitting again sends only "
+                      "what is missing or failed")
+  slurm = p.add_argument_group("SLURM (--executor slurm, --status)")
+  slurm.add_argument("--slurm", action="append", default=[], metavar="[STAGE:]KEY=VALUE,...",
+                     help="sbatch options for every job, or for one STAGE (train, eval, judge, "
+                          "report), written as #SBATCH lines: e.g. --slurm partition=gpu,"
+                          "time=24:00:00 --slurm train:gres=gpu:4,cpus-per-task=16 "
+                          "--slurm eval:gres=gpu:1. Repeatable; a later KEY wins. A cluster "
+                          "profile: these flags in a file, one per line (--slurm=train:gres=gpu:4), "
+                          "given as @FILE")
+  slurm.add_argument("--retries", type=int, default=1, metavar="N",
+                     help="requeue a run's failed stage at most N times (default 1; a usage "
+                          "error, exit 2, is not retried); then failed.json. A stage stopped "
+                          "on SIGTERM (preemption, exit 143) is always requeued and resumes "
+                          "from its checkpoint")
+  slurm.add_argument("--array-parallelism", type=int, metavar="N",
+                     help="at most N tasks of each job array at once (--array=...%%N)")
+  slurm.add_argument("--status", action="store_true",
+                     help="per run: its stage and state from the queue and its files, a "
+                          "summary line, and what submitting again would send")
+  tpu = p.add_argument_group("TPU pod slices (with --plan)")
+  tpu.add_argument("--tpu", metavar="NAME",
+                   help="also write OUT/tpu.sh: per run, `gcloud compute tpus tpu-vm ssh NAME "
+                        "--worker=all --command=...` running the run's line on every host of the "
+                        "slice (jax.distributed starts from the TPU environment); OUT must be "
+                        "a folder every host sees at the same path (a shared file system)")
+  tpu.add_argument("--zone", help="the TPU VM's zone (with --tpu)")
   p.add_argument("--gin_bindings", action="append", default=[], help=argparse.SUPPRESS)
   return p
-
-
-def _saved(out: str) -> dict | None:
-  path = os.path.join(out, CONFIG_FILE)
-  if not os.path.exists(path):
-    return None
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)
 
 
 def main(argv: list[str]) -> int:
@@ -74,20 +92,22 @@ def main(argv: list[str]) -> int:
     print(f"linguamix study: error: {message}", file=sys.stderr)
     return 2
 
-  saved = _saved(args.out)
-  if args.report_only and saved:
-    if saved["study"] != study.name:
-      return error(f"{args.out} holds study {saved['study']!r}, not {study.name!r}")
-    cfg = commands.Config(study=study, out=args.out, model_gin=saved["model"],
-                          preset=saved["preset"], init=saved.get("init"), smoke=saved["smoke"],
-                          bindings=tuple(saved.get("bindings", ())), judge=saved.get("judge"),
-                          judge_model=saved.get("judge_model", args.judge_model))
+  other = commands.saved_study(args.out)
+  if other is not None and other != study.name:
+    return error(f"{args.out} holds study {other!r} (its study.json), not {study.name!r}: "
+                 "give another --out")
+  if args.status and other is None:
+    return error(f"{args.out}: no study here (no study.json); nothing was submitted to it")
+  if args.tpu and not (args.plan and args.zone):
+    return error("--tpu NAME needs --plan and --zone ZONE")
+  if (args.report_only or args.status) and other is not None:
+    cfg = commands.load_config(args.out)
   else:
     preset = args.preset or study.default_preset
     if preset not in study.presets:
       return error(f"--preset {preset!r}: study {study.name} has {', '.join(study.presets)}")
     model = args.model or (commands.SMOKE_MODEL if args.smoke else None)
-    if not args.list and not args.report_only:
+    if not args.list and not args.report_only and not args.status:
       if model is None:
         return error("--model MODEL_GIN is required (e.g. models/llama2_7b.gin); "
                      "--smoke uses the tiny default model")
@@ -108,18 +128,24 @@ def main(argv: list[str]) -> int:
     for run in runs:
       print(f"  {run.name}" + (f"  (mixture {run.mixture})" if run.mixture != run.name else ""))
     return 0
+  if args.status or args.executor == "slurm":
+    from linguamix.studies import slurm
+    try:
+      return _status(cfg, runs) if args.status else _submit(cfg, runs, args)
+    except slurm.SlurmError as e:
+      return error(str(e))
   os.makedirs(args.out, exist_ok=True)
   if not args.report_only:
-    with open(os.path.join(args.out, CONFIG_FILE), "w", encoding="utf-8") as f:
-      json.dump({"study": study.name, "model": cfg.model_gin, "preset": cfg.preset,
-                 "init": cfg.init, "smoke": cfg.smoke, "bindings": list(cfg.bindings),
-                 "judge": cfg.judge, "judge_model": cfg.judge_model}, f, indent=1)
+    commands.save_config(cfg)
   from linguamix.studies import report
   for note in report.preset_notes(cfg):
     print(f"note: {note}")
   if args.plan:
     path = commands.write_plan(cfg, runs)
     print(f"wrote {path} ({len(runs)} runs)")
+    if args.tpu:
+      path = commands.write_tpu_plan(cfg, runs, args.tpu, args.zone)
+      print(f"wrote {path} ({len(runs)} runs, every worker of TPU {args.tpu})")
     return 0
   failed = []
   if not args.report_only:
@@ -133,4 +159,55 @@ def main(argv: list[str]) -> int:
     print(f"{len(failed)} run(s) failed: " + ", ".join(f"{s['run']} ({s['stage']})" for s in failed),
           file=sys.stderr)
     return 1
+  return 0
+
+
+def _summary(work) -> str:
+  parts = [f"train+eval {len(work.train)}" if work.train else "",
+           f"eval {len(work.eval_only)}" if work.eval_only else "",
+           f"judge {len(work.judge)}" if work.judge else ""]
+  parts = [p for p in parts if p]
+  if not parts:
+    return "nothing"
+  names = [r.name for r in work.train + work.eval_only + work.judge]
+  return ", ".join(parts) + " (" + ", ".join(dict.fromkeys(names)) + ")"
+
+
+def _submit(cfg, runs, args) -> int:
+  """Everything is checked before the first sbatch; a rejected one cancels the rest."""
+  from linguamix.studies import slurm
+  slurm.require_sbatch()
+  known = slurm.sbatch_options()
+  resources = slurm.parse_resources(args.slurm, known)
+  slurm.check_resources(resources, known)
+  if args.retries < 0 or (args.array_parallelism is not None and args.array_parallelism < 1):
+    raise slurm.SlurmError("--retries must be >= 0 and --array-parallelism >= 1")
+  commands.save_config(cfg)
+  work = slurm.plan(cfg, runs, slurm.runs_in_queue(cfg, slurm.queued()))
+  if work.in_queue:
+    print(f"{len(work.in_queue)} run(s) still in the queue from an earlier submission: left "
+          "alone (" + ", ".join(r.name for r in work.in_queue) + ")")
+  if work.empty:
+    print(f"nothing to submit: {len(work.done)} run(s) done, {len(work.in_queue)} in the queue")
+    return 0
+  print(f"linguamix study {cfg.study.name}: submitting {_summary(work)}")
+  slurm.submit(cfg, work, resources=resources, retries=args.retries,
+               parallelism=args.array_parallelism)
+  print(f"follow it with: linguamix study {cfg.study.name} --out {cfg.out} --status")
+  return 0
+
+
+def _status(cfg, runs) -> int:
+  from linguamix.studies import slurm
+  if not slurm.have("squeue"):
+    raise slurm.SlurmError("--status: squeue not found on PATH (run on the cluster's login node)")
+  rows, work = slurm.status(cfg, runs)
+  width = max(len(r.run) for r in rows)
+  for r in rows:
+    print(f"{r.run:<{width}}  {r.stage:<5}  {r.state}: {r.detail}")
+  counts: dict[str, int] = {}
+  for r in rows:
+    counts[r.state] = counts.get(r.state, 0) + 1
+  print(f"{len(rows)} runs: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+  print(f"a rerun would submit: {_summary(work)}")
   return 0

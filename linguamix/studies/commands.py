@@ -108,16 +108,22 @@ def judge_langs(cfg: Config) -> list[str]:
   return [t.split(".", 1)[1] for t in tasks if t.startswith("mt_bench_x.")]
 
 
+def answer_file(cfg: Config, run: Run, lang: str) -> str:
+  """The run's MT-Bench-X conversations, in FastChat's answer format, as evaluation writes
+  them (the model id is the run name: the CHECKPOINT_PATH folder's)."""
+  from linguamix.evals import open_prompts  # pylint: disable=g-import-not-at-top
+  return open_prompts.answer_path(cfg.eval_dir(run), lang, run.name)
+
+
 def judge_args(cfg: Config, run: Run, lang: str, baseline: Run | None = None) -> list[str]:
-  """`linguamix judge` for one language: single grading, or pairwise against `baseline`."""
-  answers = os.path.join(cfg.eval_dir(run), "scores", f"mt_bench_x.{lang}.jsonl")
+  """`linguamix judge` for one language: both turns graded, or compared with `baseline`."""
   kind = f"pair_{lang}" if baseline else f"single_{lang}"
-  args = ["judge", "--lang", lang, "--answers", answers, "--judge-model", cfg.judge_model,
+  args = ["judge", "--lang", lang, "--answers", answer_file(cfg, run, lang),
+          "--judge-model", cfg.judge_model,
           "--base-url", cfg.judge or "", "--cache", os.path.join(cfg.judge_dir(run), "cache"),
           "--out", os.path.join(cfg.judge_dir(run), f"{kind}.json")]
   if baseline:
-    args += ["--answers-b", os.path.join(cfg.eval_dir(baseline), "scores",
-                                             f"mt_bench_x.{lang}.jsonl")]
+    args += ["--answers-b", answer_file(cfg, baseline, lang)]
   return args
 
 
@@ -170,5 +176,62 @@ def write_plan(cfg: Config, runs: Sequence[Run]) -> str:
   ]
   with open(path, "w", encoding="utf-8") as f:
     f.write("\n".join(header + plan_lines(cfg, runs)) + "\n")
+  os.chmod(path, 0o755)
+  return path
+
+
+CONFIG_FILE = "study.json"
+
+
+def save_config(cfg: Config) -> None:
+  """OUT/study.json: what `--report-only`, `--status` and the SLURM tasks read back."""
+  os.makedirs(cfg.out, exist_ok=True)
+  with open(os.path.join(cfg.out, CONFIG_FILE), "w", encoding="utf-8") as f:
+    json.dump({"study": cfg.study.name, "model": cfg.model_gin, "preset": cfg.preset,
+               "init": cfg.init, "smoke": cfg.smoke, "bindings": list(cfg.bindings),
+               "judge": cfg.judge, "judge_model": cfg.judge_model}, f, indent=1)
+
+
+def saved_study(out: str) -> str | None:
+  """The study OUT/study.json names; None where there is none."""
+  path = os.path.join(out, CONFIG_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)["study"]
+
+
+def load_config(out: str) -> Config | None:
+  """The Config OUT/study.json was written from; None where there is none."""
+  from linguamix import studies
+  path = os.path.join(out, CONFIG_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path, encoding="utf-8") as f:
+    saved = json.load(f)
+  return Config(study=studies.STUDIES[saved["study"]], out=out, model_gin=saved["model"],
+                preset=saved["preset"], init=saved.get("init"), smoke=saved["smoke"],
+                bindings=tuple(saved.get("bindings", ())), judge=saved.get("judge"),
+                judge_model=saved.get("judge_model", "gpt-4"))
+
+
+def write_tpu_plan(cfg: Config, runs: Sequence[Run], tpu: str, zone: str) -> str:
+  """OUT/tpu.sh: each run's line on every host of a TPU pod slice at once (`--worker=all`);
+  each host's trainer joins the others through jax.distributed from the TPU environment."""
+  path = os.path.join(cfg.out, "tpu.sh")
+  header = [
+      "#!/bin/sh",
+      f"# linguamix study {cfg.study.name}: {len(runs)} runs, one after another, each on every "
+      f"worker of TPU VM {tpu}",
+      "# (zone " + zone + "). OUT must be a folder every worker sees at the same path (a shared",
+      "# file system) and linguamix installed on each. Collect the results with",
+      f"#   linguamix study {cfg.study.name} --out {shlex.quote(cfg.out)} --report-only",
+      "set -e",
+  ]
+  lines = [shlex.join(["gcloud", "compute", "tpus", "tpu-vm", "ssh", tpu, f"--zone={zone}",
+                       "--worker=all", f"--command={line}"])
+           for line in plan_lines(cfg, runs) if not line.startswith("#")]
+  with open(path, "w", encoding="utf-8") as f:
+    f.write("\n".join(header + lines) + "\n")
   os.chmod(path, 0o755)
   return path

@@ -94,22 +94,48 @@ def transfer_matrix(table: Table, out_dir: str) -> list:
   return out
 
 
-def multi_minus_mono(table: Table, out_dir: str) -> list:
-  """Per evaluation language: each multilingual run minus the monolingual run of that
-  language (same source)."""
+def multi_minus_mono_diffs(table: Table, family: str, metric: str) -> dict[str, list[float]]:
+  """{multilingual run: per evaluation language (`table.languages(family)`), its score
+  minus the monolingual run of that language (same source); NaN where one is missing}."""
   runs = table.evaluated()
   mono = {(r.tags.get("source", ""), r.tags["langs"][0]): r for r in runs if r.tags.get("variant") == "mono"}
   multi = [r for r in runs if r.tags.get("variant") in ("multi", "down")]
+  bars = {}
+  for r in multi:
+    diffs = [table.get(r.name, family, l, metric)
+             - (table.get(mono[(r.tags.get("source", ""), l)].name, family, l, metric)
+                if (r.tags.get("source", ""), l) in mono else np.nan)
+             for l in table.languages(family)]
+    if not np.all(np.isnan(diffs)):
+      bars[r.name] = diffs
+  return bars
+
+
+def multi_minus_mono_markdown(table: Table) -> str:
+  """The differences `multi_minus_mono` draws, as one table per family."""
+  out = []
+  for family, metric in _score_families(table):
+    bars = multi_minus_mono_diffs(table, family, metric)
+    if not bars:
+      continue
+    langs = table.languages(family)
+    out += [f"### {family} ({metric}): multilingual minus monolingual", "",
+            "| run | " + " | ".join(langs) + " | mean |", "|---" * (len(langs) + 2) + "|"]
+    for name, diffs in bars.items():
+      mean = np.nanmean(diffs)
+      out.append(f"| {name} | " + " | ".join("" if np.isnan(d) else f"{d:+.2f}" for d in diffs)
+                 + f" | {mean:+.2f} |")
+    out.append("")
+  return "\n".join(out)
+
+
+def multi_minus_mono(table: Table, out_dir: str) -> list:
+  """Per evaluation language: each multilingual run minus the monolingual run of that
+  language (same source)."""
   out = []
   for family, metric in _score_families(table):
     langs = table.languages(family)
-    bars = {}
-    for r in multi:
-      diffs = [table.get(r.name, family, l, metric)
-               - (table.get(mono[(r.tags.get("source", ""), l)].name, family, l, metric)
-                  if (r.tags.get("source", ""), l) in mono else np.nan) for l in langs]
-      if not np.all(np.isnan(diffs)):
-        bars[r.name] = diffs
+    bars = multi_minus_mono_diffs(table, family, metric)
     if not bars:
       continue
     width = 0.8 / len(bars)

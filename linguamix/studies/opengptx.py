@@ -2,9 +2,12 @@
 their sampled variants, over LIMA-X, Bactrian-X and Bactrian-X-small (27 runs, run
 name = mixture name).
 
-Evaluation: MT-Bench-X first turns in the five languages, rendered with the OpenGPT-X
-chat template, with language consistency; MT-Bench-style single-answer grading by the
-LLM judge (per-language judge prompts) when --judge is given.
+Evaluation: MT-Bench-X in the five languages, both turns (the second with the model's
+own first answer in the conversation), rendered with the OpenGPT-X chat template, with
+language consistency per turn; when --judge is given, MT-Bench's single-answer grading of
+both turns by the LLM judge in each language's judge prompts. The report has the scores
+per language, per turn and per composition (run), and each multilingual composition
+minus the monolingual run of the evaluation language.
 """
 
 from linguamix.studies.base import Run, Study

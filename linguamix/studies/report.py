@@ -80,7 +80,13 @@ def build(cfg: commands.Config, runs: Sequence[Run]) -> str:
   if os.path.exists(os.path.join(fig_dir, "methods_vs_random.md")):
     with open(os.path.join(fig_dir, "methods_vs_random.md"), encoding="utf-8") as f:
       lines += ["### Selection methods against RANDOM", "", f.read()]
-  lines += ["## Results", "", table_lib.markdown(table), "## Runs", "",
+  lines += ["## Results", "", table_lib.markdown(table)]
+  if "multi_minus_mono" in cfg.study.figures:
+    lines += ["## Multilingual minus monolingual", "",
+              "Each multilingual run's score minus that of the run tuned on the evaluation "
+              "language alone (same source); the last column is the mean over languages.", "",
+              figures.multi_minus_mono_markdown(table)]
+  lines += ["## Runs", "",
             "| run | mixture | status |", "|---|---|---|"]
   lines += [f"| {r.name} | `{r.mixture}` | {status[r.name]} |" for r in runs]
   path = os.path.join(out, "report.md")

@@ -84,9 +84,9 @@ def execute(module: str, args: Sequence[str], log_path: str, env: dict[str, str]
         return 1
 
 
-def _fail(cfg, run, stage: str, rc: int, log: str) -> dict:
+def _fail(cfg, run, stage: str, rc: int, log: str, **extra) -> dict:
   record = {"run": run.name, "stage": stage, "exit_status": rc, "log": log,
-            "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+            "time": time.strftime("%Y-%m-%d %H:%M:%S"), **extra}
   with open(os.path.join(cfg.run_dir(run), "failed.json"), "w", encoding="utf-8") as f:
     json.dump(record, f, indent=1)
   return record

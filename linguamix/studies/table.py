@@ -52,18 +52,40 @@ class Table:
 
 
 def _judge_rows(run: Run, judge_dir: str) -> list[dict[str, Any]]:
+  """From `linguamix judge --out` summaries: `judge_single` (score, the mean of both turns;
+  per category `score_{category}`) and `judge_single_turn{1,2}`; `judge_pair` (win_rate)
+  and `judge_pair_turn{1,2}`. Each family gets an `avg` over its languages (its standard
+  error sqrt(sum se^2) / languages, as for the benchmarks)."""
   rows = []
   for path in sorted(glob.glob(os.path.join(judge_dir, "*.json"))):
     kind, _, lang = os.path.basename(path)[:-5].partition("_")
     with open(path, encoding="utf-8") as f:
       result = json.load(f)
     if kind == "single":
-      rows.append({"family": "judge_single", "language": lang, "metric": "score",
-                   "value": result["score"], "num_examples": len(result.get("records", []))})
+      for r in result["table"]:
+        family = "judge_single" + ("" if r["turn"] == "all" else f"_turn{r['turn']}")
+        metric = "score" + ("" if r["category"] == "all" else f"_{r['category']}")
+        if r["mean"] is not None and (r["category"] == "all" or r["turn"] == "all"):
+          rows.append({"family": family, "language": lang, "metric": metric, "value": r["mean"],
+                       "num_examples": r["count"], "stderr": r["stderr"]})
     elif kind == "pair":
-      rows.append({"family": "judge_pair", "language": lang, "metric": "win_rate",
-                   "value": result["win_rate_a"], "num_examples": len(result.get("outcomes", {}))})
-  return [dict(r, run=run.name) for r in rows]
+      for r in result["table"]:
+        family = "judge_pair" + ("" if r["turn"] == "all" else f"_turn{r['turn']}")
+        if r["win_rate_1"] is not None:
+          rows.append({"family": family, "language": lang, "metric": "win_rate",
+                       "value": r["win_rate_1"], "stderr": None,
+                       "num_examples": r["wins_1"] + r["wins_2"] + r["ties"]})
+  by_metric = collections.defaultdict(list)
+  for r in rows:
+    by_metric[(r["family"], r["metric"])].append(r)
+  for (family, metric), got in sorted(by_metric.items()):
+    ses = [r["stderr"] for r in got]
+    rows.append({"family": family, "language": "avg", "metric": metric,
+                 "stderr": None if None in ses else math.sqrt(sum(se * se for se in ses)) / len(got),
+                 "value": sum(r["value"] for r in got) / len(got),
+                 "num_examples": sum(r["num_examples"] for r in got)})
+  return [dict(r, run=run.name) if r["stderr"] is None else _with_interval(dict(r, run=run.name), r["stderr"])
+          for r in rows]
 
 
 def _with_interval(row: dict, se: float) -> dict:

@@ -9,7 +9,7 @@ of the loss, so inputs + targets is the full byte-exact text.
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import gin
 
@@ -76,6 +76,25 @@ TEMPLATES: dict[str, Callable[[Mapping], tuple[str, str]]] = {
     "bactrian_seq2seq": bactrian_seq2seq,
     "opengptx_chat": opengptx_chat,
 }
+
+
+# Templates that render a record's `history` (earlier turns) in their own format.
+MULTI_TURN = (opengptx_chat,)
+
+
+def conversation_prompt(template: Callable[[Mapping], tuple[str, str]], turns: Sequence[str],
+                        answers: Sequence[str]) -> str:
+  """The prompt for the last of `turns`, the earlier ones answered by `answers` (the
+  model's own). A chat template shows the history its way; a single-turn template
+  (Alpaca, Bactrian) is repeated: each earlier prompt, its answer, a blank line."""
+  if len(answers) != len(turns) - 1:
+    raise ValueError(f"{len(turns)} turns need {len(turns) - 1} earlier answers, got {len(answers)}")
+  record = lambda text, history=(): {"instruction": text, "input": "", "output": "",
+                                     "system": "", "history": history}
+  if template in MULTI_TURN:
+    return template(record(turns[-1], tuple(zip(turns[:-1], answers))))[0]
+  return "".join(template(record(t))[0] + a + "\n\n" for t, a in zip(turns, answers)) + \
+      template(record(turns[-1]))[0]
 
 
 @gin.configurable(module="linguamix.t5x_tasks")

@@ -21,6 +21,10 @@ TRAIN_REQUIRED = ("MODEL_DIR", "MIXTURE_OR_TASK_NAME", "TASK_FEATURE_LENGTHS", "
                   "INITIAL_CHECKPOINT_PATH", "MODEL")
 
 
+def _not_orbax(record) -> bool:
+  return "/orbax/" not in record.pathname
+
+
 def _init_distributed() -> None:
   """Multi-host: TPU pods initialise from the environment; GPU/CPU clusters from
   JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID."""
@@ -40,6 +44,9 @@ def run(argv: list[str], *, prog: str, description: str, run_gin: str,
   if not verbose:
     from absl import logging as absl_logging
     absl_logging.set_verbosity(absl_logging.ERROR)  # SeqIO's per-dataset warnings drown the bar
+    # Orbax logs a failed background save with tracebacks from each of its threads; the
+    # trainer reports that failure itself, as one line.
+    absl_logging.get_absl_logger().addFilter(_not_orbax)  # once: the same filter is kept once
   from linguamix import errors
 
   def go(args: list[str]) -> int:
@@ -59,8 +66,18 @@ def _call(module: str, function: str):
 
 
 def main(argv: list[str]) -> int:
+  compile_only = [a for a in argv if a.startswith("--compile_only=")]
+  if compile_only:  # the same flags, compiled for a TPU topology instead of trained
+    from linguamix import errors
+    from linguamix.commands import plan
+    rest = [a for a in argv if not a.startswith("--compile_only=")]
+    prog = "python -m linguamix.train --compile_only"
+    return errors.run_main(lambda a: plan.main(a, prog=prog), [
+        "--topology", compile_only[-1].split("=", 1)[1], *rest], prog=prog)
   return run(argv, prog="python -m linguamix.train",
-             description="Train a model on a SeqIO mixture from gin files (T5X's train).",
+             description="Train a model on a SeqIO mixture from gin files (T5X's train). "
+                         "With --compile_only=TOPOLOGY (e.g. v5e-16) the same flags compile the "
+                         "training step for a TPU topology instead: see `linguamix plan --help`.",
              run_gin="runs/finetune.gin", required=TRAIN_REQUIRED,
              entry=_call("linguamix.train.trainer", "train"))
 

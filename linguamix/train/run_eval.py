@@ -21,7 +21,7 @@ def load_checkpoint_params(model, checkpoint_path: str, task_feature_lengths=Non
   lengths = task_feature_lengths or {"inputs": 8, "targets": 8}
   boxed, _ = trainer.abstract_params(model, lengths)
   shardings = partitioning.Partitioner().param_shardings(boxed)
-  return ckpt_lib.load_params(checkpoint_path, nn.unbox(boxed), shardings)
+  return ckpt_lib.load_params(checkpoint_path, nn.unbox(boxed), shardings, what="CHECKPOINT_PATH")
 
 
 @gin.configurable
@@ -30,11 +30,18 @@ def evaluate_checkpoint(*, model, checkpoint_path: str, output_dir: str,
                         mixture_or_task_name: str | None = None, split: str = "default",
                         batch_size: int = 32, task_feature_lengths: Mapping[str, int] | None = None,
                         num_examples: int | None = None,
-                        add_bos_token: bool | None = None) -> dict:
+                        add_bos_token: bool | None = None, model_id: str | None = None) -> dict:
   """Requests are lm-evaluation-harness 0.4.13's for the model's tokenizer (a decoder-only
   model scores with the start token the tokenizer implies: BOS iff it adds one).
-  `add_bos_token`: lm-eval's override of that (None: the tokenizer's default)."""
+  `add_bos_token`: lm-eval's override of that (None: the tokenizer's default).
+  `model_id`: the model's name in MT-Bench-X answer files (default: the name of the
+  CHECKPOINT_PATH folder, e.g. a study's run name)."""
   from linguamix.evals import runner  # registers the benchmark tasks
+  if not model_id:
+    folder = os.path.normpath(checkpoint_path)
+    if os.path.basename(folder).startswith("checkpoint_"):
+      folder = os.path.dirname(folder)
+    model_id = os.path.basename(folder)
   checkpoint_path = ckpt_lib.latest_checkpoint(checkpoint_path)  # a MODEL_DIR: its latest
   names = tasks or mixture_or_task_name
   if not names:
@@ -44,7 +51,8 @@ def evaluate_checkpoint(*, model, checkpoint_path: str, output_dir: str,
   step = trainer._initial_step(checkpoint_path) or None
   results = runner.evaluate(model, params, names, output_dir, split=split,
                             batch_size=batch_size, sequence_length=task_feature_lengths,
-                            num_examples=num_examples, step=step, add_bos_token=add_bos_token)
+                            num_examples=num_examples, step=step, add_bos_token=add_bos_token,
+                            model_id=model_id)
   if jax.process_index() == 0:
     for task, metrics in sorted(results.items()):
       print(task + ": " + format_metrics(metrics))

@@ -12,7 +12,6 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import optax
-from jax.sharding import NamedSharding
 
 from linguamix.models import losses
 from linguamix.train import partitioning
@@ -58,6 +57,15 @@ def _grads(model, params, batch, rng):
   return loss, dict(metrics), grads
 
 
+def under_mesh(fn: Callable, mesh: jax.sharding.Mesh) -> Callable:
+  """`fn` traced with the mesh in context: kernels XLA cannot partition (Pallas' splash
+  attention on TPU) run per shard under `shard_map` over it."""
+  def traced(*args):
+    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+      return fn(*args)
+  return traced
+
+
 def make_train_step(model, tx: optax.GradientTransformation, lr_schedule: Callable,
                     partitioner: partitioning.Partitioner, state_shardings: Any,
                     num_microbatches: int = 1):
@@ -76,7 +84,8 @@ def make_train_step(model, tx: optax.GradientTransformation, lr_schedule: Callab
       micro = jax.tree.map(split, batch)
       tokens_M = jax.vmap(lambda b: jnp.sum(losses.loss_weights(b)))(micro)
       share_M = tokens_M / jnp.maximum(jnp.sum(tokens_M), 1.0)
-      zero = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
+      zero = jax.lax.with_sharding_constraint(
+          jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params), state_shardings["params"])
 
       def body(acc, xs):
         mb, share, i = xs
@@ -94,6 +103,8 @@ def make_train_step(model, tx: optax.GradientTransformation, lr_schedule: Callab
           body, (zero, jnp.float32(0.0), zero_metrics),
           (micro, share_M, jnp.arange(num_microbatches)))
       grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
+    # Gradients live where their parameters do (FSDP: each device reduces its own shard).
+    grads = jax.lax.with_sharding_constraint(grads, state_shardings["params"])
     updates, opt_state = tx.update(grads, state["opt_state"], params)
     new_state = {"params": optax.apply_updates(params, updates), "opt_state": opt_state,
                  "step": state["step"] + 1}
@@ -103,7 +114,8 @@ def make_train_step(model, tx: optax.GradientTransformation, lr_schedule: Callab
     return new_state, metrics
 
   # Batches arrive as global arrays already sharded over the data axes.
-  return jax.jit(step_fn, in_shardings=(state_shardings, None, partitioner.replicated()),
+  return jax.jit(under_mesh(step_fn, partitioner.mesh),
+                 in_shardings=(state_shardings, None, partitioner.replicated()),
                  out_shardings=(state_shardings, partitioner.replicated()),
                  donate_argnums=(0,), compiler_options=compiler_options())
 
@@ -117,19 +129,16 @@ def make_eval_step(model, partitioner: partitioning.Partitioner, params_sharding
     metrics = {k: jnp.mean(v) * tokens for k, v in dict(metrics).items() if not _is_count(k)}
     return {"loss": loss * tokens, "tokens": tokens, **metrics}
 
-  return jax.jit(eval_fn, in_shardings=(params_shardings, None),
+  return jax.jit(under_mesh(eval_fn, partitioner.mesh), in_shardings=(params_shardings, None),
                  out_shardings=partitioner.replicated(), compiler_options=compiler_options())
 
 
 def state_shardings(model_params_shardings: Any, tx: optax.GradientTransformation,
                     abstract_params: Any, partitioner: partitioning.Partitioner) -> Any:
-  """Shardings of the whole state; optimizer-state shardings as XLA propagates them
-  from the params' (so FSDP shards Adam moments and factored Adafactor rows alike)."""
-  sharded = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                         abstract_params, model_params_shardings)
-  opt_shardings = jax.jit(tx.init).trace(sharded).lower().compile().output_shardings
-  # Scalars (counts) come back on one local device: replicate them over the mesh.
-  opt_shardings = jax.tree.map(
-      lambda s: s if isinstance(s, NamedSharding) else partitioner.replicated(), opt_shardings)
-  return {"params": model_params_shardings, "opt_state": opt_shardings,
+  """Shardings of the whole state: the optimizer's statistics sharded like the parameters
+  they belong to (FSDP shards Adam's moments and Adafactor's factored rows and columns
+  with the weights), its counts replicated."""
+  abstract_opt = jax.eval_shape(tx.init, abstract_params)
+  return {"params": model_params_shardings,
+          "opt_state": partitioner.like_params(abstract_params, model_params_shardings, abstract_opt),
           "step": partitioner.replicated()}

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import re
+import sys
 import time
 from typing import Any, Callable, Sequence
 
@@ -73,6 +74,35 @@ def model_flops_per_step(params: tuple[int, int], batch: dict) -> float:
   return 6.0 * (enc + dec) * np.sum(batch["decoder_target_tokens"] > 0)
 
 
+def check_batch_size(partitioner: partitioning.Partitioner, batch_size: int,
+                     num_microbatches: int) -> None:
+  dp = partitioner.data_parallel_size
+  if batch_size % (dp * num_microbatches):
+    raise ValueError(
+        f"BATCH_SIZE={batch_size} is not divisible by the data-parallel size {dp} "
+        f"(mesh data x fsdp) x {num_microbatches} microbatches")
+
+
+def build_train_step(model, partitioner: partitioning.Partitioner, boxed, *, optimizer: str | None,
+                     lr_schedule, max_grad_norm: float | None, num_microbatches: int):
+  """(tx, state shardings, jitted train step) of a run: what `train` executes and what
+  `linguamix plan` compiles for a TPU topology."""
+  abstract = nn.unbox(boxed)
+  tx = optim.build(optimizer or model.default_optimizer, lr_schedule,
+                   max_grad_norm=max_grad_norm, trainable=model.trainable_mask(abstract))
+  shardings = step_lib.state_shardings(partitioner.param_shardings(boxed), tx, abstract, partitioner)
+  return tx, shardings, step_lib.make_train_step(model, tx, lr_schedule, partitioner, shardings,
+                                                 num_microbatches)
+
+
+def abstract_state(abstract, tx, shardings):
+  """The train state as ShapeDtypeStructs carrying their shardings (no arrays)."""
+  return jax.tree.map(
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+      jax.eval_shape(lambda p: {"params": p, "opt_state": tx.init(p), "step": np.int32(0)}, abstract),
+      shardings)
+
+
 @gin.configurable
 def train(
     *,
@@ -114,11 +144,7 @@ def train(
   host0 = jax.process_index() == 0
   # --- checks on shapes only, before any compilation -----------------------------
   data_lib.get_mixture_or_task(train_dataset_cfg.mixture_or_task_name)
-  dp = partitioner.data_parallel_size
-  if train_dataset_cfg.batch_size % (dp * num_microbatches):
-    raise ValueError(
-        f"BATCH_SIZE={train_dataset_cfg.batch_size} is not divisible by the data-parallel "
-        f"size {dp} (mesh data x fsdp) x {num_microbatches} microbatches")
+  check_batch_size(partitioner, train_dataset_cfg.batch_size, num_microbatches)
   boxed, _ = abstract_params(model, train_dataset_cfg.task_feature_lengths)
   abstract = nn.unbox(boxed)
   param_shardings = partitioner.param_shardings(boxed)
@@ -151,15 +177,11 @@ def train(
   lr_schedule = learning_rate or optim.schedule()
   if isinstance(lr_schedule, optim.NeedsTotalSteps):  # decays to a count known only now
     lr_schedule = lr_schedule.at(total_steps)
-  tx = optim.build(optimizer or model.default_optimizer, lr_schedule,
-                   max_grad_norm=max_grad_norm, trainable=trainable)
-  shardings = step_lib.state_shardings(param_shardings, tx, abstract, partitioner)
+  tx, shardings, train_step = build_train_step(
+      model, partitioner, boxed, optimizer=optimizer, lr_schedule=lr_schedule,
+      max_grad_norm=max_grad_norm, num_microbatches=num_microbatches)
   if meta is not None:
-    abstract_state = jax.tree.map(
-        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-        jax.eval_shape(lambda p: {"params": p, "opt_state": tx.init(p), "step": np.int32(0)},
-                       abstract), shardings)
-    latest, state, meta = checkpointer.restore_latest(abstract_state)  # corrupt: the one before
+    latest, state, meta = checkpointer.restore_latest(abstract_state(abstract, tx, shardings))  # corrupt: the one before
     batches_done = int(meta["batches"])
     initial_step = int(meta["initial_step"])
     print_(f"restored {model_dir}/checkpoint_{latest} (step {latest}, "
@@ -192,8 +214,6 @@ def train(
       train_dataset_cfg, converter, host_index=jax.process_index(),
       num_hosts=jax.process_count(), seed=seed, skip_batches=batches_done)
   batches = data_lib.numpy_batches(train_ds)
-  train_step = step_lib.make_train_step(model, tx, lr_schedule, partitioner, shardings,
-                                        num_microbatches)
   eval_step = step_lib.make_eval_step(model, partitioner, shardings["params"])
   base_rng = jax.device_put(jax.random.PRNGKey(seed + 1), partitioner.replicated())
   writer = metrics_lib.MetricWriter(model_dir, resume_step=start_step)  # drops steps > start
@@ -314,12 +334,17 @@ def train(
             f"(exit status {preemption.EXIT_PREEMPTED})")
     if pending is not None:
       drain(pending)
+  except BaseException as e:
+    try:  # a save in flight completes (a SaveFailed's save is already given up)
+      checkpointer.close(finished=not isinstance(e, ckpt_lib.SaveFailed))
+    except ckpt_lib.SaveFailed as failed:  # the first error is the run's; this one too
+      print(f"warning: {failed}", file=sys.stderr)
+    raise
   finally:
     watch.__exit__()
     bar.close()
-    checkpointer.wait()
-    checkpointer.close()
     writer.close()
+  checkpointer.close()  # waits for the last save; SaveFailed if it could not be written
   elapsed = time.time() - t_loop
   summary.update(final_step=max(total_steps, start_step), final_train=last,
                  train_tokens=tokens_total, seconds=round(time.time() - t_start, 1),

@@ -3,6 +3,15 @@
 Import checks every tensor's shape against the one the config implies and refuses
 unused tensors, so a wrong config or checkpoint fails naming the tensor. Nothing here
 depends on the architecture beyond what its record says.
+
+Where the checkpoint's tokenizer has a real token at id 0 (`!` in GPT-2, Llama 3 and
+Qwen2/3; Pythia's `<|endoftext|>`), `HfTokenizerVocabulary` gives that token the id one
+past the tokenizer's largest (`moved_zero_id`), as SeqIO reads id 0 as padding. Import
+moves the embedding and output rows to match (`move_token_zero`): the token's row goes
+to that id, and the row there — an embedding row no token uses — comes to row 0, so the
+softmax runs over the checkpoint's own rows; where the checkpoint has no row to spare
+(GPT-2, Llama 3), one is appended and row 0's logit is masked (`mask_row_zero`). Export
+moves them back (`restore_token_zero`), so a round trip gives the checkpoint's tensors.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ import jax
 import numpy as np
 from safetensors import numpy as st_numpy
 
-from linguamix.models import decoder, lora
+from linguamix.models import decoder, hf_vocabulary, lora
 from linguamix.models.hf import registry, tensors
 from linguamix.models.hf.registry import Architecture
 
@@ -120,22 +129,80 @@ def params_to_hf(arch: Architecture | str, cfg: decoder.DecoderConfig, params: d
   return out
 
 
+# Our parameters indexed by token id, and the axis the id runs along.
+_VOCAB_AXES = {("token_embedder", "embedding"): 0, ("logits_dense",): 1}
+# hf_config.json (written by import-hf) records the id the tokenizer's id 0 moved to.
+MOVED_KEY = "linguamix_moved_zero_id"
+
+
+def _hf_order(moved: int, hf_rows: int) -> np.ndarray:
+  """order[i] = our row that holds the checkpoint's row i: row 0 at `moved`, and the
+  row at `moved` (if the checkpoint has one: a row no token uses) at 0."""
+  order = np.arange(hf_rows)
+  order[0] = moved
+  if moved < hf_rows:
+    order[moved] = 0
+  return order
+
+
+def move_token_zero(params: dict, cfg: decoder.DecoderConfig, moved: int | None
+                    ) -> tuple[dict, decoder.DecoderConfig]:
+  """Params and config in the checkpoint's ids -> in the vocabulary's (its id 0 at `moved`)."""
+  if moved is None:
+    return params, cfg
+  if moved > cfg.vocab_size:
+    raise ValueError(f"the tokenizer has {moved} ids but the checkpoint's embedding only "
+                     f"{cfg.vocab_size} rows: they do not belong together")
+  rows = max(cfg.vocab_size, moved + 1)
+  order = _hf_order(moved, cfg.vocab_size)
+  flat = flax.traverse_util.flatten_dict(params)
+  for path, axis in _VOCAB_AXES.items():
+    if path in flat:
+      w = np.moveaxis(np.asarray(flat[path]), axis, 0)
+      out = np.zeros((rows,) + w.shape[1:], w.dtype)
+      out[order] = w
+      flat[path] = np.moveaxis(out, 0, axis)
+  return flax.traverse_util.unflatten_dict(flat), dataclasses.replace(
+      cfg, vocab_size=rows, mask_row_zero=moved >= cfg.vocab_size)
+
+
+def restore_token_zero(params: dict, hf_cfg: decoder.DecoderConfig, moved: int | None) -> dict:
+  """`move_token_zero` undone: params in the checkpoint's ids, `hf_cfg.vocab_size` rows."""
+  if moved is None:
+    return params
+  want = max(hf_cfg.vocab_size, moved + 1)
+  order = _hf_order(moved, hf_cfg.vocab_size)
+  flat = flax.traverse_util.flatten_dict(params)
+  for path, axis in _VOCAB_AXES.items():
+    if path in flat:
+      w = np.asarray(flat[path])
+      if w.shape[axis] != want:
+        raise ValueError(f"{'/'.join(path)} has {w.shape[axis]} rows; a checkpoint of "
+                         f"vocab_size {hf_cfg.vocab_size} whose id 0 moved to {moved} has {want}")
+      flat[path] = np.take(w, order, axis=axis)
+  return flax.traverse_util.unflatten_dict(flat)
+
+
 def load_hf(directory: str | pathlib.Path, **overrides) -> tuple[Architecture, decoder.DecoderConfig, dict]:
-  """(architecture, config, params) from a Hugging Face model directory."""
+  """(architecture, config, params) from a Hugging Face model directory, in the ids of
+  its tokenizer's `HfTokenizerVocabulary` (`move_token_zero`)."""
   directory = pathlib.Path(directory)
   config_path = directory / "config.json"
   if not config_path.exists():
     raise FileNotFoundError(f"{config_path} does not exist")
   arch, cfg = config_from_hf(json.loads(config_path.read_text()), str(config_path), **overrides)
   params = params_from_hf(arch, cfg, tensors.read_safetensors(directory), str(directory))
+  params, cfg = move_token_zero(params, cfg, hf_vocabulary.moved_zero_id(directory))
   return arch, cfg, params
 
 
 def save_hf(directory: str | pathlib.Path, arch: Architecture | str, cfg: decoder.DecoderConfig, params: dict,
-            extra_config: dict | None = None, dtype: Any = np.float32) -> None:
-  """Writes config.json and model.safetensors that `AutoModelForCausalLM.from_pretrained` reads."""
+            extra_config: dict | None = None, dtype: Any = np.float32, moved: int | None = None) -> None:
+  """Writes config.json and model.safetensors that `AutoModelForCausalLM.from_pretrained` reads.
+  `cfg` is the checkpoint's; `moved`: the id the tokenizer's id 0 has in `params`, if any."""
   directory = pathlib.Path(directory)
   directory.mkdir(parents=True, exist_ok=True)
+  params = restore_token_zero(params, cfg, moved)
   hf_tensors = {k: v.astype(jax.numpy.dtype(dtype)) for k, v in params_to_hf(arch, cfg, params).items()}
   st_numpy.save_file(hf_tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
   hf_config = config_to_hf(arch, cfg, extra_config)
@@ -166,9 +233,23 @@ def adapter_config(params: dict, alpha: float | None, dropout: float = 0.0) -> l
 
 
 def import_hf(arch: Architecture, hf_dir: str, scan_layers: bool = False) -> tuple[dict, dict]:
-  """(params, config.json dict) of a Hugging Face directory."""
+  """(params, config.json dict) of a Hugging Face directory; the dict records where the
+  tokenizer's id 0 moved (`MOVED_KEY`), which export reads."""
   _, _, params = load_hf(hf_dir, scan_layers=scan_layers)
-  return params, json.loads((pathlib.Path(hf_dir) / "config.json").read_text())
+  hf_config = json.loads((pathlib.Path(hf_dir) / "config.json").read_text())
+  moved = hf_vocabulary.moved_zero_id(hf_dir)
+  return params, {**hf_config, **({MOVED_KEY: moved} if moved is not None else {})}
+
+
+def moved_zero_id(hf_config: dict, *tokenizer_dirs) -> int | None:
+  """Where the params' token id 0 sits: as import-hf recorded it, else as the first of
+  `tokenizer_dirs` holding a tokenizer.json says."""
+  if MOVED_KEY in hf_config:
+    return hf_config[MOVED_KEY]
+  for directory in tokenizer_dirs:
+    if (pathlib.Path(directory) / "tokenizer.json").exists():
+      return hf_vocabulary.moved_zero_id(directory)
+  return None
 
 
 def export_hf(arch: Architecture, params: dict, hf_config: dict, out_dir: str, dtype: str = "float32",
@@ -178,5 +259,7 @@ def export_hf(arch: Architecture, params: dict, hf_config: dict, out_dir: str, d
   if adapters is not None:
     params = jax.tree.map(np.asarray, lora.merge(params, adapters))
   arch, cfg = config_from_hf(hf_config, "config.json", scan_layers=is_scanned(params))
-  keep = {k: v for k, v in hf_config.items() if k.endswith("token_id") or k == "torch_dtype"}
-  save_hf(out_dir, arch, cfg, params, extra_config=keep, dtype=jax.numpy.dtype(dtype))
+  keep = {k: v for k, v in hf_config.items()
+          if (k.endswith("token_id") or k == "torch_dtype") and k != MOVED_KEY}
+  save_hf(out_dir, arch, cfg, params, extra_config=keep, dtype=jax.numpy.dtype(dtype),
+          moved=moved_zero_id(hf_config, out_dir))
