@@ -10,6 +10,7 @@ message; anything else is a bug: its traceback is printed and the line says so.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import traceback
@@ -75,6 +76,9 @@ def run_main(main: Callable[[list[str]], int | None], argv: Sequence[str], *, pr
   except KeyboardInterrupt:
     print(f"{prog}: interrupted", file=sys.stderr)
     return EXIT_INTERRUPTED
+  except BrokenPipeError:  # the reader of stdout left (`... --help | head`): not a bug
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+    return 141  # what a shell reports for a pipe's writer killed by SIGPIPE
   except Exception as e:  # noqa: BLE001 - the one boundary where everything is reported
     known = user_message(e)
     if known is None:

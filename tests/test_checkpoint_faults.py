@@ -143,6 +143,7 @@ def other_model(c):
   """The same layout, written by another model (a smaller vocabulary)."""
   import jax
   import orbax.checkpoint as ocp
+  from linguamix.models.checkpoints import checksums
   from linguamix.train import checkpoints as ckpt_lib
   tree = ocp.PyTreeCheckpointer().restore(str(c / "state"))
   for sub in (tree["params"], tree["opt_state"][0]["v"]):  # params and their second moments
@@ -151,6 +152,7 @@ def other_model(c):
   with ocp.StandardCheckpointer() as ckptr:
     ckptr.save(str(c / "state"), tree)
   meta = json.loads((c / "meta" / "metadata").read_text())
+  meta["checksums"].update(checksums.checksums({"params": tree["params"]}))  # its own, consistent
   meta["fingerprint"] = ckpt_lib.fingerprint(
       jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree["params"]))
   (c / "meta" / "metadata").write_text(json.dumps(meta))

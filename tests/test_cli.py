@@ -183,3 +183,14 @@ def test_python_dash_m_linguamix_is_the_command():
                        env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
                        text=True, timeout=120)
   assert bad.returncode == 2 and "no-such-command" in bad.stderr
+
+
+def test_a_reader_that_leaves_early_is_not_a_bug():
+  """`linguamix plan --help | head -1`: the closed pipe ends the command quietly (141)."""
+  proc = subprocess.Popen([sys.executable, "-m", "linguamix", "plan", "--help"], cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, bufsize=0)
+  proc.stdout.close()  # the reader is gone before the help is written
+  err = proc.stderr.read().decode()
+  assert proc.wait(timeout=120) == 141, err
+  assert "Traceback" not in err and "internal error" not in err

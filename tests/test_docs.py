@@ -27,8 +27,8 @@ TIMEOUT_S = 240  # generous: a loaded 2-core CI machine imports TensorFlow in ~4
 
 # Commands of the README's first two blocks, run elsewhere: command -> (file, text there).
 RUN_ELSEWHERE = {
-    "python -m pip install -e .": (".ci/run", 'python -m pip install -q -e ".[test]"'),
-    'python -m pip install -e ".[test]"': (".ci/run", 'python -m pip install -q -e ".[test]"'),
+    "python -m pip install -e .": (".ci/run", 'python -m pip install -q -e ".['),
+    'python -m pip install -e ".[test,tpu]"': (".ci/run", 'python -m pip install -q -e ".[test,tpu]"'),
     "python -m pytest -q": (".ci/run", "python -m pytest -q"),
     'python -m linguamix.train --gin_file=mixture_40shot.gin --gin.MODEL_DIR=\\"/tmp/linguamix_run\\"':
         ("tests/test_train.py", "def test_default_model_learns_the_bundled_40shot_mixture"),

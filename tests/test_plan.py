@@ -137,6 +137,8 @@ def test_oversized_batch_does_not_fit(tmp_path):
                   "GiB HBM of a TPU v5e (v5e-1, mesh data 1 x fsdp 1 x model 1, batch 256)")
   # the activations of 256 x 4096 tokens, not the 25 MB of parameters, overflow it
   assert need > 100 * 2 ** 30
+  # the attention path the TPU program takes, and why (the tiny gin's is not 'fused')
+  assert report["attention_impl"] == ["materialised", "attention='materialised'"]
 
 
 def test_search_space_covers_the_splits_the_batch_allows():

@@ -12,7 +12,8 @@ grouped-query / multi-query heads. The model hands it a `KernelMask` (per-token 
 lowered (`jax.lax.platform_dependent`), so it follows the target: a TPU program compiled
 ahead of time on a CPU host gets the kernel, a CPU run of the same code does not.
 
-Tensor names carry their shapes as in `layers`.
+Tensor names carry their shapes as in `layers`. Pallas is imported where the kernel is
+built, so importing the models does not import it.
 """
 
 from __future__ import annotations

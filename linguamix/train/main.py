@@ -46,7 +46,7 @@ def run(argv: list[str], *, prog: str, description: str, run_gin: str,
     absl_logging.set_verbosity(absl_logging.ERROR)  # SeqIO's per-dataset warnings drown the bar
     # Orbax logs a failed background save with tracebacks from each of its threads; the
     # trainer reports that failure itself, as one line.
-    absl_logging.get_absl_logger().addFilter(_not_orbax)  # once: the same filter is kept once
+    absl_logging.get_absl_logger().addFilter(_not_orbax)  # kept once however often run() is
   from linguamix import errors
 
   def go(args: list[str]) -> int:

@@ -295,6 +295,7 @@ def plan(*, model, partitioner_cfg: Mapping[str, Any], train_dataset_cfg, topolo
       "batch_size": batch_size, "feature_lengths": lengths, "num_microbatches": num_microbatches,
       "optimizer": optimizer or model.default_optimizer,
       "attention": getattr(getattr(model, "config", None), "attention", None),
+      "attention_impl": _attention_impl(model, partitioner.mesh.devices),
       "params": int(sum(np.prod(x.shape) for x in jax.tree.leaves(abstract))),
       "hbm_bytes": chip.hbm_bytes,
       "memory": {"parameters": param_bytes, "optimizer_state": opt_bytes,
@@ -380,6 +381,14 @@ def _mesh(r: dict) -> str:
   return " x ".join(f"{k} {v}" for k, v in r["mesh"].items())
 
 
+def _attention_impl(model, devices) -> list[str] | None:
+  """[implementation, reason] the target runs attention as (splash, cuDNN, XLA, ...)."""
+  if not hasattr(model, "attention_needs"):
+    return None
+  from linguamix.models import attention_kernels
+  return list(attention_kernels.attention_impl_for(model, attention_kernels.platform_of(devices)))
+
+
 def format_report(r: dict) -> str:
   m = r["memory"]
   slices = f" x {r['slices']} slices" if r["slices"] > 1 else ""
@@ -391,6 +400,8 @@ def format_report(r: dict) -> str:
            + " tokens"
            + (f", {r['num_microbatches']} microbatches" if r["num_microbatches"] > 1 else "")
            + (f", attention {r['attention']!r}" if r.get("attention") else ""),
+           *([f"attention runs as {r['attention_impl'][0]}: {r['attention_impl'][1]}"]
+             if r.get("attention_impl") else []),
            "", "memory per chip (the compiler's analysis)"]
   rows = [("parameters", m["parameters"]), ("optimizer state", m["optimizer_state"]),
           ("batch", m["batch"])]

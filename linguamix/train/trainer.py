@@ -337,7 +337,7 @@ def train(
   except BaseException as e:
     try:  # a save in flight completes (a SaveFailed's save is already given up)
       checkpointer.close(finished=not isinstance(e, ckpt_lib.SaveFailed))
-    except ckpt_lib.SaveFailed as failed:  # the first error is the run's; this one too
+    except ckpt_lib.SaveFailed as failed:  # the run's own error stays the one reported
       print(f"warning: {failed}", file=sys.stderr)
     raise
   finally:
