@@ -1,7 +1,8 @@
-"""`evaluate`: drive `seqio.Evaluator` with a linguamix model (T5X model contract).
+"""`evaluate`: score benchmark tasks with a linguamix model (T5X model contract).
 
-Rank-classification tasks call the model's `score_batch`, generation tasks its
-`predict_batch`; a tqdm bar per task shows requests/s. Every host scores the whole eval
+Rank-classification tasks call the model's `score_batch`, all their requests in one
+length-sorted loop (`batched`); generation tasks run through `seqio.Evaluator` and the
+model's `predict_batch`. A tqdm bar shows requests/s. Every host scores the whole eval
 set (the sets are small); only host 0 writes files.
 """
 
@@ -21,12 +22,13 @@ import tqdm
 import linguamix.evals  # registers the benchmark tasks  # noqa: F401
 from linguamix import atomic
 from linguamix.evals import data
-from linguamix.evals import loggers
+from linguamix.evals import batched
+from linguamix.evals import loggers as loggers_lib
 from linguamix.evals import registry
 from linguamix.evals import requests
 from linguamix.models import base
 
-LOGGERS = (loggers.MetricsLogger, loggers.ScoresLogger)
+LOGGERS = (loggers_lib.MetricsLogger, loggers_lib.ScoresLogger)
 
 
 def _check_name(name: str) -> None:
@@ -34,14 +36,6 @@ def _check_name(name: str) -> None:
   if lang and family in registry.BENCHMARKS:
     registry.check_language(registry.BENCHMARKS[family], lang)
   seqio.get_mixture_or_task(name)  # unknown names fail here, listing what exists
-
-
-def _bucket(length: int) -> int:
-  """Powers of two from 16: few shapes, the same for every task, so few compilations."""
-  bucket = 16
-  while bucket < length:
-    bucket *= 2
-  return bucket
 
 
 def _fit(v: np.ndarray, length: int) -> np.ndarray:
@@ -80,7 +74,7 @@ def _batches(ds: tf.data.Dataset, batch_size: int, by_length: bool):
       v = v[take]
       prefix = "encoder_" if k.startswith("encoder_") else "decoder_"
       if prefix in lengths:
-        v = _fit(v, _bucket(int(lengths[prefix][take].max())))
+        v = _fit(v, batched.bucket(int(lengths[prefix][take].max())))
       if n < batch_size:
         v = np.concatenate([v, np.zeros((batch_size - n,) + v.shape[1:], v.dtype)])
       batch[k] = v
@@ -117,15 +111,23 @@ def evaluate(model: base.BaseModel, params: Any, task_or_mixture_names: str | Se
   Rank-classification requests are lm-evaluation-harness's (`requests.py`) for the
   model's kind and tokenizer; a decoder-only model scores with the start token its
   tokenizer implies. `add_bos_token`: lm-eval's override (None: the tokenizer's default).
+  The requests of all rank-classification tasks are scored in one length-sorted loop
+  (`batched`); other tasks (generation) run through `seqio.Evaluator`, task by task.
 
   `split`: "default" (each benchmark's reported split), "validation" or "test".
   `sequence_length`: task feature lengths; None measures the longest example.
+  `num_examples`: the first rows (rank classification: choices) of each task.
   `jit`: compile `score_batch` (off for scorers that are plain Python).
   """
   names = [task_or_mixture_names] if isinstance(task_or_mixture_names, str) \
       else list(task_or_mixture_names)
   for name in names:
     _check_name(name)
+  tasks = list({t.name: t for name in names
+                for t in seqio.get_subtasks(seqio.get_mixture_or_task(name))}.values())
+  lacking = [t.name for t in tasks if split not in t.splits]
+  if lacking:
+    raise ValueError(f"split {split!r} not offered by {lacking}")
   converter = feature_converter or model.feature_converter_cls(pack=False)
   model, fmt = requests.for_model(model, add_bos_token)
   score = jax.jit(model.score_batch) if jit else model.score_batch
@@ -133,25 +135,28 @@ def evaluate(model: base.BaseModel, params: Any, task_or_mixture_names: str | Se
   writes = jax.process_index() == 0
   results: dict[str, dict[str, float]] = {}
   with requests.using(fmt):  # the tasks build their requests for this model
-    for name in names:
-      tasks = seqio.get_subtasks(seqio.get_mixture_or_task(name))
-      lacking = [t.name for t in tasks if split not in t.splits]
-      if lacking:
-        raise ValueError(f"split {split!r} not offered by {lacking}")
-      try:
-        evaluator = seqio.Evaluator(
-            name, feature_converter=converter, eval_split=split,
-            sequence_length=sequence_length, num_examples=num_examples,
-            logger_cls=logger_cls if writes else (), log_dir=output_dir,
-            async_compute_metrics=False)
-      except tf.errors.InvalidArgumentError as e:  # e.g. rank.check_fits: name the task
-        raise ValueError(f"{name}: {e.message.split('assertion failed: ')[-1].splitlines()[0]}") from None
+    ranked = [batched.task_requests(t, split, num_examples, sequence_length)
+              for t in tasks if batched.is_rank_task(t)]
+    if ranked:
+      loggers = [cls(output_dir=output_dir) for cls in logger_cls] if writes else []
+      scores = batched.score_all(lambda b: score(params, b), ranked, converter, batch_size)
+      for task_requests, task_scores in zip(ranked, scores):
+        results[task_requests.task.name] = loggers_lib.scalars(
+            batched.task_metrics(task_requests, task_scores, step, loggers))
+    for task in tasks:
+      if batched.is_rank_task(task):
+        continue
+      evaluator = seqio.Evaluator(
+          task.name, feature_converter=converter, eval_split=split,
+          sequence_length=sequence_length, num_examples=num_examples,
+          logger_cls=logger_cls if writes else (), log_dir=output_dir,
+          async_compute_metrics=False)
       metrics, _ = evaluator.evaluate(
           compute_metrics=True, step=step,
-          score_fn=_model_fn(lambda b: score(params, b), batch_size, name, float, by_length=True),
+          score_fn=_model_fn(lambda b: score(params, b), batch_size, task.name, float, by_length=True),
           predict_fn=_model_fn(lambda b: model.predict_batch(params, b, rng), batch_size,
-                               name, lambda r: r.tolist()))
-      results.update({task: loggers.scalars(m) for task, m in metrics.result().items()})
+                               task.name, lambda r: r.tolist()))
+      results.update({t: loggers_lib.scalars(m) for t, m in metrics.result().items()})
   if writes:
     tf.io.gfile.makedirs(output_dir)
     with atomic.atomic_write(os.path.join(output_dir, "run.json")) as f:
