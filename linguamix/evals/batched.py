@@ -5,7 +5,9 @@ runs one loop. Here too: the requests of every rank-classification task asked fo
 built in Python (`requests.pair_encoder`, the ids the SeqIO task's `tokenize_pairs`
 builds), converted by the model's SeqIO feature converter in one pass, sorted by length
 (longest first) and scored in batches cut to a few length buckets, so the jitted scorer
-compiles once per bucket whatever the number of tasks and languages. The SeqIO tasks'
+compiles once per bucket whatever the number of tasks and languages. A decoder-only
+model scores an example's requests in one row: the context they share once, then each
+continuation as a branch that attends to it (`decoder_branch_ids`). The SeqIO tasks'
 own postprocessor and metric functions then score each task, and the loggers write its
 files, as `seqio.Evaluator` would.
 """
@@ -73,10 +75,9 @@ def task_requests(task: seqio.Task, split: str, num_examples: int | None = None,
 
 
 def bucket(length: int) -> int:
-  """The padded length of a batch whose longest row has `length` tokens: at least 16,
-  then four steps per doubling (16, 20, 24, 28, 32, 40, ...), rounded to a multiple of
-  8. At most 25% padding, and a handful of shapes for all tasks, so a handful of
-  compilations."""
+  """The padded length of a batch whose longest row has `length` tokens: 16, 24, 32,
+  then four steps per doubling (40, 48, 56, 64, 80, ...). At most a quarter padding,
+  and a handful of shapes for all tasks, so a handful of compilations."""
   if length <= 16:
     return 16
   step = max(8, 1 << (length.bit_length() - 3))
@@ -106,41 +107,122 @@ def _used_lengths(features: Mapping[str, np.ndarray], all_rows) -> dict[str, np.
   return {"decoder_": inputs + targets}
 
 
+def _batch_of(rows: Sequence[Mapping[str, np.ndarray]], widths: Mapping[str, int],
+              batch_size: int) -> dict[str, np.ndarray]:
+  """Rows stacked, each feature cut or zero-padded to its prefix's width, then zero rows
+  up to `batch_size` (one shape per bucket, so one compilation)."""
+  batch = {}
+  for key in rows[0]:
+    width = widths["encoder_" if key.startswith("encoder_") else "decoder_"]
+    value = np.zeros((batch_size, width), rows[0][key].dtype)
+    for i, row in enumerate(rows):
+      n = min(width, len(row[key]))
+      value[i, :n] = row[key][:n]
+    batch[key] = value
+  return batch
+
+
+def _shared_rows(features: Mapping[str, np.ndarray], length: np.ndarray,
+                 groups: Sequence[np.ndarray]):
+  """Decoder rows that score each example's requests together: the positions all its
+  requests agree on (input, target, weight: the shared context) once as branch 0, then
+  each request's remaining positions as its own branch, positions continuing the shared
+  ones. Yields (row features, [(request, branch slice)], shared slice)."""
+  for group in groups:
+    cols = [features[k][group] for k in features]
+    shortest = int(length[group].min())
+    same = np.ones(shortest - 1, bool)  # every request keeps one position of its own
+    for c in cols:
+      same &= (c[:, :shortest - 1] == c[:1, :shortest - 1]).all(0)
+    shared = int(np.cumprod(same).sum())
+    parts = {k: [features[k][group[0], :shared]] for k in features}
+    positions, branches, owners = [np.arange(shared)], [np.zeros(shared, np.int32)], []
+    at = shared
+    for b, r in enumerate(group, start=1):
+      n = int(length[r])
+      for k in features:
+        parts[k].append(features[k][r, shared:n])
+      positions.append(np.arange(shared, n))
+      branches.append(np.full(n - shared, b, np.int32))
+      owners.append((int(r), slice(at, at + n - shared)))
+      at += n - shared
+    row = {k: np.concatenate(v) for k, v in parts.items()}
+    row["decoder_positions"] = np.concatenate(positions).astype(np.int32)
+    row["decoder_branch_ids"] = np.concatenate(branches)
+    row["decoder_segment_ids"] = np.ones(at, np.int32)
+    yield row, owners, slice(0, shared)
+
+
 def score_all(score_fn: Callable[[Mapping[str, np.ndarray]], Any],
               tasks: Sequence[TaskRequests], converter: seqio.FeatureConverter,
-              batch_size: int, desc: str = "rank classification") -> list[np.ndarray]:
+              batch_size: int, token_fn: Callable[[Mapping[str, np.ndarray]], Any] | None = None,
+              desc: str = "rank classification") -> list[np.ndarray]:
   """Every row's summed log-likelihood, per task in row order, from one loop over all
   rows sorted longest first; each batch is cut to its bucket and the last one padded to
-  `batch_size` rows (padding rows and trailing padding change no real row's score)."""
+  `batch_size` rows (padding rows and trailing padding change no real row's score).
+
+  `token_fn` (per-position log-likelihoods of a decoder-only model that takes
+  `decoder_branch_ids`): each example's requests share one row, their common context
+  scored once (`_shared_rows`); a batch then holds `batch_size` requests on average."""
   all_rows = [r for t in tasks for r in t.rows]
-  scores = np.zeros(len(all_rows), np.float32)
+  scores = np.zeros(len(all_rows), np.float64)
   if all_rows:
     features = _model_features(all_rows, converter)
     used = _used_lengths(features, all_rows)
-    # longest first, as lm-eval; ties keep task and row order
-    order = np.lexsort([-v for v in reversed(list(used.values()))])
-    with tqdm.tqdm(total=len(order), desc=desc, unit="req", dynamic_ncols=True,
-                   disable=jax.process_index() != 0) as bar:
-      for start in range(0, len(order), batch_size):
-        take = order[start:start + batch_size]
-        n = len(take)
-        batch = {}
-        width = {p: bucket(int(v[take].max())) for p, v in used.items()}
-        for key, value in features.items():
-          width_k = width["encoder_" if key.startswith("encoder_") else "decoder_"]
-          value = value[take][:, :width_k]
-          if value.shape[1] < width_k:
-            value = np.pad(value, [(0, 0), (0, width_k - value.shape[1])])
-          if n < batch_size:
-            value = np.concatenate([value, np.zeros((batch_size - n,) + value.shape[1:], value.dtype)])
-          batch[key] = value
-        scores[take] = np.asarray(score_fn(batch))[:n]
-        bar.update(n)
+    if token_fn is not None and list(used) == ["decoder_"]:
+      _score_shared(token_fn, features, used["decoder_"], _groups(tasks), batch_size, scores, desc)
+    else:
+      # longest first, as lm-eval; ties keep task and row order
+      order = np.lexsort([-v for v in reversed(list(used.values()))])
+      rows = [{k: v[i] for k, v in features.items()} for i in range(len(all_rows))]
+      with _bar(len(order), desc) as bar:
+        for start in range(0, len(order), batch_size):
+          take = order[start:start + batch_size]
+          widths = {p: bucket(int(v[take].max())) for p, v in used.items()}
+          batch = _batch_of([rows[i] for i in take], widths, batch_size)
+          scores[take] = np.asarray(score_fn(batch))[:len(take)]
+          bar.update(len(take))
   out, start = [], 0
   for t in tasks:
-    out.append(scores[start:start + len(t.rows)])
+    out.append(scores[start:start + len(t.rows)].astype(np.float32))
     start += len(t.rows)
   return out
+
+
+def _bar(total: int, desc: str):
+  return tqdm.tqdm(total=total, desc=desc, unit="req", dynamic_ncols=True,
+                   disable=jax.process_index() != 0)
+
+
+def _groups(tasks: Sequence[TaskRequests]) -> list[np.ndarray]:
+  """Global row indices of each example's requests (consecutive rows of one idx)."""
+  groups, start = [], 0
+  for t in tasks:
+    for i, row in enumerate(t.rows):
+      if i and row["idx"] == t.rows[i - 1]["idx"]:
+        groups[-1].append(start + i)
+      else:
+        groups.append([start + i])
+    start += len(t.rows)
+  return [np.array(g) for g in groups]
+
+
+def _score_shared(token_fn, features, length, groups, batch_size, scores, desc) -> None:
+  packed = list(_shared_rows(features, length, groups))
+  order = sorted(range(len(packed)), key=lambda i: -len(packed[i][0]["decoder_positions"]))
+  # `batch_size` counts requests, as lm-eval's does: rows per batch hold that many on
+  # average (at least one row), the same for every batch, so one shape per bucket
+  rows = max(1, round(batch_size * len(packed) / len(scores)))
+  with _bar(len(scores), desc) as bar:
+    for start in range(0, len(order), rows):
+      take = [packed[i] for i in order[start:start + rows]]
+      width = bucket(max(len(row["decoder_positions"]) for row, _, _ in take))
+      token_ll = np.asarray(token_fn(_batch_of([row for row, _, _ in take], {"decoder_": width},
+                                               rows)), np.float64)
+      for ll, (_, owners, shared) in zip(token_ll, take):
+        for request, own in owners:
+          scores[request] = ll[shared].sum() + ll[own].sum()
+        bar.update(len(owners))
 
 
 def task_metrics(task_requests: TaskRequests, scores: np.ndarray, step: int | None,

@@ -139,7 +139,12 @@ def evaluate(model: base.BaseModel, params: Any, task_or_mixture_names: str | Se
               for t in tasks if batched.is_rank_task(t)]
     if ranked:
       loggers = [cls(output_dir=output_dir) for cls in logger_cls] if writes else []
-      scores = batched.score_all(lambda b: score(params, b), ranked, converter, batch_size)
+      token_fn = None
+      if getattr(model, "shares_prefixes", False):  # score each example's context once
+        tokens = jax.jit(model.token_log_likelihood) if jit else model.token_log_likelihood
+        token_fn = lambda b: tokens(params, b)  # noqa: E731
+      scores = batched.score_all(lambda b: score(params, b), ranked, converter, batch_size,
+                                 token_fn=token_fn)
       for task_requests, task_scores in zip(ranked, scores):
         results[task_requests.task.name] = loggers_lib.scalars(
             batched.task_metrics(task_requests, task_scores, step, loggers))
