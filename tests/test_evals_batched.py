@@ -66,11 +66,12 @@ def _one_by_one(model, params, task_name, num_examples):
   return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("build", [_tiny_decoder, _tiny_encdec], ids=["decoder", "encdec"])
 def test_batched_scores_equal_seqio_one_request_at_a_time(root, tmp_path, build):
   model, params, _ = build(task_vocab.VOCABULARY)
   names = [f"xcopa.{lang}" for lang in XCOPA_LANGS] + list(OTHERS)
-  num_examples = 30  # rows (choices) per task: XCOPA's first 15 examples
+  num_examples = 12  # rows (choices) per task: XCOPA's first 6 examples
   runner.evaluate(model, params, names, str(tmp_path / "out"), batch_size=8,
                   num_examples=num_examples)
   for name in names:
@@ -87,6 +88,7 @@ def test_batched_scores_equal_seqio_one_request_at_a_time(root, tmp_path, build)
       np.testing.assert_allclose(got[key][0], score, rtol=1e-6, atol=1e-5, err_msg=f"{name} {key}")
 
 
+@pytest.mark.slow
 def test_start_up_compiles_once_per_length_bucket_whatever_the_languages(root, tmp_path, monkeypatch):
   model, params, _ = _tiny_decoder(task_vocab.VOCABULARY)
   traced_shapes = []
@@ -109,16 +111,16 @@ def test_start_up_compiles_once_per_length_bucket_whatever_the_languages(root, t
   jax.monitoring.register_event_duration_secs_listener(listener)
   try:
     results = runner.evaluate(model, params, [f"xcopa.{lang}" for lang in XCOPA_LANGS],
-                              str(tmp_path / "out"), batch_size=16)
+                              str(tmp_path / "out"), batch_size=16, num_examples=300)
   finally:
     jax.monitoring.unregister_event_duration_listener(listener)
-  assert all(results[f"xcopa.{lang}"]["num_examples"] == 500 for lang in XCOPA_LANGS)
+  assert all(results[f"xcopa.{lang}"]["num_examples"] == 150 for lang in XCOPA_LANGS)
   assert pipelines == []  # no SeqIO pipeline traced per language
   # one trace and one compilation per batch shape; every batch has batch_size rows
   assert len(traced_shapes) == len(set(traced_shapes)) == len(compiles)
   assert len({b for b, _ in traced_shapes}) == 1  # rows per batch fixed for the run
   lengths = sorted(length for _, length in traced_shapes)
-  # 3,000 requests of 3 languages: at most four shapes per doubling of the length
+  # 900 requests of 3 languages: at most four shapes per doubling of the length
   octaves = int(np.ceil(np.log2(lengths[-1] / 16))) if lengths[-1] > 16 else 0
   assert len(lengths) <= 4 * octaves + 1, lengths
   assert all(batched.bucket(n) == n for n in lengths)
