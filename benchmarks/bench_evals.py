@@ -2,21 +2,30 @@
 
     python benchmarks/bench_evals.py [task_or_mixture]
         tiny random mT5 on the bundled vocabulary, real XCOPA (bundled): requests/s.
-    python benchmarks/bench_evals.py --vs-lm-eval [--limit N] [--batch_size B] [--size small]
-        lm-evaluation-harness 0.4.13 (HFLM, PyTorch) and linguamix (JAX), one after the
-        other, on the same random Llama-style causal LM (BOS-adding byte-level BPE
-        tokenizer trained here), the same real XCOPA files (lm-eval's own yamls pointed at
-        them) and the same batch size: requests/s of each and the ratio. Both wall times
-        cover the whole call (data, tokenization, compilation, scoring, metrics); lm-eval's
-        time inside its scoring loop is printed too. Needs the test extra (lm-eval, torch,
-        transformers). Threads and the machine's load are printed: figures on a shared,
-        loaded machine are not ratios of truth.
+    python benchmarks/bench_evals.py --vs-lm-eval [--rounds R] [--languages it,sw] [--limit N]
+                                     [--batch_size B] [--size small]
+        lm-evaluation-harness 0.4.13 (HFLM, PyTorch) and linguamix (JAX) on the same random
+        Llama-style causal LM (BOS-adding byte-level BPE tokenizer trained here), the same
+        real XCOPA files (lm-eval's own yamls pointed at them) and the same batch size,
+        interleaved: lm-eval, linguamix, lm-eval, linguamix, ... for R rounds. Each call is
+        timed whole (data, tokenization, model loading or compilation, scoring, metrics),
+        in wall seconds and in CPU seconds (user + system of this process); per round and
+        the medians, with the ratio lm-eval / linguamix. `--languages it` times a
+        one-language task, where start-up weighs most. Needs the test extra (lm-eval,
+        torch, transformers).
+
+    Timings are only worth reporting from a quiet machine: the 1-minute load average is
+    printed before and after every call, and the run stops at once when it is above
+    --max_load (default 1.5, for a 2-core machine; scale with the cores) unless
+    --allow_load is given, in which case every figure is flagged as taken under load.
 """
 
 import argparse
 import json
 import os
 import pathlib
+import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,6 +49,44 @@ def load() -> str:
   return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
+def load_1min() -> float:
+  return os.getloadavg()[0]
+
+
+class LoadGuard:
+  """The 1-minute load average around each timed call: refuses a loaded machine, or with
+  `allow` flags what was measured on one."""
+
+  def __init__(self, max_load: float, allow: bool):
+    self.max_load, self.allow, self.loaded = max_load, allow, False
+
+  def check(self, when: str) -> float:
+    value = load_1min()
+    if value > self.max_load:
+      self.loaded = True
+      if not self.allow:
+        sys.exit(f"error: 1-minute load average {value:.2f} {when} is above --max_load "
+                 f"{self.max_load}: other work would distort the timings; rerun on a quiet "
+                 "machine (or pass --allow_load to time anyway, flagged)")
+      print(f"WARNING: 1-minute load average {value:.2f} {when} > {self.max_load}: "
+            "figures below are flagged LOADED, not publishable")
+    return value
+
+
+def timed(fn, guard: LoadGuard, label: str):
+  """(result, wall s, CPU s) of fn(); load printed before and after."""
+  before = guard.check(f"before {label}")
+  cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+  start = time.perf_counter()
+  out = fn()
+  wall = time.perf_counter() - start
+  cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+  cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+  after = guard.check(f"after {label}")
+  print(f"  {label}: {wall:.1f} s wall, {cpu:.1f} s CPU; load (1 min) {before:.2f} -> {after:.2f}")
+  return out, wall, cpu
+
+
 def tiny_mt5(name: str) -> None:
   os.environ.setdefault("LINGUAMIX_EVAL_DATA_ROOT", str(BUNDLED))
   model = encoder_decoder.EncoderDecoderModel(mt5.MT5Config(
@@ -59,6 +106,8 @@ def tiny_mt5(name: str) -> None:
 
 
 def vs_lm_eval(args) -> None:
+  guard = LoadGuard(args.max_load, args.allow_load)
+  guard.check("at start")
   sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
   import gin
   import torch
@@ -67,10 +116,14 @@ def vs_lm_eval(args) -> None:
   from linguamix.models import decoder, hf_vocabulary
   from linguamix.models.hf import decoder_io
 
-  langs = sorted(p.name for p in (BUNDLED / "xcopa").iterdir() if p.is_dir())
+  all_langs = sorted(p.name for p in (BUNDLED / "xcopa").iterdir() if p.is_dir())
+  langs = args.languages.split(",") if args.languages else all_langs
+  unknown = sorted(set(langs) - set(all_langs))
+  if unknown:
+    sys.exit(f"error: --languages {','.join(unknown)}: XCOPA has {','.join(all_langs)}")
   texts = [" ".join([r["premise"], r["choice1"], r["choice2"]])
-           for lang in langs for r in map(json.loads, (BUNDLED / "xcopa" / lang / f"test.{lang}.jsonl")
-                                          .read_text("utf-8").splitlines())]
+           for lang in all_langs for r in map(json.loads, (BUNDLED / "xcopa" / lang / f"test.{lang}.jsonl")
+                                              .read_text("utf-8").splitlines())]
   hidden, layers, heads, kv, mlp = SIZES[args.size]
   with tempfile.TemporaryDirectory() as tmp:
     tmp = pathlib.Path(tmp)
@@ -83,23 +136,18 @@ def vs_lm_eval(args) -> None:
         vocab_size=n, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
         num_key_value_heads=kv, intermediate_size=mlp, max_position_embeddings=2048,
         bos_token_id=1, eos_token_id=2)).eval().save_pretrained(hf_dir)
-    files = {f"xcopa_{l}": str(BUNDLED / "xcopa" / l / f"test.{l}.jsonl") for l in langs}
+    files = {f"xcopa_{l}": str(BUNDLED / "xcopa" / l / f"test.{l}.jsonl") for l in all_langs}
     lm_eval_helpers.copy_tasks(tmp / "tasks", files, folders=(("xcopa", "_xcopa.yaml"),))
+    lm_tasks = ["lmx_xcopa"] if langs == all_langs else [f"lmx_xcopa_{l}" for l in langs]
+    ours_tasks = "xcopa" if langs == all_langs else [f"xcopa.{l}" for l in langs]
     limit = args.limit
     requests = 2 * len(langs) * (limit or 500)
     print(f"model: random Llama-style d={hidden} layers={layers} vocab={n}; XCOPA {len(langs)} "
-          f"languages x {limit or 500} examples x 2 choices = {requests} requests; batch {args.batch_size}")
+          f"language(s) x {limit or 500} examples x 2 choices = {requests} requests; "
+          f"batch {args.batch_size}; {args.rounds} interleaved rounds")
     print(f"threads: torch {torch.get_num_threads()} (intra-op), JAX CPU devices "
-          f"{jax.device_count()}, os.cpu_count {os.cpu_count()}")
-    print(f"load before: {load()}")
-
-    start = time.perf_counter()
-    lm_out, _, scoring = lm_eval_helpers.run(hf_dir, ["lmx_xcopa"], tmp / "tasks", limit,
-                                             batch_size=args.batch_size)
-    lm_seconds = time.perf_counter() - start
-    print(f"lm-eval {lm_eval_helpers.lm_eval.__version__}: {lm_seconds:.1f} s = "
-          f"{requests / lm_seconds:.1f} requests/s (its scoring loop alone: {scoring:.1f} s = "
-          f"{requests / scoring:.1f} requests/s); load: {load()}")
+          f"{jax.device_count()}, os.cpu_count {os.cpu_count()}; max load {args.max_load}")
+    print(f"load: {load()}")
 
     os.environ["LINGUAMIX_EVAL_DATA_ROOT"] = str(BUNDLED)
     vocabulary = hf_vocabulary.HfTokenizerVocabulary(str(hf_dir))
@@ -107,18 +155,39 @@ def vs_lm_eval(args) -> None:
       gin.bind_parameter("linguamix.t5x_tasks.task_vocabulary.vocabulary", vocabulary)
     _, cfg, params = decoder_io.load_hf(hf_dir)
     model = decoder.DecoderOnlyModel(cfg, vocabulary)
-    start = time.perf_counter()
-    results = runner.evaluate(model, params, "xcopa", str(tmp / "ours"), batch_size=args.batch_size,
-                              num_examples=2 * limit if limit else None)
-    ours_seconds = time.perf_counter() - start
-    print(f"linguamix: {ours_seconds:.1f} s = {requests / ours_seconds:.1f} requests/s "
-          f"(including compilation); load: {load()}")
-    print(f"ratio linguamix / lm-eval requests/s: {lm_seconds / ours_seconds:.2f}x "
-          f"(vs its scoring loop alone: {scoring / ours_seconds:.2f}x)")
-    group = lm_out["results"]["lmx_xcopa"]["acc,none"] * 100
-    ours = sum(r["acc"] * r["num_examples"] for r in results.values()) / sum(
-        r["num_examples"] for r in results.values())
-    print(f"xcopa acc (size-weighted): lm-eval {group:.2f}, linguamix {ours:.2f}")
+
+    def run_lm_eval():
+      return lm_eval_helpers.run(hf_dir, lm_tasks, tmp / "tasks", limit, batch_size=args.batch_size)
+
+    def run_ours():
+      return runner.evaluate(model, params, ours_tasks, str(tmp / "ours"), batch_size=args.batch_size,
+                             num_examples=2 * limit if limit else None)
+
+    times = {"lm-eval": [], "linguamix": []}
+    for r in range(1, args.rounds + 1):
+      print(f"round {r}:")
+      (lm_out, _, scoring), wall, cpu = timed(run_lm_eval, guard, "lm-eval")
+      times["lm-eval"].append((wall, cpu))
+      results, wall, cpu = timed(run_ours, guard, "linguamix")
+      times["linguamix"].append((wall, cpu))
+      print(f"  ratio lm-eval / linguamix: wall {times['lm-eval'][-1][0] / wall:.2f}x, "
+            f"CPU {times['lm-eval'][-1][1] / cpu:.2f}x (lm-eval's scoring loop alone: {scoring:.1f} s)")
+    flag = " [LOADED: not publishable]" if guard.loaded else ""
+    med = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v)) for k, v in times.items()}
+    ratios = [a[0] / b[0] for a, b in zip(times["lm-eval"], times["linguamix"])]
+    print(f"median of {args.rounds} rounds{flag}: lm-eval {med['lm-eval'][0]:.1f} s "
+          f"({requests / med['lm-eval'][0]:.1f} requests/s, {med['lm-eval'][1]:.1f} s CPU), "
+          f"linguamix {med['linguamix'][0]:.1f} s ({requests / med['linguamix'][0]:.1f} requests/s, "
+          f"{med['linguamix'][1]:.1f} s CPU)")
+    print(f"speed-up lm-eval / linguamix{flag}: wall {med['lm-eval'][0] / med['linguamix'][0]:.2f}x "
+          f"(rounds {min(ratios):.2f}-{max(ratios):.2f}), CPU {med['lm-eval'][1] / med['linguamix'][1]:.2f}x")
+    key = "lmx_xcopa" if langs == all_langs else f"lmx_xcopa_{langs[0]}"
+    if len(langs) == 1 or langs == all_langs:
+      group = lm_out["results"][key]["acc,none"] * 100
+      ours = sum(r["acc"] * r["num_examples"] for r in results.values()) / sum(
+          r["num_examples"] for r in results.values())
+      print(f"xcopa acc (size-weighted): lm-eval {group:.2f}, linguamix {ours:.2f}")
+    print(f"load: {load()}")
 
 
 def main():
@@ -126,6 +195,13 @@ def main():
   parser.add_argument("task", nargs="?", default="xcopa", help="task or mixture (tiny mT5 mode)")
   parser.add_argument("--vs-lm-eval", action="store_true", help="both tools side by side")
   parser.add_argument("--limit", type=int, default=None, help="XCOPA examples per language (of 500)")
+  parser.add_argument("--languages", default=None,
+                      help="comma-separated XCOPA languages (default: all 11); one language times start-up")
+  parser.add_argument("--rounds", type=int, default=3, help="interleaved lm-eval / linguamix rounds")
+  parser.add_argument("--max_load", type=float, default=1.5,
+                      help="refuse to time above this 1-minute load average (2 cores: 1.5)")
+  parser.add_argument("--allow_load", action="store_true",
+                      help="time on a loaded machine anyway; every figure is flagged")
   parser.add_argument("--batch_size", type=int, default=32)
   parser.add_argument("--size", choices=sorted(SIZES), default="small")
   parser.add_argument("--vocab_size", type=int, default=2000)

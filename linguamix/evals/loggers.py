@@ -180,7 +180,8 @@ class ScoresLogger(seqio.Logger):
     del step, metrics
     if dataset is None or not inferences or targets is None:
       return
-    rows = list(tfds.as_numpy(dataset))
+    # rows already in memory (`batched`) or the task's tf.data dataset (`seqio.Evaluator`)
+    rows = dataset if isinstance(dataset, list) else list(tfds.as_numpy(dataset))
     ranked = bool(targets) and isinstance(targets[0], dict) and "choice" in targets[0]
     if "score" in inferences and ranked:
       lines = self._rank_lines(rows, targets, inferences["score"])

@@ -36,6 +36,8 @@ class Benchmark:
 
 # family name -> Benchmark (or generation.GenerationBenchmark), for language checks.
 BENCHMARKS: dict = {}
+# rank-classification task name -> (Benchmark, language): the tasks `batched` scores.
+RANK_TASKS: dict[str, tuple[Benchmark, str]] = {}
 
 
 def check_language(benchmark: Benchmark, lang: str) -> None:
@@ -66,6 +68,7 @@ def register_rank_benchmark(benchmark: Benchmark) -> None:
   BENCHMARKS[benchmark.name] = benchmark
   metric_fns = [rank.rank_accuracy] + ([rank.binary_f1] if benchmark.binary else [])
   for lang in benchmark.languages:
+    RANK_TASKS[benchmark.task_name(lang)] = (benchmark, lang)
     seqio.TaskRegistry.add(
         benchmark.task_name(lang),
         source=seqio.FunctionDataSource(

@@ -1,7 +1,8 @@
-"""`evaluate`: drive `seqio.Evaluator` with a linguamix model (T5X model contract).
+"""`evaluate`: score benchmark tasks with a linguamix model (T5X model contract).
 
-Rank-classification tasks call the model's `score_batch`, generation tasks its
-`predict_batch`; a tqdm bar per task shows requests/s. Every host scores the whole eval
+Rank-classification tasks call the model's `score_batch`, all their requests in one
+length-sorted loop (`batched`); generation tasks run through `seqio.Evaluator` and the
+model's `predict_batch`. A tqdm bar shows requests/s. Every host scores the whole eval
 set (the sets are small); only host 0 writes files.
 """
 
@@ -20,14 +21,15 @@ import tqdm
 
 import linguamix.evals  # registers the benchmark tasks  # noqa: F401
 from linguamix import atomic
+from linguamix.evals import batched
 from linguamix.evals import data
 from linguamix.evals import generation
-from linguamix.evals import loggers
+from linguamix.evals import loggers as loggers_lib
 from linguamix.evals import registry
 from linguamix.evals import requests
 from linguamix.models import base
 
-LOGGERS = (loggers.MetricsLogger, loggers.ScoresLogger)
+LOGGERS = (loggers_lib.MetricsLogger, loggers_lib.ScoresLogger)
 _PREDICTION = seqio.metrics.ModelOutputType.PREDICTION
 
 
@@ -36,14 +38,6 @@ def _check_name(name: str) -> None:
   if lang and family in registry.BENCHMARKS:
     registry.check_language(registry.BENCHMARKS[family], lang)
   seqio.get_mixture_or_task(name)  # unknown names fail here, listing what exists
-
-
-def _bucket(length: int) -> int:
-  """Powers of two from 16: few shapes, the same for every task, so few compilations."""
-  bucket = 16
-  while bucket < length:
-    bucket *= 2
-  return bucket
 
 
 def _fit(v: np.ndarray, length: int) -> np.ndarray:
@@ -82,7 +76,7 @@ def _batches(ds: tf.data.Dataset, batch_size: int, by_length: bool):
       v = v[take]
       prefix = "encoder_" if k.startswith("encoder_") else "decoder_"
       if prefix in lengths:
-        v = _fit(v, _bucket(int(lengths[prefix][take].max())))
+        v = _fit(v, batched.bucket(int(lengths[prefix][take].max())))
       if n < batch_size:
         v = np.concatenate([v, np.zeros((batch_size - n,) + v.shape[1:], v.dtype)])
       batch[k] = v
@@ -153,9 +147,12 @@ def evaluate(model: base.BaseModel, params: Any, task_or_mixture_names: str | Se
   Rank-classification requests are lm-evaluation-harness's (`requests.py`) for the
   model's kind and tokenizer; a decoder-only model scores with the start token its
   tokenizer implies. `add_bos_token`: lm-eval's override (None: the tokenizer's default).
+  The requests of all rank-classification tasks are scored in one length-sorted loop
+  (`batched`); other tasks (generation) run through `seqio.Evaluator`, task by task.
 
   `split`: "default" (each benchmark's reported split), "validation" or "test".
   `sequence_length`: task feature lengths; None measures the longest example.
+  `num_examples`: the first rows (rank classification: choices) of each task.
   `jit`: compile `score_batch` (off for scorers that are plain Python).
   `model_id`: the model's name in multi-turn answer files (FastChat's `model_id`).
 
@@ -168,6 +165,11 @@ def evaluate(model: base.BaseModel, params: Any, task_or_mixture_names: str | Se
       else list(task_or_mixture_names)
   for name in names:
     _check_name(name)
+  tasks = list({t.name: t for name in names
+                for t in seqio.get_subtasks(seqio.get_mixture_or_task(name))}.values())
+  lacking = [t.name for t in tasks if split not in t.splits]
+  if lacking:
+    raise ValueError(f"split {split!r} not offered by {lacking}")
   converter = feature_converter or model.feature_converter_cls(pack=False)
   model, fmt = requests.for_model(model, add_bos_token)
   score = jax.jit(model.score_batch) if jit else model.score_batch
@@ -175,31 +177,39 @@ def evaluate(model: base.BaseModel, params: Any, task_or_mixture_names: str | Se
   writes = jax.process_index() == 0
   results: dict[str, dict[str, float]] = {}
   with requests.using(fmt):  # the tasks build their requests for this model
+    ranked = [batched.task_requests(t, split, num_examples, sequence_length)
+              for t in tasks if batched.is_rank_task(t)]
+    if ranked:
+      loggers = [cls(output_dir=output_dir) for cls in logger_cls] if writes else []
+      token_fn = None
+      if getattr(model, "shares_prefixes", False):  # score each example's context once
+        tokens = jax.jit(model.token_log_likelihood) if jit else model.token_log_likelihood
+        token_fn = lambda b: tokens(params, b)  # noqa: E731
+      scores = batched.score_all(lambda b: score(params, b), ranked, converter, batch_size,
+                                 token_fn=token_fn)
+      for task_requests, task_scores in zip(ranked, scores):
+        results[task_requests.task.name] = loggers_lib.scalars(
+            batched.task_metrics(task_requests, task_scores, step, loggers))
     def evaluate_name(name: str):
-      tasks = seqio.get_subtasks(seqio.get_mixture_or_task(name))
-      lacking = [t.name for t in tasks if split not in t.splits]
-      if lacking:
-        raise ValueError(f"split {split!r} not offered by {lacking}")
-      try:
-        evaluator = seqio.Evaluator(
-            name, feature_converter=converter, eval_split=split,
-            sequence_length=sequence_length, num_examples=num_examples,
-            logger_cls=logger_cls if writes else (), log_dir=output_dir,
-            async_compute_metrics=False)
-      except tf.errors.InvalidArgumentError as e:  # e.g. rank.check_fits: name the task
-        raise ValueError(f"{name}: {e.message.split('assertion failed: ')[-1].splitlines()[0]}") from None
+      """One generation task through `seqio.Evaluator`: ([task], evaluator, outputs)."""
+      evaluator = seqio.Evaluator(
+          name, feature_converter=converter, eval_split=split,
+          sequence_length=sequence_length, num_examples=num_examples,
+          logger_cls=logger_cls if writes else (), log_dir=output_dir,
+          async_compute_metrics=False)
       metrics, outputs = evaluator.evaluate(
           compute_metrics=True, step=step,
           score_fn=_model_fn(lambda b: score(params, b), batch_size, name, float, by_length=True),
           predict_fn=_model_fn(lambda b: model.predict_batch(params, b, rng), batch_size,
                                name, lambda r: r.tolist()))
-      results.update({task: loggers.scalars(m) for task, m in metrics.result().items()})
-      return tasks, evaluator, outputs
+      results.update({t: loggers_lib.scalars(m) for t, m in metrics.result().items()})
+      return seqio.get_subtasks(seqio.get_mixture_or_task(name)), evaluator, outputs
 
-    for name in names:
-      tasks, evaluator, outputs = evaluate_name(name)
-      for task in tasks:
-        _further_turns(task, evaluator, outputs, split, output_dir, model_id, writes, evaluate_name)
+    for task in tasks:
+      if batched.is_rank_task(task):
+        continue
+      (task,), evaluator, outputs = evaluate_name(task.name)
+      _further_turns(task, evaluator, outputs, split, output_dir, model_id, writes, evaluate_name)
   if writes:
     tf.io.gfile.makedirs(output_dir)
     with atomic.atomic_write(os.path.join(output_dir, "run.json")) as f:

@@ -703,9 +703,19 @@ class DecoderOnlyModel(base.BaseModel):
     if positions_BxL is None:
       positions_BxL = jnp.broadcast_to(jnp.arange(length), (b, length))
     prefix_BxL = batch.get("decoder_causal_attention") if self.inputs_bidirectional_attention else None
+    branch_BxL = batch.get("decoder_branch_ids")
+    window = self.config.sliding_window
     mask = layers.attention_mask(
-        segment_ids_BxL, segment_ids_BxL, causal=True, sliding_window=self.config.sliding_window,
-        bidirectional_prefix_BxT=prefix_BxL)
+        segment_ids_BxL, segment_ids_BxL, causal=True,
+        sliding_window=window if branch_BxL is None else None, bidirectional_prefix_BxT=prefix_BxL)
+    if branch_BxL is not None:
+      # A shared prefix (branch 0) then branches that each continue it: a branch attends
+      # to the prefix and to itself, never to another branch; its positions continue the
+      # prefix's, so the window is measured in positions, not row indices.
+      q_Bx1xTx1, k_Bx1x1xS = branch_BxL[:, None, :, None], branch_BxL[:, None, None, :]
+      mask = mask & ((k_Bx1x1xS == 0) | (k_Bx1x1xS == q_Bx1xTx1))
+      if window is not None:
+        mask = mask & (positions_BxL[:, None, :, None] - positions_BxL[:, None, None, :] < window)
     start_BxL = positions_BxL == 0
     tokens_BxL, positions_BxL, mask = self._apply_start_token(tokens_BxL, positions_BxL, mask)
     rngs = {"dropout": dropout_rng} if dropout_rng is not None else {}
@@ -769,6 +779,19 @@ class DecoderOnlyModel(base.BaseModel):
   def score_batch(self, params, batch) -> Array:
     lse_BxL, target_logit_BxL, _ = self._stats(params, batch)
     return losses.sequence_log_likelihood(lse_BxL, target_logit_BxL, losses.loss_weights(batch))
+
+  @property
+  def shares_prefixes(self) -> bool:
+    """Whether requests may share a scored prefix (`decoder_branch_ids`): not when the
+    prefix attends bidirectionally, as its states then depend on each request's inputs."""
+    return not self.inputs_bidirectional_attention
+
+  def token_log_likelihood(self, params, batch) -> Array:
+    """log p(target token) per position [B, L], weighted by loss weights, float32. With
+    `decoder_branch_ids` (and `decoder_positions`), a row holds a prefix (branch 0) and
+    branches 1, 2, ... that each continue it: several requests scored in one row."""
+    lse_BxL, target_logit_BxL, _ = self._stats(params, batch)
+    return (target_logit_BxL - lse_BxL) * losses.loss_weights(batch)
 
   def predict_batch_with_aux(self, params, batch, rng=None, *, return_all_beams: bool = False,
                              **decode_kwargs):
