@@ -16,6 +16,15 @@ import json
 import threading
 
 
+def send_json(handler: http.server.BaseHTTPRequestHandler, payload: bytes) -> None:
+  """Answers a request with `payload`, a JSON body, status 200."""
+  handler.send_response(200)
+  handler.send_header("Content-Type", "application/json")
+  handler.send_header("Content-Length", str(len(payload)))
+  handler.end_headers()
+  handler.wfile.write(payload)
+
+
 def reply_for(messages) -> str:
   text = json.dumps(messages, ensure_ascii=False)
   h = int(hashlib.sha256(text.encode("utf-8")).hexdigest(), 16)
@@ -51,11 +60,7 @@ class RecordingJudge:
             "choices": [{"index": 0, "finish_reason": "stop",
                          "message": {"role": "assistant", "content": reply_for(body["messages"])}}],
             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        send_json(self, payload)
 
     self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     self.base_url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"

@@ -25,6 +25,7 @@ from linguamix.evals import open_prompts
 from linguamix.evals import registry
 from linguamix.evals import runner
 from evals_helpers import LookupGenerator
+import judge_endpoint
 
 # Git blob ids of the MT-Bench-X release files (github.com/Modalities/MT-Bench-X at
 # f8972dc70595a7e981ada7f2ac5e7c191ab12441, `git ls-tree -r`), read 2026-12-07: the
@@ -202,11 +203,7 @@ class _Judge(http.server.BaseHTTPRequestHandler):
       text = f"Rating: [[{marks[-1]}]]" if marks else "I will not rate this."
     payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": "ok " + text}}],
                           "usage": {"prompt_tokens": 1, "completion_tokens": 1}}).encode()
-    self.send_response(200)
-    self.send_header("Content-Type", "application/json")
-    self.send_header("Content-Length", str(len(payload)))
-    self.end_headers()
-    self.wfile.write(payload)
+    judge_endpoint.send_json(self, payload)
 
   def log_message(self, *args):
     pass

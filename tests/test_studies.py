@@ -13,6 +13,7 @@ import subprocess
 import threading
 
 import gin
+import judge_endpoint
 import matplotlib.image
 import pytest
 import seqio
@@ -313,11 +314,7 @@ class _PairJudge(http.server.BaseHTTPRequestHandler):
     good, bad = user.find("GOODANSWER"), user.find("MEHANSWER")
     verdict = "[[C]]" if good < 0 or bad < 0 else ("[[A]]" if good < bad else "[[B]]")
     payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": verdict}}]}).encode()
-    self.send_response(200)
-    self.send_header("Content-Type", "application/json")
-    self.send_header("Content-Length", str(len(payload)))
-    self.end_headers()
-    self.wfile.write(payload)
+    judge_endpoint.send_json(self, payload)
 
   def log_message(self, *args):
     pass
@@ -371,11 +368,7 @@ class _GradeJudge(http.server.BaseHTTPRequestHandler):
     rating = re.findall(r"\bR(\d+)\b", body["messages"][-1]["content"])[-1]
     payload = json.dumps({"choices": [{"message": {"role": "assistant",
                                                    "content": f"Rating: [[{rating}]]"}}]}).encode()
-    self.send_response(200)
-    self.send_header("Content-Type", "application/json")
-    self.send_header("Content-Length", str(len(payload)))
-    self.end_headers()
-    self.wfile.write(payload)
+    judge_endpoint.send_json(self, payload)
 
   def log_message(self, *args):
     pass
