@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 import seqio
 
-from hub_server import FakeHub
+from hub_server import FakeHub, hub  # noqa: F401 - hub is a fixture
 from linguamix.prepare import command
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -35,21 +35,6 @@ def parquet(rows) -> bytes:
 
 def jsonl(rows) -> bytes:
   return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()
-
-
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
-  """A fake Hub; huggingface_hub pointed at it (what HF_ENDPOINT / HF_HOME do at import)."""
-  from huggingface_hub import constants
-  with FakeHub() as fake:
-    monkeypatch.setattr(constants, "ENDPOINT", fake.url)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
-                        fake.url + "/{repo_id}/resolve/{revision}/{filename}")
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf_home" / "hub"))
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.delenv("LINGUAMIX_DATA_ROOT", raising=False)
-    monkeypatch.delenv("LINGUAMIX_EVAL_DATA_ROOT", raising=False)
-    yield fake
 
 
 def bactrian_records(lang, n=40):

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 import seqio
 
-from hub_server import FakeHub
+from hub_server import FakeHub, hub  # noqa: F401 - hub is a fixture
 from linguamix.prepare import command, manifest
 
 TOKEN = "hf_layoutTOKEN0123456789"
@@ -100,20 +100,6 @@ def serve(hub: FakeHub, names, pick: dict) -> dict:
       for revision, t in tree.items():
         hub.add(repo, _files(e, t, values), revision=revision)
   return served
-
-
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
-  from huggingface_hub import constants
-  with FakeHub() as fake:
-    monkeypatch.setattr(constants, "ENDPOINT", fake.url)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
-                        fake.url + "/{repo_id}/resolve/{revision}/{filename}")
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf_home" / "hub"))
-    monkeypatch.setenv("LINGUAMIX_GITHUB_RAW", fake.url + "/gh")
-    for var in ("HF_TOKEN", "LINGUAMIX_DATA_ROOT", "LINGUAMIX_EVAL_DATA_ROOT"):
-      monkeypatch.delenv(var, raising=False)
-    yield fake
 
 
 def run(argv, capsys):
