@@ -119,6 +119,8 @@ def test_memory_matches_an_independent_count_replicated_and_sharded():
   assert results["fsdp"]["collectives"]["all-gather"]["count"] > 0
   assert "all-reduce" in results["replicated"]["collectives"]
   assert "all-gather" not in results["replicated"]["collectives"]
+  # nothing of libtpu's start-up is left in the environment later trainers inherit
+  assert "TPU_WORKER_HOSTNAMES" not in os.environ
 
 
 @needs_libtpu

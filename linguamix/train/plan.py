@@ -124,18 +124,28 @@ def parse_topology(name: str, slices: int = 1) -> Topology:
 def topology_devices(topology: Topology) -> list:
   if importlib.util.find_spec("libtpu") is None:
     raise NoLibtpu(INSTALL_HINT)
-  # Read by libtpu as it loads. Without a TPU VM's worker list it logs an error about the
-  # host (harmless: only compiling); several processes may compile at once (tests).
-  os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
-  os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
   from jax.experimental import topologies
   kwargs = dict(topology.chip.topology_kwargs)
   if topology.chips_per_slice < 4:
     kwargs["chips_per_host_bounds"] = topology.shape + (1,) * (3 - len(topology.shape))
   if topology.slices > 1:
     kwargs["num_slices"] = topology.slices
-  return list(topologies.get_topology_desc(topology_name=topology.libtpu_name, platform="tpu",
-                                           **kwargs).devices)
+  # Read by libtpu as it loads. Without a TPU VM's worker list it logs an error about the
+  # host (harmless: only compiling); several processes may compile at once (tests). Set
+  # only while it loads: a worker list left in the environment makes every later
+  # `python -m linguamix.train` this process starts initialise a (missing) TPU cluster.
+  saved = {k: os.environ.get(k) for k in ("TPU_WORKER_HOSTNAMES", "ALLOW_MULTIPLE_LIBTPU_LOAD")}
+  os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
+  os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+  try:
+    return list(topologies.get_topology_desc(topology_name=topology.libtpu_name, platform="tpu",
+                                             **kwargs).devices)
+  finally:
+    for k, v in saved.items():
+      if v is None:
+        os.environ.pop(k, None)
+      else:
+        os.environ[k] = v
 
 
 # --- the compiled program's collectives ------------------------------------------------
