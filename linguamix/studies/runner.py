@@ -20,6 +20,7 @@ import time
 import traceback
 from typing import Callable, Sequence
 
+from linguamix import environ
 from linguamix.studies import commands
 from linguamix.studies.base import Run
 
@@ -50,20 +51,6 @@ def _module_main(module: str) -> Callable[[list[str]], int]:
   return cli.main
 
 
-@contextlib.contextmanager
-def _environ(extra: dict[str, str]):
-  old = {k: os.environ.get(k) for k in extra}
-  os.environ.update(extra)
-  try:
-    yield
-  finally:
-    for k, v in old.items():
-      if v is None:
-        os.environ.pop(k, None)
-      else:
-        os.environ[k] = v
-
-
 def execute(module: str, args: Sequence[str], log_path: str, env: dict[str, str],
             executor: str) -> int:
   """Runs `python -m module args`, output to `log_path`; returns the exit status."""
@@ -74,7 +61,7 @@ def execute(module: str, args: Sequence[str], log_path: str, env: dict[str, str]
     if executor == "subprocess":
       return subprocess.call([sys.executable, "-m", module, *args], stdout=log,
                              stderr=subprocess.STDOUT, env={**os.environ, **env})
-    with _environ(env), contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+    with environ.scoped(env), contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
       try:
         return int(_module_main(module)(list(args)) or 0)
       except SystemExit as e:  # argparse errors

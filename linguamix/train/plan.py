@@ -20,6 +20,7 @@ import re
 import sys
 from typing import Any, Mapping
 
+from linguamix import environ
 from linguamix import errors
 
 INSTALL_HINT = ("libtpu is not installed: pip install 'linguamix[tpu]' "
@@ -134,18 +135,10 @@ def topology_devices(topology: Topology) -> list:
   # host (harmless: only compiling); several processes may compile at once (tests). Set
   # only while it loads: a worker list left in the environment makes every later
   # `python -m linguamix.train` this process starts initialise a (missing) TPU cluster.
-  saved = {k: os.environ.get(k) for k in ("TPU_WORKER_HOSTNAMES", "ALLOW_MULTIPLE_LIBTPU_LOAD")}
-  os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
-  os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
-  try:
+  defaults = {"TPU_WORKER_HOSTNAMES": "localhost", "ALLOW_MULTIPLE_LIBTPU_LOAD": "1"}
+  with environ.scoped({k: v for k, v in defaults.items() if k not in os.environ}):
     return list(topologies.get_topology_desc(topology_name=topology.libtpu_name, platform="tpu",
                                              **kwargs).devices)
-  finally:
-    for k, v in saved.items():
-      if v is None:
-        os.environ.pop(k, None)
-      else:
-        os.environ[k] = v
 
 
 # --- the compiled program's collectives ------------------------------------------------
