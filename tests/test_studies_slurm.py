@@ -182,8 +182,11 @@ BINDINGS = [f"--gin.TRAIN_STEPS={STEPS}", f"--gin.EVAL_PERIOD={STEPS}",
 def test_smoke_grid_through_slurm_preempted_failed_and_resubmitted(slurm, jobs_env, tmp_path,
                                                                    capsys):
   out = tmp_path / "pinch"
-  # pinch_partial_p100 fails on purpose: an empty checkpoint folder its training cannot read.
-  os.makedirs(out / "runs" / "pinch_partial_p100" / "checkpoint_1")
+  # pinch_partial_p100 crashes on purpose, as on a broken file system: its metrics file is a
+  # symbolic link to itself (ELOOP). (An empty checkpoint folder would not do: the trainer
+  # sets a damaged checkpoint aside and starts again.)
+  os.makedirs(out / "runs" / "pinch_partial_p100")
+  os.symlink("metrics.jsonl", out / "runs" / "pinch_partial_p100" / "metrics.jsonl")
   argv = ["study", "pinch", "--smoke", "--out", str(out), "--executor", "slurm",
           "--slurm", "time=30", "--retries", "1", *BINDINGS]
   assert cli.main(argv) == 0
@@ -270,16 +273,20 @@ def test_smoke_grid_through_slurm_preempted_failed_and_resubmitted(slurm, jobs_e
   assert any(l.startswith("pinch_partial_p100") and ("pending" in l or "running" in l)
              for l in status.splitlines()), status
   assert "a rerun would submit: nothing" in status
+  slurm.run("scancel", *[j["job"] for j in again["jobs"]])  # the next test waits for an empty queue
+  _wait("the cancelled resubmission", lambda: _queue(slurm) == [], 120)
 
 
 # --- the judge as a job: a loopback OpenAI-style endpoint ---------------------------------
 
 @pytest.mark.slow
-def test_judge_job_after_evaluations_on_a_loopback_endpoint(slurm, jobs_env, tmp_path, capsys,
-                                                            monkeypatch):
+def test_judge_job_after_evaluations_on_a_loopback_endpoint(slurm, jobs_env, real_data, tmp_path,
+                                                            capsys, monkeypatch):
   import http.server
   import threading
+  from linguamix.evals import open_prompts
   from test_studies import _PairJudge
+  monkeypatch.setenv("LINGUAMIX_EVAL_DATA_ROOT", str(real_data))  # the job inherits it
   monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
   _PairJudge.requests = 0
   httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _PairJudge)
@@ -295,19 +302,25 @@ def test_judge_job_after_evaluations_on_a_loopback_endpoint(slurm, jobs_env, tmp
       d = out / "runs" / run
       os.makedirs(d / "checkpoint_1")
       (d / "summary.json").write_text("{}")
-      os.makedirs(d / "eval" / "scores")
-      for lang in ("en", "es", "it"):
-        with open(d / "eval" / "scores" / f"mt_bench_x.{lang}.jsonl", "w") as f:
-          for i in range(80):
+      for lang in ("en", "es", "it"):  # the answers as the evaluation writes them
+        questions = open_prompts.mt_bench_x_questions(lang)
+        path = open_prompts.answer_path(str(d / "eval"), lang, run)
+        os.makedirs(os.path.dirname(path))
+        with open(path, "w") as f:
+          for i, q in enumerate(questions):
             good = run == "pinch_p10" and i % 2 == 0
-            f.write(json.dumps({"idx": i, "prediction": "GOODANSWER" if good else "MEHANSWER"}) + "\n")
+            record = open_prompts.answer_record(q["question_id"], run,
+                                                ["GOODANSWER" if good else "MEHANSWER"] * 2)
+            f.write(json.dumps(record) + "\n")
       (d / "eval" / "run.json").write_text(json.dumps({"tasks": list(evals)}))
     assert cli.main(argv) == 0
     assert "submitting judge 1 (pinch_p10)" in capsys.readouterr().out
     record = json.loads((out / "slurm" / "submission_1" / "jobs.json").read_text())
     assert [j["stage"] for j in record["jobs"]] == ["judge", "report"]
     _wait("the judge and the report", lambda: _queue(slurm) == [], 300)
-    assert _PairJudge.requests == 3 * 80 * 2  # p10 against p0, 3 languages, both orders
+    log = out / "slurm" / "logs" / "pinch_p10" / "judge.log"
+    assert not (out / "runs" / "pinch_p10" / "failed.json").exists(), log.read_text()[-3000:]
+    assert _PairJudge.requests == 3 * 80 * 2 * 2  # p10 against p0, 3 languages, 2 turns, 2 orders
     for lang in ("en", "es", "it"):
       verdict = json.loads((out / "runs" / "pinch_p10" / "judge" / f"pair_{lang}.json").read_text())
       assert verdict  # written by `linguamix judge` inside the job
