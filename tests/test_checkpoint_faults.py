@@ -28,7 +28,7 @@ import pytest
 
 import train_helpers
 from linguamix import cli
-from linguamix.train import main as train_main
+from linguamix.cli import train as train_main
 from linguamix.train import run_eval
 from linguamix.train import run_infer
 
@@ -193,10 +193,10 @@ def _read(reader: str, ckpt: pathlib.Path, tmp: pathlib.Path, hf_config: pathlib
     return train_main.main(_argv(tmp, tmp / "new", "--gin.TRAIN_STEPS=4",
                                  f"--gin.INITIAL_CHECKPOINT_PATH='{ckpt}'"))
   if reader == "eval":
-    return run_eval.main([gin_file, f'--gin.CHECKPOINT_PATH="{ckpt}"',
+    return train_main.eval_main([gin_file, f'--gin.CHECKPOINT_PATH="{ckpt}"',
                           f'--gin.EVAL_OUTPUT_DIR="{tmp}/out"', "--gin.EVAL_TASKS='xcopa.sw'"])
   if reader == "infer":
-    return run_infer.main([gin_file, f'--gin.CHECKPOINT_PATH="{ckpt}"',
+    return train_main.infer_main([gin_file, f'--gin.CHECKPOINT_PATH="{ckpt}"',
                            f'--gin.INFER_OUTPUT_DIR="{tmp}/out"', "--gin.INFER_SPLIT='validation'"])
   return cli.main(["convert", "export-hf", str(ckpt), str(tmp / "out"), "--config", str(hf_config)])
 

@@ -21,7 +21,7 @@ import pytest
 import seqio
 
 from hub_server import FakeHub, hub  # noqa: F401 - hub is a fixture
-from linguamix.prepare import command
+from linguamix.cli import prepare as command
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 TOKEN = "hf_secretTOKENvalue0123456789"

@@ -20,7 +20,8 @@ import pytest
 import seqio
 
 from hub_server import FakeHub, hub  # noqa: F401 - hub is a fixture
-from linguamix.prepare import command, manifest
+from linguamix.cli import prepare as command
+from linguamix.prepare import manifest
 
 TOKEN = "hf_layoutTOKEN0123456789"
 

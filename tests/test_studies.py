@@ -24,7 +24,7 @@ from linguamix.evals import open_prompts
 from linguamix.studies import commands, runner, stats
 from linguamix.studies import report as study_report
 from linguamix.studies.base import Run
-from linguamix.train import flags
+from linguamix.cli import flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import train_helpers
-from linguamix.train import main as train_main
+from linguamix.cli import train as train_main
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -71,7 +71,7 @@ def test_train_writes_metrics_checkpoints_and_evaluates(tmp_path, capsys):
   # python -m linguamix.infer on the checkpoint: one JSONL line per example.
   from linguamix.train import run_infer
   gin_file = train_helpers.write_gin(tmp_path)
-  rc = run_infer.main([f"--gin_file={gin_file}", f'--gin.CHECKPOINT_PATH="{model_dir}/checkpoint_8"',
+  rc = train_main.infer_main([f"--gin_file={gin_file}", f'--gin.CHECKPOINT_PATH="{model_dir}/checkpoint_8"',
                        f'--gin.INFER_OUTPUT_DIR="{tmp_path}/infer"', "--gin.INFER_MODE='score'",
                        "--gin.INFER_SPLIT='validation'", "--gin.run_infer.infer.num_examples=3"])
   assert rc == 0
@@ -79,7 +79,7 @@ def test_train_writes_metrics_checkpoints_and_evaluates(tmp_path, capsys):
   assert len(lines) == 3 and all(l["score"] < 0 for l in lines)
   assert lines[0]["targets"] == lines[0]["inputs"][::-1]
   # predict_with_aux: one decode writes the prediction and its log-likelihood
-  rc = run_infer.main([f"--gin_file={gin_file}", f'--gin.CHECKPOINT_PATH="{model_dir}/checkpoint_8"',
+  rc = train_main.infer_main([f"--gin_file={gin_file}", f'--gin.CHECKPOINT_PATH="{model_dir}/checkpoint_8"',
                        f'--gin.INFER_OUTPUT_DIR="{tmp_path}/infer"', "--gin.INFER_MODE='predict_with_aux'",
                        "--gin.INFER_SPLIT='validation'", "--gin.run_infer.infer.num_examples=3"])
   assert rc == 0
@@ -118,7 +118,7 @@ def test_default_model_learns_the_bundled_40shot_mixture(tmp_path, capsys, monke
   from linguamix.train import run_eval
   monkeypatch.setenv("LINGUAMIX_EVAL_DATA_ROOT", str(real_data))
   capsys.readouterr()
-  rc = run_eval.main([f'--gin.CHECKPOINT_PATH="{tmp_path}/run/checkpoint_30"',
+  rc = train_main.eval_main([f'--gin.CHECKPOINT_PATH="{tmp_path}/run/checkpoint_30"',
                       f'--gin.EVAL_OUTPUT_DIR="{tmp_path}/eval"', "--gin.EVAL_TASKS='xcopa.sw'",
                       "--gin.run_eval.evaluate_checkpoint.num_examples=16"])
   assert rc == 0, capsys.readouterr().err
@@ -279,7 +279,7 @@ def test_eval_scores_decoder_models_on_lm_eval_sequences(tmp_path, capsys, monke
                           "--gin.trainer.train.infer_eval_dataset_cfg=None"]) == 0
   monkeypatch.setenv("LINGUAMIX_EVAL_DATA_ROOT", str(real_data))
   capsys.readouterr()
-  assert run_eval.main([*model_gin, f'--gin.CHECKPOINT_PATH="{tmp_path}/run/checkpoint_1"',
+  assert train_main.eval_main([*model_gin, f'--gin.CHECKPOINT_PATH="{tmp_path}/run/checkpoint_1"',
                         f'--gin.EVAL_OUTPUT_DIR="{tmp_path}/eval"', "--gin.EVAL_TASKS='xcopa.sw'",
                         "--gin.run_eval.evaluate_checkpoint.num_examples=6"]) == 0, capsys.readouterr().err
   lines = [json.loads(l) for l in (tmp_path / "eval" / "scores" / "xcopa.sw.jsonl").read_text().splitlines()]

@@ -27,12 +27,15 @@ def _status(cfg: commands.Config, run: Run) -> str:
 
 
 def _gin_text(path: str) -> str:
-  from linguamix.train import flags
-  try:
-    with open(flags._resolve(path, flags._search_paths(".")), encoding="utf-8") as f:
-      return f.read()
-  except (OSError, flags.UsageError):
-    return ""
+  """The gin file `path` as the trainer finds it (here, then the package's gin folder)."""
+  from linguamix import gin as gin_files
+  for candidate in (path, os.path.join(gin_files.ROOT, path)):
+    try:
+      with open(candidate, encoding="utf-8") as f:
+        return f.read()
+    except OSError:
+      continue
+  return ""
 
 
 def preset_notes(cfg: commands.Config) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import importlib
 import json
 import os
 import subprocess
@@ -40,15 +41,17 @@ def eval_done(cfg: commands.Config, run: Run) -> bool:
     return list(json.load(f).get("tasks", [])) == list(cfg.evals)
 
 
+# `python -m MODULE` -> the function that program runs on its arguments, for the in-process
+# executor. Named, not imported: the study's stages are the command lines of its plan, and
+# the library below them never imports the command layer.
+IN_PROCESS = {"linguamix.train": ("linguamix.cli.train", "main"),
+              "linguamix.eval": ("linguamix.cli.train", "eval_main"),
+              "linguamix.cli": ("linguamix.cli", "main")}
+
+
 def _module_main(module: str) -> Callable[[list[str]], int]:
-  if module == "linguamix.train":
-    from linguamix.train import main
-    return main.main
-  if module == "linguamix.eval":
-    from linguamix.train import run_eval
-    return run_eval.main
-  from linguamix import cli
-  return cli.main
+  entry_module, function = IN_PROCESS[module]
+  return getattr(importlib.import_module(entry_module), function)
 
 
 def execute(module: str, args: Sequence[str], log_path: str, env: dict[str, str],

@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-  from linguamix.train import flags
+  from linguamix.cli import flags
   try:
     argv, dot = flags.split_gin_dot_flags(list(argv))
   except flags.UsageError as e:

@@ -1,10 +1,13 @@
-"""The `linguamix` console script: one entry point, one module per sub-command.
+"""The command line: the `linguamix` console script and the `python -m` programs.
 
-Each sub-command exposes `main(argv) -> int` in a module that imports nothing heavy:
-commands whose code needs TensorFlow or JAX parse their arguments in
-`linguamix.commands` and import that code only to run, so every `--help` and usage
-error answers at once. Run as a program, `linguamix` is quiet (`linguamix._quiet`);
-`--verbose` anywhere, or LINGUAMIX_VERBOSE=1, shows the libraries' log lines.
+One module per command in this package, each holding its argument parser and the code
+that runs it (`main(argv) -> int`): it parses with argparse alone and imports the
+library it drives (TensorFlow, JAX, SeqIO's registries) only once the arguments have
+parsed, so every `--help` and usage error answers at once. `linguamix.cli.train` holds
+T5X's `python -m linguamix.train` / `.eval` / `.infer`. The library never imports this
+package: its functions take typed arguments. Run as a program, `linguamix` is quiet
+(`linguamix._quiet`); `--verbose` anywhere, or LINGUAMIX_VERBOSE=1, shows the libraries'
+log lines.
 """
 
 from __future__ import annotations
@@ -16,17 +19,17 @@ from linguamix import _malloc_tuning, _quiet
 
 # name -> (module with main(argv), one-line help). Keep sorted by name.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "bench": ("linguamix.commands.bench", "benchmark a gin config's training step (steps/s, tokens/s, MFU) and input pipeline"),
-    "augment": ("linguamix.augment.command", "sPhinX selective translated augmentation with an OpenAI-compatible endpoint"),
-    "convert": ("linguamix.models.convert", "checkpoints to Orbax: legacy T5X (mT5) and Hugging Face safetensors (see its --help for the architectures); export back to HF and PEFT"),
-    "judge": ("linguamix.commands.judge", "MT-Bench-X LLM judge (grading or pairwise, both orders) via an OpenAI-compatible endpoint"),
-    "mixtures": ("linguamix.commands.mixtures", "list recipe mixtures; show one's per-language composition"),
-    "plan": ("linguamix.commands.plan", "compile a run's training step for a TPU topology on this CPU: per-chip memory vs HBM, FLOPs, collectives, estimated step time, MFU and chip-hours"),
-    "prepare": ("linguamix.prepare.command", "fetch the studies' datasets, benchmarks and base checkpoints (Hub, gs://) into the loaders' layouts"),
-    "report": ("linguamix.commands.report", "per-language bar charts and the cross-lingual transfer matrix of eval runs"),
-    "study": ("linguamix.studies.command", "a whole study: its grid of runs, their evaluations, its figures and report"),
-    "tasks": ("linguamix.commands.tasks", "list the registered instruction task families and languages"),
-    "select-languages": ("linguamix.commands.select_languages", "choose k languages by typology, geography, family, ... (Soykan & Sahin 2024)"),
+    "bench": ("linguamix.cli.bench", "benchmark a gin config's training step (steps/s, tokens/s, MFU) and input pipeline"),
+    "augment": ("linguamix.cli.augment", "sPhinX selective translated augmentation with an OpenAI-compatible endpoint"),
+    "convert": ("linguamix.cli.convert", "checkpoints to Orbax: legacy T5X (mT5) and Hugging Face safetensors (see its --help for the architectures); export back to HF and PEFT"),
+    "judge": ("linguamix.cli.judge", "MT-Bench-X LLM judge (grading or pairwise, both orders) via an OpenAI-compatible endpoint"),
+    "mixtures": ("linguamix.cli.mixtures", "list recipe mixtures; show one's per-language composition"),
+    "plan": ("linguamix.cli.plan", "compile a run's training step for a TPU topology on this CPU: per-chip memory vs HBM, FLOPs, collectives, estimated step time, MFU and chip-hours"),
+    "prepare": ("linguamix.cli.prepare", "fetch the studies' datasets, benchmarks and base checkpoints (Hub, gs://) into the loaders' layouts"),
+    "report": ("linguamix.cli.report", "per-language bar charts and the cross-lingual transfer matrix of eval runs"),
+    "study": ("linguamix.cli.study", "a whole study: its grid of runs, their evaluations, its figures and report"),
+    "tasks": ("linguamix.cli.tasks", "list the registered instruction task families and languages"),
+    "select-languages": ("linguamix.cli.select_languages", "choose k languages by typology, geography, family, ... (Soykan & Sahin 2024)"),
 }
 
 # The commands that run models (XLA programs): they restart once with the malloc settings
@@ -75,6 +78,3 @@ def main(argv: list[str] | None = None) -> int:
   return errors.run_main(lambda a: importlib.import_module(COMMANDS[name][0]).main(a), rest,
                          prog=f"linguamix {name}", verbose=verbose)
 
-
-if __name__ == "__main__":
-  sys.exit(main())

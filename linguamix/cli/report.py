@@ -1,4 +1,4 @@
-"""`linguamix report RUN... --out DIR`; runs `linguamix.evals.report.run`."""
+"""`linguamix report RUN... --out DIR`: `linguamix.evals.report.write_report`."""
 
 from __future__ import annotations
 
@@ -34,4 +34,5 @@ def main(argv: list[str]) -> int:
   if args.paired and len(args.runs) != 2:
     p.error(f"--paired compares exactly two runs; got {len(args.runs)}")
   from linguamix.evals import report
-  return report.run(args)
+  return report.write_report(args.runs, args.out, labels=args.label, metric=args.metric,
+                             families=args.family, paired_test=args.paired)
