@@ -56,7 +56,7 @@ def run3(tmp_path_factory) -> pathlib.Path:
 def hf_config(tmp_path_factory) -> pathlib.Path:
   """config.json of the tiny mT5 of train_helpers (for export-hf of its checkpoints)."""
   from linguamix.models import mt5
-  from linguamix.models.checkpoints import hf_mt5
+  from linguamix.models.checkpoint_formats import hf_mt5
   cfg = mt5.MT5Config(vocab_size=264, emb_dim=32, num_heads=4, num_encoder_layers=1,
                       num_decoder_layers=1, head_dim=8, mlp_dim=64, dtype="float32")
   path = tmp_path_factory.mktemp("hf") / "config.json"
@@ -143,7 +143,7 @@ def other_model(c):
   """The same layout, written by another model (a smaller vocabulary)."""
   import jax
   import orbax.checkpoint as ocp
-  from linguamix.models.checkpoints import checksums
+  from linguamix.models.checkpoint_formats import checksums
   from linguamix.train import checkpoints as ckpt_lib
   tree = ocp.PyTreeCheckpointer().restore(str(c / "state"))
   for sub in (tree["params"], tree["opt_state"][0]["v"]):  # params and their second moments

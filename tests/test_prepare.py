@@ -400,7 +400,7 @@ def test_t5x_from_a_local_mirror_of_the_bucket_resumes_and_converts(tmp_path, ca
   assert (out / "sentencepiece.model").read_bytes() == spm.read_bytes()
   assert not (tmp_path / "mt5_small.download").exists()
   params = ocp.PyTreeCheckpointer().restore(str(out))
-  from linguamix.models.checkpoints import layout
+  from linguamix.models.checkpoint_formats import layout
   want = flat["encoder/layers_0/mlp/wi_0/kernel"]
   got = layout.flatten(params)
   match = [k for k, v in got.items() if np.asarray(v).shape == want.shape

@@ -24,7 +24,7 @@ import shutil
 
 from linguamix import atomic
 from linguamix import errors
-from linguamix.models.checkpoints import integrity
+from linguamix.models.checkpoint_formats import integrity
 from linguamix.models.hf import registry
 
 HF_CONFIG_FILE = "hf_config.json"
@@ -74,7 +74,7 @@ def _save_orbax(out_dir: str, params, hf_config: dict, copy_from: str | None = N
 
 def import_t5x(t5x_dir: str, out_dir: str, scan_layers: bool = False) -> dict:
   """Legacy T5X mT5 checkpoint (msgpack + zarr, local or gs://) -> Orbax params at out_dir."""
-  from linguamix.models.checkpoints import t5x_legacy
+  from linguamix.models.checkpoint_formats import t5x_legacy
   _check_new(out_dir)
   params, hf_config = t5x_legacy.import_t5x(t5x_dir, scan_layers=scan_layers)
   _save_orbax(out_dir, params, hf_config)
@@ -107,7 +107,7 @@ def _read_checkpoint(checkpoint_dir: str, config_path: str | None):
   params = tree["params"] if "params" in tree else tree
   meta = src / "meta" / "metadata"  # a training checkpoint: its checksums
   if meta.exists():
-    from linguamix.models.checkpoints import checksums  # pylint: disable=g-import-not-at-top
+    from linguamix.models.checkpoint_formats import checksums  # pylint: disable=g-import-not-at-top
     problem = checksums.mismatch(params, integrity.read_json(str(meta)).get("checksums"),
                                  prefix="['params']" if "params" in tree else "")
     if problem is not None:
@@ -119,7 +119,7 @@ def export_hf(checkpoint_dir: str, out_dir: str, config_path: str | None = None,
               dtype: str = "float32", lora_alpha: float | None = None) -> dict:
   """Orbax params (converted or a training checkpoint) -> HF directory; LoRA adapters
   (decoder families) are merged into the weights with `lora_alpha`."""
-  from linguamix.models.checkpoints import layout  # imports JAX: not for --help
+  from linguamix.models.checkpoint_formats import layout  # imports JAX: not for --help
   hf_config, arch, params = _read_checkpoint(checkpoint_dir, config_path)
   src = pathlib.Path(checkpoint_dir).absolute()
   # The tokenizer files of the checkpoint, else of the config's folder (a training

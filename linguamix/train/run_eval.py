@@ -35,7 +35,7 @@ def evaluate_checkpoint(*, model, checkpoint_path: str, output_dir: str,
   `add_bos_token`: lm-eval's override of that (None: the tokenizer's default).
   `model_id`: the model's name in MT-Bench-X answer files (default: the name of the
   CHECKPOINT_PATH folder, e.g. a study's run name)."""
-  from linguamix.evals import report, runner  # runner registers the benchmark tasks
+  from linguamix.evals import runner  # registers the benchmark tasks
   if not model_id:
     folder = os.path.normpath(checkpoint_path)
     if os.path.basename(folder).startswith("checkpoint_"):
@@ -81,14 +81,14 @@ def benchmark(*, model, params, model_dir: str, step: int, tasks: Sequence[str] 
   as `python -m linguamix.eval` does, into MODEL_DIR/`output_subdir`; prints the
   per-language table and draws `linguamix report`'s chart into MODEL_DIR.
   `num_examples`: the first N scored rows per task (a smoke test), None for all."""
-  from linguamix.evals import report, runner  # runner registers the benchmark tasks
+  from linguamix.evals import charts, runner  # runner registers the benchmark tasks
   output_dir = os.path.join(model_dir, output_subdir)
   results = runner.evaluate(model, params, tasks, output_dir, split=split,
                             batch_size=batch_size, num_examples=num_examples, step=step)
   if jax.process_index() == 0:
     print(format_table(results, split))
     print(f"wrote {output_dir}")
-    report.write_report([output_dir], model_dir, labels=[f"step {step}"], metric=metric)
+    charts.write_report([output_dir], model_dir, labels=[f"step {step}"], metric=metric)
   return results
 
 
