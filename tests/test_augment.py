@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from augment_endpoint import FakeChatEndpoint, field_spans
+from linguamix.testing.augment_endpoint import FakeChatEndpoint, field_spans
 from linguamix.augment import run
 from linguamix.cli import augment as command
 

@@ -26,7 +26,7 @@ import sys
 
 import pytest
 
-import train_helpers
+from linguamix.testing import train_helpers
 from linguamix import cli
 from linguamix.cli import train as train_main
 from linguamix.train import run_eval

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-import train_helpers
+from linguamix.testing import train_helpers
 from linguamix import errors
 from linguamix.cli import flags
 from linguamix.cli import train as train_main

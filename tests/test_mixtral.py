@@ -22,7 +22,7 @@ import seqio
 import torch
 import transformers
 
-import train_helpers
+from linguamix.testing import train_helpers
 from linguamix.models import decoder
 from linguamix.models.hf import decoder_io
 from linguamix.cli import train as train_main

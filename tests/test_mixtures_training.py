@@ -19,7 +19,7 @@ import seqio
 
 import linguamix.mixtures  # noqa: F401  (registers pinch_config)
 
-import train_helpers
+from linguamix.testing import train_helpers
 from linguamix.cli import train as train_main
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""`linguamix prepare` against a loopback server playing the Hub (tests/hub_server.py).
+"""`linguamix prepare` against a loopback server playing the Hub (linguamix/testing/hub_server.py).
 
 The served repositories are built here in the Hub's own layouts (parquet where the Hub
 keeps parquet); what `prepare` writes is then read by the SeqIO tasks and benchmark
@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 import seqio
 
-from hub_server import FakeHub, hub  # noqa: F401 - hub is a fixture
+from linguamix.testing.hub_server import FakeHub
 from linguamix.cli import prepare as command
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]

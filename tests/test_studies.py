@@ -13,7 +13,7 @@ import subprocess
 import threading
 
 import gin
-import judge_endpoint
+from linguamix.testing import judge_endpoint
 import matplotlib.image
 import pytest
 import seqio

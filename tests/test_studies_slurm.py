@@ -21,7 +21,7 @@ from linguamix import cli
 from linguamix import studies
 from linguamix.studies import run_commands, slurm as slurm_lib
 
-from slurm_cluster import MAX_ARRAY_SIZE, slurm, slurm_cluster  # noqa: F401  (fixtures)
+from linguamix.testing.slurm_cluster import MAX_ARRAY_SIZE
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

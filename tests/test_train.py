@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-import train_helpers
+from linguamix.testing import train_helpers
 from linguamix.cli import train as train_main
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -221,7 +221,7 @@ def test_lora_on_a_decoder_trains_only_the_adapters(tmp_path):
   """AdamW on decoder_tiny; LoRA (models/lora.gin) from a base checkpoint that has no
   adapters: the base stays bit-identical, the adapters learn."""
   task_gin = tmp_path / "task.gin"
-  task_gin.write_text("import train_helpers\nMIXTURE_OR_TASK_NAME = 'train_tiny.reverse'\n")
+  task_gin.write_text("import linguamix.testing.train_helpers\nMIXTURE_OR_TASK_NAME = 'train_tiny.reverse'\n")
   common = [f"--gin_file={task_gin}", "--gin_file=models/decoder_tiny.gin",
             "--gin.BATCH_SIZE=4", "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 16}",
             "--gin.USE_CACHED_TASKS=False", "--gin.RANDOM_SEED=0",
@@ -269,7 +269,7 @@ def test_eval_scores_decoder_models_on_lm_eval_sequences(tmp_path, capsys, monke
   from linguamix.t5x_tasks import vocab as task_vocab
   from linguamix.train import run_eval
   task_gin = tmp_path / "task.gin"
-  task_gin.write_text("import train_helpers\nMIXTURE_OR_TASK_NAME = 'train_tiny.reverse'\n")
+  task_gin.write_text("import linguamix.testing.train_helpers\nMIXTURE_OR_TASK_NAME = 'train_tiny.reverse'\n")
   model_gin = ["--gin_file=models/decoder_tiny.gin"]
   assert train_main.main([f"--gin_file={task_gin}", *model_gin, f'--gin.MODEL_DIR="{tmp_path}/run"',
                           "--gin.BATCH_SIZE=2", "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 16}",

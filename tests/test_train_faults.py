@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-import train_helpers
+from linguamix.testing import train_helpers
 from linguamix.cli import train as train_main
 from linguamix.train import preemption
 

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-import train_helpers
+from linguamix.testing import train_helpers
 from linguamix.cli import train as train_main
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
