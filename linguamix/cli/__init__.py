@@ -9,9 +9,8 @@ package: its functions take typed arguments. Run as a program, `linguamix` is qu
 (`linguamix._quiet`); `--verbose` anywhere, or LINGUAMIX_VERBOSE=1, shows the libraries'
 log lines.
 
-A few names are copied here because the modules that own them are slow to import (most load
-TensorFlow);
-each copy is checked equal to its source by a test: `judge.BASE_URL_ENV`
+A few names are copied here because the modules that own them are slow to import (most
+load TensorFlow); a test checks each copy equal to its source: `judge.BASE_URL_ENV`
 (linguamix.evals.judge), `select_languages.METHODS` (linguamix.mixtures.language_selection),
 `prepare.DATA_NAMES` / `BENCHMARK_NAMES` (linguamix.prepare's tables; tests/test_prepare.py)
 and the recipe names `mixtures list` prints (linguamix/mixtures/names.json).
