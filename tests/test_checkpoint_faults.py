@@ -194,10 +194,10 @@ def _read(reader: str, ckpt: pathlib.Path, tmp: pathlib.Path, hf_config: pathlib
                                  f"--gin.INITIAL_CHECKPOINT_PATH='{ckpt}'"))
   if reader == "eval":
     return train_main.eval_main([gin_file, f'--gin.CHECKPOINT_PATH="{ckpt}"',
-                          f'--gin.EVAL_OUTPUT_DIR="{tmp}/out"', "--gin.EVAL_TASKS='xcopa.sw'"])
+                                 f'--gin.EVAL_OUTPUT_DIR="{tmp}/out"', "--gin.EVAL_TASKS='xcopa.sw'"])
   if reader == "infer":
     return train_main.infer_main([gin_file, f'--gin.CHECKPOINT_PATH="{ckpt}"',
-                           f'--gin.INFER_OUTPUT_DIR="{tmp}/out"', "--gin.INFER_SPLIT='validation'"])
+                                  f'--gin.INFER_OUTPUT_DIR="{tmp}/out"', "--gin.INFER_SPLIT='validation'"])
   return cli.main(["convert", "export-hf", str(ckpt), str(tmp / "out"), "--config", str(hf_config)])
 
 

@@ -72,16 +72,16 @@ def test_train_writes_metrics_checkpoints_and_evaluates(tmp_path, capsys):
   from linguamix.train import run_infer
   gin_file = train_helpers.write_gin(tmp_path)
   rc = train_main.infer_main([f"--gin_file={gin_file}", f'--gin.CHECKPOINT_PATH="{model_dir}/checkpoint_8"',
-                       f'--gin.INFER_OUTPUT_DIR="{tmp_path}/infer"', "--gin.INFER_MODE='score'",
-                       "--gin.INFER_SPLIT='validation'", "--gin.run_infer.infer.num_examples=3"])
+                              f'--gin.INFER_OUTPUT_DIR="{tmp_path}/infer"', "--gin.INFER_MODE='score'",
+                              "--gin.INFER_SPLIT='validation'", "--gin.run_infer.infer.num_examples=3"])
   assert rc == 0
   lines = [json.loads(l) for l in (tmp_path / "infer" / "train_tiny.reverse-score.jsonl").open()]
   assert len(lines) == 3 and all(l["score"] < 0 for l in lines)
   assert lines[0]["targets"] == lines[0]["inputs"][::-1]
   # predict_with_aux: one decode writes the prediction and its log-likelihood
   rc = train_main.infer_main([f"--gin_file={gin_file}", f'--gin.CHECKPOINT_PATH="{model_dir}/checkpoint_8"',
-                       f'--gin.INFER_OUTPUT_DIR="{tmp_path}/infer"', "--gin.INFER_MODE='predict_with_aux'",
-                       "--gin.INFER_SPLIT='validation'", "--gin.run_infer.infer.num_examples=3"])
+                              f'--gin.INFER_OUTPUT_DIR="{tmp_path}/infer"', "--gin.INFER_MODE='predict_with_aux'",
+                              "--gin.INFER_SPLIT='validation'", "--gin.run_infer.infer.num_examples=3"])
   assert rc == 0
   aux = [json.loads(l) for l in (tmp_path / "infer" / "train_tiny.reverse-predict_with_aux.jsonl").open()]
   assert [l["inputs"] for l in aux] == [l["inputs"] for l in lines]
@@ -119,8 +119,8 @@ def test_default_model_learns_the_bundled_40shot_mixture(tmp_path, capsys, monke
   monkeypatch.setenv("LINGUAMIX_EVAL_DATA_ROOT", str(real_data))
   capsys.readouterr()
   rc = train_main.eval_main([f'--gin.CHECKPOINT_PATH="{tmp_path}/run/checkpoint_30"',
-                      f'--gin.EVAL_OUTPUT_DIR="{tmp_path}/eval"', "--gin.EVAL_TASKS='xcopa.sw'",
-                      "--gin.run_eval.evaluate_checkpoint.num_examples=16"])
+                             f'--gin.EVAL_OUTPUT_DIR="{tmp_path}/eval"', "--gin.EVAL_TASKS='xcopa.sw'",
+                             "--gin.run_eval.evaluate_checkpoint.num_examples=16"])
   assert rc == 0, capsys.readouterr().err
   assert "xcopa.sw: acc " in capsys.readouterr().out
   run = json.loads((tmp_path / "eval" / "run.json").read_text())
@@ -280,8 +280,8 @@ def test_eval_scores_decoder_models_on_lm_eval_sequences(tmp_path, capsys, monke
   monkeypatch.setenv("LINGUAMIX_EVAL_DATA_ROOT", str(real_data))
   capsys.readouterr()
   assert train_main.eval_main([*model_gin, f'--gin.CHECKPOINT_PATH="{tmp_path}/run/checkpoint_1"',
-                        f'--gin.EVAL_OUTPUT_DIR="{tmp_path}/eval"', "--gin.EVAL_TASKS='xcopa.sw'",
-                        "--gin.run_eval.evaluate_checkpoint.num_examples=6"]) == 0, capsys.readouterr().err
+                               f'--gin.EVAL_OUTPUT_DIR="{tmp_path}/eval"', "--gin.EVAL_TASKS='xcopa.sw'",
+                               "--gin.run_eval.evaluate_checkpoint.num_examples=6"]) == 0, capsys.readouterr().err
   lines = [json.loads(l) for l in (tmp_path / "eval" / "scores" / "xcopa.sw.jsonl").read_text().splitlines()]
   assert len(lines) == 3
 
