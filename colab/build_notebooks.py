@@ -16,7 +16,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 # The first code cell of every notebook: install, runtime, smoke switch, `run`.
 SETUP = '''
 # Setup: install linguamix (on Colab), find the runtime, choose the smoke mode.
-import importlib, json, os, shlex, shutil, subprocess, sys
+import json, os, shlex, shutil, subprocess, sys
 
 IN_COLAB = "google.colab" in sys.modules
 if IN_COLAB:  # locally linguamix is already installed (`pip install -e .`)
@@ -40,8 +40,8 @@ WORK = os.path.abspath(os.environ.get("LINGUAMIX_WORK", "linguamix_work"))
 os.makedirs(WORK, exist_ok=True)
 print(f"runtime: {PLATFORM} x {N_DEVICES}; smoke mode: {SMOKE}; outputs under {WORK}")
 
-_MODULES = {"linguamix.train": "linguamix.train.main", "linguamix.eval": "linguamix.train.run_eval",
-            "linguamix.infer": "linguamix.train.run_infer"}
+# python -m MODULE -> its function in linguamix.cli.train
+_PROGRAMS = {"linguamix.train": "main", "linguamix.eval": "eval_main", "linguamix.infer": "infer_main"}
 
 
 def run(command: str) -> None:
@@ -59,7 +59,8 @@ def run(command: str) -> None:
     from linguamix import cli
     status = cli.main(argv[1:])
   else:  # python -m linguamix.train | linguamix.eval | linguamix.infer
-    status = importlib.import_module(_MODULES[argv[2]]).main(argv[3:])
+    from linguamix.cli import train
+    status = getattr(train, _PROGRAMS[argv[2]])(argv[3:])
   if status:
     raise RuntimeError(f"exit status {status}: {command}")
 '''

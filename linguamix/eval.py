@@ -1,6 +1,6 @@
 """`python -m linguamix.eval --gin.CHECKPOINT_PATH=... --gin.EVAL_OUTPUT_DIR=... --gin.EVAL_TASKS=...`."""
 
-from linguamix.train import main
+from linguamix.cli import train
 
 if __name__ == "__main__":
-  main.program(main.eval_main)
+  train.program(train.eval_main)

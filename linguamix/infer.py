@@ -1,6 +1,6 @@
 """`python -m linguamix.infer --gin.CHECKPOINT_PATH=... --gin.INFER_OUTPUT_DIR=... --gin.MIXTURE_OR_TASK_NAME=...`."""
 
-from linguamix.train import main
+from linguamix.cli import train
 
 if __name__ == "__main__":
-  main.program(main.infer_main)
+  train.program(train.infer_main)

@@ -9,6 +9,9 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import pytest
 
+# The loopback Hub (`hub`) and the SLURM cluster (`slurm_cluster`, `slurm`).
+pytest_plugins = ("linguamix.testing.fixtures",)
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Real XCOPA and MT-Bench-X, vendored in the package (see its README for provenance).
 REAL_DATA = REPO_ROOT / "linguamix" / "evals" / "bundled"

@@ -11,8 +11,9 @@ import time
 
 import pytest
 
-from augment_endpoint import FakeChatEndpoint, field_spans
-from linguamix.augment import command, run
+from linguamix.testing.augment_endpoint import FakeChatEndpoint, field_spans
+from linguamix.augment import run
+from linguamix.cli import augment as command
 
 KEY = "sk-test-DO-NOT-LEAK-4f1c2b"
 SPECIALS = ["r429", "r500", "slow", "junk", "nochoice", "dropnum", "badlang", "hangup"]

@@ -26,9 +26,9 @@ import sys
 
 import pytest
 
-import train_helpers
+from linguamix.testing import train_helpers
 from linguamix import cli
-from linguamix.train import main as train_main
+from linguamix.cli import train as train_main
 from linguamix.train import run_eval
 from linguamix.train import run_infer
 
@@ -56,7 +56,7 @@ def run3(tmp_path_factory) -> pathlib.Path:
 def hf_config(tmp_path_factory) -> pathlib.Path:
   """config.json of the tiny mT5 of train_helpers (for export-hf of its checkpoints)."""
   from linguamix.models import mt5
-  from linguamix.models.checkpoints import hf_mt5
+  from linguamix.models.checkpoint_formats import hf_mt5
   cfg = mt5.MT5Config(vocab_size=264, emb_dim=32, num_heads=4, num_encoder_layers=1,
                       num_decoder_layers=1, head_dim=8, mlp_dim=64, dtype="float32")
   path = tmp_path_factory.mktemp("hf") / "config.json"
@@ -143,7 +143,7 @@ def other_model(c):
   """The same layout, written by another model (a smaller vocabulary)."""
   import jax
   import orbax.checkpoint as ocp
-  from linguamix.models.checkpoints import checksums
+  from linguamix.models.checkpoint_formats import checksums
   from linguamix.train import checkpoints as ckpt_lib
   tree = ocp.PyTreeCheckpointer().restore(str(c / "state"))
   for sub in (tree["params"], tree["opt_state"][0]["v"]):  # params and their second moments
@@ -193,11 +193,11 @@ def _read(reader: str, ckpt: pathlib.Path, tmp: pathlib.Path, hf_config: pathlib
     return train_main.main(_argv(tmp, tmp / "new", "--gin.TRAIN_STEPS=4",
                                  f"--gin.INITIAL_CHECKPOINT_PATH='{ckpt}'"))
   if reader == "eval":
-    return run_eval.main([gin_file, f'--gin.CHECKPOINT_PATH="{ckpt}"',
-                          f'--gin.EVAL_OUTPUT_DIR="{tmp}/out"', "--gin.EVAL_TASKS='xcopa.sw'"])
+    return train_main.eval_main([gin_file, f'--gin.CHECKPOINT_PATH="{ckpt}"',
+                                 f'--gin.EVAL_OUTPUT_DIR="{tmp}/out"', "--gin.EVAL_TASKS='xcopa.sw'"])
   if reader == "infer":
-    return run_infer.main([gin_file, f'--gin.CHECKPOINT_PATH="{ckpt}"',
-                           f'--gin.INFER_OUTPUT_DIR="{tmp}/out"', "--gin.INFER_SPLIT='validation'"])
+    return train_main.infer_main([gin_file, f'--gin.CHECKPOINT_PATH="{ckpt}"',
+                                  f'--gin.INFER_OUTPUT_DIR="{tmp}/out"', "--gin.INFER_SPLIT='validation'"])
   return cli.main(["convert", "export-hf", str(ckpt), str(tmp / "out"), "--config", str(hf_config)])
 
 

@@ -1,6 +1,7 @@
 """Every `linguamix` command answers --help and usage errors without importing TensorFlow
 or JAX; run as programs, the commands keep the libraries' C++ log lines off stderr."""
 
+import ast
 import json
 import os
 import pathlib
@@ -49,7 +50,7 @@ def test_help_and_usage_errors_import_no_heavy_library():
   result = _python(f"""
       import contextlib, io, json, sys
       from linguamix import cli
-      from linguamix.train import main
+      from linguamix.cli import train as main
       calls = [[name, "--help"] for name in cli.COMMANDS] + [
           ["select-languages", "--method", "typo"],  # --k missing
           ["select-languages", "--method", "nope", "--k", "3"],
@@ -86,21 +87,59 @@ def test_help_and_usage_errors_import_no_heavy_library():
   assert "li_fam_k7_s10" in report["listed"] and "pinch_40shot" in report["listed"]
 
 
+# The `python -m` programs outside linguamix/cli/: each only hands its argv to it.
+PYTHON_M_SHIMS = ("linguamix/__main__.py", "linguamix/eval.py", "linguamix/infer.py",
+                  "linguamix/train/__main__.py")
+
+
+def _imported_modules(tree: ast.AST, package: str) -> set[str]:
+  """Absolute names of every module an `import` / `from ... import` in `tree` names."""
+  found = set()
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Import):
+      found.update(alias.name for alias in node.names)
+    elif isinstance(node, ast.ImportFrom):
+      base = node.module or ""
+      if node.level:  # relative: resolved against the importing module's package
+        parts = package.split(".")[:len(package.split(".")) - node.level + 1]
+        base = ".".join(parts + ([base] if base else []))
+      found.add(base)
+      found.update(f"{base}.{alias.name}" for alias in node.names)
+  return found
+
+
+def test_library_never_imports_the_command_layer():
+  root = REPO / "linguamix"
+  offenders = []
+  for path in sorted(root.rglob("*.py")):
+    rel = path.relative_to(REPO).as_posix()
+    if rel.startswith("linguamix/cli/") or rel in PYTHON_M_SHIMS:
+      continue
+    package = ".".join(path.relative_to(REPO).parent.parts)
+    names = _imported_modules(ast.parse(path.read_text(encoding="utf-8")), package)
+    offenders += [f"{rel}: {n}" for n in sorted(names)
+                  if n == "linguamix.cli" or n.startswith("linguamix.cli.")]
+  assert offenders == []
+  # The check sees the imports it forbids: each shim imports the command layer.
+  shim = REPO / "linguamix/eval.py"
+  assert "linguamix.cli" in _imported_modules(ast.parse(shim.read_text()), "linguamix")
+
+
 def test_light_tables_match_the_code_they_stand_for():
   """The name table `mixtures list` prints and the constants the light parsers keep."""
-  from linguamix.commands import judge as judge_command
-  from linguamix.commands import mixtures as mixtures_command
-  from linguamix.commands import select_languages
+  from linguamix.cli import judge as judge_command
+  from linguamix.cli import mixtures as mixtures_command
+  from linguamix.cli import select_languages
   from linguamix.evals import judge
   from linguamix.mixtures import language_selection
   # A fresh interpreter: other tests register mixtures of their own.
-  fresh = _python("import json; from linguamix.mixtures import cli; "
-                  "print(json.dumps(list(cli.name_table().items())))")
+  fresh = _python("import json; from linguamix.cli import mixtures; "
+                  "print(json.dumps(list(mixtures.name_table().items())))")
   assert fresh.returncode == 0, fresh.stderr
   registered = json.loads(fresh.stdout.splitlines()[-1])
   table = [[name, list(entry)] for name, entry in mixtures_command.names().items()]
   assert table == registered, (  # entries and registration order
-      "linguamix/mixtures/names.json is stale: python -m linguamix.mixtures.cli --write-names")
+      "linguamix/mixtures/names.json is stale: python -m linguamix.cli.mixtures --write-names")
   assert select_languages.METHODS == language_selection.METHODS
   assert judge_command.BASE_URL_ENV == judge.BASE_URL_ENV
 

@@ -12,10 +12,10 @@ import sys
 
 import pytest
 
-import train_helpers
+from linguamix.testing import train_helpers
 from linguamix import errors
-from linguamix.train import flags
-from linguamix.train import main as train_main
+from linguamix.cli import flags
+from linguamix.cli import train as train_main
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu", "LINGUAMIX_TEST_KEY": "sk-test",

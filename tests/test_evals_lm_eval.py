@@ -44,7 +44,7 @@ import linguamix.evals  # noqa: F401  (registers the tasks)
 from linguamix.evals import paws_x, requests, runner, xnli, xwinograd
 from linguamix.models import decoder, encoder_decoder, hf_vocabulary, mt5
 from linguamix.models.hf import decoder_io
-from linguamix.models.checkpoints import hf_mt5, layout
+from linguamix.models.checkpoint_formats import hf_mt5, layout
 from evals_helpers import write_tsv
 import lm_eval_helpers
 from test_evals_benchmarks import XNLI_HEADER, _xnli_row

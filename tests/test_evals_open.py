@@ -25,7 +25,7 @@ from linguamix.evals import open_prompts
 from linguamix.evals import registry
 from linguamix.evals import runner
 from evals_helpers import LookupGenerator
-import judge_endpoint
+from linguamix.testing import judge_endpoint
 
 # Git blob ids of the MT-Bench-X release files (github.com/Modalities/MT-Bench-X at
 # f8972dc70595a7e981ada7f2ac5e7c191ab12441, `git ls-tree -r`), read 2026-12-07: the

@@ -83,10 +83,10 @@ def _scored_run(folder, correct_by_lang, step=1):
 
 
 def test_single_run_chart_shows_values_intervals_and_chance(tmp_path):
-  from linguamix.evals import report
+  from linguamix.evals import charts
   _scored_run(tmp_path / "run", {"de": [True] * 6 + [False] * 4, "en": [True] * 3 + [False] * 7})
-  runs = report.load_runs([str(tmp_path / "run")], None)
-  fig = report.bar_figure(runs, "xnli", "acc")
+  runs = charts.load_runs([str(tmp_path / "run")], None)
+  fig = charts.bar_figure(runs, "xnli", "acc")
   ax = fig.axes[0]
   assert sorted(t.get_text() for t in ax.texts) == ["30.0", "60.0"]  # each bar's value
   chance = [l for l in ax.get_lines() if l.get_label().startswith("chance")]

@@ -10,6 +10,7 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 
 from linguamix.t5x_tasks import languages
+from linguamix.cli import select_languages
 from linguamix.mixtures import language_selection as ls
 
 # Bactrian-X's 52 languages as its dataset card lists them.
@@ -162,11 +163,11 @@ def test_lang2vec_script_on_sys_path_does_not_shadow_the_package(tmp_path, monke
 
 
 def test_command_json_and_errors(capsys):
-  assert ls.main(["--method", "learn", "--k", "3", "--seed", "10", "--json"]) == 0
+  assert select_languages.main(["--method", "learn", "--k", "3", "--seed", "10", "--json"]) == 0
   details = json.loads(capsys.readouterr().out)
   assert details["features"] == "learned" and len(details["clusters"]) == 36
   assert len(details["distances"]) == 36 and len(details["selected"]) == 3
-  assert ls.main(["--method", "sem", "--k", "3"]) == 2
+  assert select_languages.main(["--method", "sem", "--k", "3"]) == 2
   assert "no embeddings file given" in capsys.readouterr().err
-  assert ls.main(["--method", "all"]) == 0
+  assert select_languages.main(["--method", "all"]) == 0
   assert capsys.readouterr().out.strip() == ",".join(BACTRIAN_X)

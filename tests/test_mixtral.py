@@ -22,10 +22,10 @@ import seqio
 import torch
 import transformers
 
-import train_helpers
+from linguamix.testing import train_helpers
 from linguamix.models import decoder
 from linguamix.models.hf import decoder_io
-from linguamix.train import main as train_main
+from linguamix.cli import train as train_main
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 GIN_DIR = REPO / "linguamix" / "gin" / "models"
@@ -230,7 +230,8 @@ COMMON = ("--gin.TRAIN_STEPS=2", "--gin.trainer.train.log_period=1",
 _SHARDED = """
 import json, sys
 import gin
-from linguamix.train import main, partitioning, trainer
+from linguamix.cli import train as main
+from linguamix.train import partitioning, trainer
 gin_file, root, common = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 mesh = ["--gin.partitioning.Partitioner.data=2", "--gin.partitioning.Partitioner.fsdp=2",
         "--gin.partitioning.Partitioner.model=2"]

@@ -19,8 +19,8 @@ import seqio
 
 import linguamix.mixtures  # noqa: F401  (registers pinch_config)
 
-import train_helpers
-from linguamix.train import main as train_main
+from linguamix.testing import train_helpers
+from linguamix.cli import train as train_main
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # pinch_bi_en_sw at a budget of 44 (gin, as a user would): 22 + 22 examples, an epoch is

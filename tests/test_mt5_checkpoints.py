@@ -11,7 +11,7 @@ from flax import serialization
 
 from linguamix import cli
 from linguamix.models import mt5
-from linguamix.models.checkpoints import layout, t5x_legacy
+from linguamix.models.checkpoint_formats import layout, t5x_legacy
 
 CFG = mt5.MT5Config(vocab_size=96, emb_dim=16, num_heads=2, head_dim=8, mlp_dim=24,
                     num_encoder_layers=2, num_decoder_layers=2, relative_attention_num_buckets=8,

@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from judge_endpoint import RecordingJudge
+from linguamix.testing.judge_endpoint import RecordingJudge
 from linguamix import cli
 from linguamix.evals import open_prompts
 

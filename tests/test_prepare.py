@@ -1,4 +1,4 @@
-"""`linguamix prepare` against a loopback server playing the Hub (tests/hub_server.py).
+"""`linguamix prepare` against a loopback server playing the Hub (linguamix/testing/hub_server.py).
 
 The served repositories are built here in the Hub's own layouts (parquet where the Hub
 keeps parquet); what `prepare` writes is then read by the SeqIO tasks and benchmark
@@ -20,8 +20,8 @@ import pyarrow.parquet as pq
 import pytest
 import seqio
 
-from hub_server import FakeHub, hub  # noqa: F401 - hub is a fixture
-from linguamix.prepare import command
+from linguamix.testing.hub_server import FakeHub
+from linguamix.cli import prepare as command
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 TOKEN = "hf_secretTOKENvalue0123456789"
@@ -400,7 +400,7 @@ def test_t5x_from_a_local_mirror_of_the_bucket_resumes_and_converts(tmp_path, ca
   assert (out / "sentencepiece.model").read_bytes() == spm.read_bytes()
   assert not (tmp_path / "mt5_small.download").exists()
   params = ocp.PyTreeCheckpointer().restore(str(out))
-  from linguamix.models.checkpoints import layout
+  from linguamix.models.checkpoint_formats import layout
   want = flat["encoder/layers_0/mlp/wi_0/kernel"]
   got = layout.flatten(params)
   match = [k for k, v in got.items() if np.asarray(v).shape == want.shape

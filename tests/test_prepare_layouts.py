@@ -1,6 +1,6 @@
 """`linguamix prepare` against the published layouts in linguamix/prepare/manifest.json.
 
-The loopback Hub (tests/hub_server.py) serves each manifest entry's file tree as published
+The loopback Hub (linguamix/testing/hub_server.py) serves each manifest entry's file tree as published
 -- names, nesting, loading scripts beside their raw files, the parquet-export branch where
 it exists and not where it does not, gated repositories -- filled with the entry's records
 in their real field names and quirks (empty outputs, `pt-BR`, dialect codes, `"1"`/`"2"`
@@ -19,8 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 import seqio
 
-from hub_server import FakeHub, hub  # noqa: F401 - hub is a fixture
-from linguamix.prepare import command, manifest
+from linguamix.testing.hub_server import FakeHub
+from linguamix.cli import prepare as command
+from linguamix.prepare import manifest
 
 TOKEN = "hf_layoutTOKEN0123456789"
 

@@ -13,7 +13,7 @@ import subprocess
 import threading
 
 import gin
-import judge_endpoint
+from linguamix.testing import judge_endpoint
 import matplotlib.image
 import pytest
 import seqio
@@ -21,10 +21,10 @@ import seqio
 from linguamix import cli
 from linguamix import studies
 from linguamix.evals import open_prompts
-from linguamix.studies import commands, runner, stats
+from linguamix.studies import run_commands, runner, stats
 from linguamix.studies import report as study_report
 from linguamix.studies.base import Run
-from linguamix.train import flags
+from linguamix.cli import flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -80,7 +80,7 @@ def test_runs_glob_and_tags():
 
 def _parse_train(cfg, run):
   """The training command's gin configuration, parsed as `python -m linguamix.train` does."""
-  flags.parse_and_configure(commands.train_args(cfg, run), prog="t", description="",
+  flags.parse_and_configure(run_commands.train_args(cfg, run), prog="t", description="",
                             run_gin="runs/finetune.gin", required_macros=())
   return lambda q: gin.query_parameter(q)
 
@@ -101,7 +101,7 @@ PRESETS = {
 def test_presets_parse_and_carry_the_papers_numbers(name, tmp_path):
   study = studies.STUDIES[name]
   for preset in study.presets:
-    cfg = commands.Config(study=study, out=str(tmp_path), model_gin="models/decoder_tiny.gin",
+    cfg = run_commands.Config(study=study, out=str(tmp_path), model_gin="models/decoder_tiny.gin",
                           preset=preset, init="/ckpt/base")
     query = _parse_train(cfg, study.grid()[0])
     assert query("MIXTURE_OR_TASK_NAME/macro.value") == study.grid()[0].mixture
@@ -133,7 +133,7 @@ def _check_default_preset(name):
 
 def test_user_bindings_override_the_preset(tmp_path):
   study = studies.STUDIES["better_alpaca"]
-  cfg = commands.Config(study=study, out=str(tmp_path), model_gin="models/decoder_tiny.gin",
+  cfg = run_commands.Config(study=study, out=str(tmp_path), model_gin="models/decoder_tiny.gin",
                         preset="lora", init="/ckpt", bindings=("LEARNING_RATE = 1e-4", "lora.LoraConfig.rank = 4"))
   query = _parse_train(cfg, study.grid()[0])
   assert query("LEARNING_RATE/macro.value") == pytest.approx(1e-4)
@@ -217,7 +217,7 @@ def test_stats_interval_and_paired_by_hand(tmp_path):
 
 def test_report_tables_come_from_the_metric_files(tmp_path):
   study = studies.STUDIES["linguistic"]
-  cfg = commands.Config(study=study, out=str(tmp_path), model_gin="models/mt5_tiny.gin",
+  cfg = run_commands.Config(study=study, out=str(tmp_path), model_gin="models/mt5_tiny.gin",
                         preset="lora", smoke=True)
   runs = [Run(f"li_{m}_k{k}_s{s}", f"li_{m}_k{k}_s{s}", {"method": m, "k": k, "seed": s})
           for m in ("random", "typo") for k in (2, 14) for s in (66, 42)]
@@ -263,8 +263,8 @@ def test_smoke_sphinx_plan_line_runs_as_written_then_resume_and_failure(tmp_path
   # The first line, executed by a shell exactly as written.
   done = subprocess.run(["sh", "-c", lines[0]], env=_env(), capture_output=True, text=True)
   assert done.returncode == 0, done.stderr[-3000:]
-  cfg = commands.Config(study=studies.STUDIES["sphinx"], out=str(out),
-                        model_gin=commands.SMOKE_MODEL, preset="full", smoke=True)
+  cfg = run_commands.Config(study=studies.STUDIES["sphinx"], out=str(out),
+                        model_gin=run_commands.SMOKE_MODEL, preset="full", smoke=True)
   tiers, nolangit = studies.STUDIES["sphinx"].grid(smoke=True)
   assert runner.train_done(cfg, tiers) and runner.eval_done(cfg, tiers)
   stamp = os.path.getmtime(os.path.join(cfg.run_dir(tiers), "summary.json"))
@@ -329,7 +329,7 @@ def test_judge_pairs_each_run_against_the_baseline_on_a_loopback_endpoint(
   threading.Thread(target=httpd.serve_forever, daemon=True).start()
   try:
     study = studies.STUDIES["pinch"]
-    cfg = commands.Config(study=study, out=str(tmp_path), model_gin="models/mt5_tiny.gin",
+    cfg = run_commands.Config(study=study, out=str(tmp_path), model_gin="models/mt5_tiny.gin",
                           preset="full", judge=f"http://127.0.0.1:{httpd.server_address[1]}/v1",
                           judge_model="j")
     runs = study.grid(pattern="pinch_p0,pinch_p10")
@@ -385,7 +385,7 @@ def test_opengptx_reports_mt_bench_x_per_language_turn_and_composition(
            "opengptx_limax_endefrites": {"de": (8, 4), "en": (5, 5)}}
   try:
     study = dataclasses.replace(studies.STUDIES["opengptx"], evals=("mt_bench_x.de", "mt_bench_x.en"))
-    cfg = commands.Config(study=study, out=str(tmp_path), model_gin="models/mt5_tiny.gin",
+    cfg = run_commands.Config(study=study, out=str(tmp_path), model_gin="models/mt5_tiny.gin",
                           preset="full", judge=f"http://127.0.0.1:{httpd.server_address[1]}/v1",
                           judge_model="gpt-4")
     runs = study.grid(pattern=",".join(marks))

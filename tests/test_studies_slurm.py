@@ -19,9 +19,9 @@ import pytest
 
 from linguamix import cli
 from linguamix import studies
-from linguamix.studies import commands, slurm as slurm_lib
+from linguamix.studies import run_commands, slurm as slurm_lib
 
-from slurm_cluster import MAX_ARRAY_SIZE, slurm, slurm_cluster  # noqa: F401  (fixtures)
+from linguamix.testing.slurm_cluster import MAX_ARRAY_SIZE
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -207,11 +207,11 @@ def test_smoke_grid_through_slurm_preempted_failed_and_resubmitted(slurm, jobs_e
 
   # The reference: pinch_p0's training command as the array task runs it, straight through.
   straight = tmp_path / "straight"
-  cfg = commands.load_config(str(out))
+  cfg = run_commands.load_config(str(out))
   p0 = studies.STUDIES["pinch"].grid(pattern="pinch_p0")[0]
-  ref_args = [a.replace(cfg.run_dir(p0), str(straight)) for a in commands.train_args(cfg, p0)]
+  ref_args = [a.replace(cfg.run_dir(p0), str(straight)) for a in run_commands.train_args(cfg, p0)]
   reference = subprocess.Popen([sys.executable, "-m", "linguamix.train", *ref_args],
-                               env={**os.environ, **commands.env(cfg)}, stdout=subprocess.DEVNULL,
+                               env={**os.environ, **run_commands.env(cfg)}, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
 
   # Preempt pinch_p0's training: SIGTERM to the task's processes, as a scheduler sends it.

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from linguamix.models import mt5
-from linguamix.models.checkpoints import hf_mt5
+from linguamix.models.checkpoint_formats import hf_mt5
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from linguamix.models import mt5
-from linguamix.models.checkpoints import hf_mt5, layout
+from linguamix.models.checkpoint_formats import hf_mt5, layout
 from linguamix.models.hf import registry
 from linguamix.models.encoder_decoder import EncoderDecoderModel
 

@@ -14,8 +14,8 @@ import time
 import numpy as np
 import pytest
 
-import train_helpers
-from linguamix.train import main as train_main
+from linguamix.testing import train_helpers
+from linguamix.cli import train as train_main
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -71,17 +71,17 @@ def test_train_writes_metrics_checkpoints_and_evaluates(tmp_path, capsys):
   # python -m linguamix.infer on the checkpoint: one JSONL line per example.
   from linguamix.train import run_infer
   gin_file = train_helpers.write_gin(tmp_path)
-  rc = run_infer.main([f"--gin_file={gin_file}", f'--gin.CHECKPOINT_PATH="{model_dir}/checkpoint_8"',
-                       f'--gin.INFER_OUTPUT_DIR="{tmp_path}/infer"', "--gin.INFER_MODE='score'",
-                       "--gin.INFER_SPLIT='validation'", "--gin.run_infer.infer.num_examples=3"])
+  rc = train_main.infer_main([f"--gin_file={gin_file}", f'--gin.CHECKPOINT_PATH="{model_dir}/checkpoint_8"',
+                              f'--gin.INFER_OUTPUT_DIR="{tmp_path}/infer"', "--gin.INFER_MODE='score'",
+                              "--gin.INFER_SPLIT='validation'", "--gin.run_infer.infer.num_examples=3"])
   assert rc == 0
   lines = [json.loads(l) for l in (tmp_path / "infer" / "train_tiny.reverse-score.jsonl").open()]
   assert len(lines) == 3 and all(l["score"] < 0 for l in lines)
   assert lines[0]["targets"] == lines[0]["inputs"][::-1]
   # predict_with_aux: one decode writes the prediction and its log-likelihood
-  rc = run_infer.main([f"--gin_file={gin_file}", f'--gin.CHECKPOINT_PATH="{model_dir}/checkpoint_8"',
-                       f'--gin.INFER_OUTPUT_DIR="{tmp_path}/infer"', "--gin.INFER_MODE='predict_with_aux'",
-                       "--gin.INFER_SPLIT='validation'", "--gin.run_infer.infer.num_examples=3"])
+  rc = train_main.infer_main([f"--gin_file={gin_file}", f'--gin.CHECKPOINT_PATH="{model_dir}/checkpoint_8"',
+                              f'--gin.INFER_OUTPUT_DIR="{tmp_path}/infer"', "--gin.INFER_MODE='predict_with_aux'",
+                              "--gin.INFER_SPLIT='validation'", "--gin.run_infer.infer.num_examples=3"])
   assert rc == 0
   aux = [json.loads(l) for l in (tmp_path / "infer" / "train_tiny.reverse-predict_with_aux.jsonl").open()]
   assert [l["inputs"] for l in aux] == [l["inputs"] for l in lines]
@@ -118,9 +118,9 @@ def test_default_model_learns_the_bundled_40shot_mixture(tmp_path, capsys, monke
   from linguamix.train import run_eval
   monkeypatch.setenv("LINGUAMIX_EVAL_DATA_ROOT", str(real_data))
   capsys.readouterr()
-  rc = run_eval.main([f'--gin.CHECKPOINT_PATH="{tmp_path}/run/checkpoint_30"',
-                      f'--gin.EVAL_OUTPUT_DIR="{tmp_path}/eval"', "--gin.EVAL_TASKS='xcopa.sw'",
-                      "--gin.run_eval.evaluate_checkpoint.num_examples=16"])
+  rc = train_main.eval_main([f'--gin.CHECKPOINT_PATH="{tmp_path}/run/checkpoint_30"',
+                             f'--gin.EVAL_OUTPUT_DIR="{tmp_path}/eval"', "--gin.EVAL_TASKS='xcopa.sw'",
+                             "--gin.run_eval.evaluate_checkpoint.num_examples=16"])
   assert rc == 0, capsys.readouterr().err
   assert "xcopa.sw: acc " in capsys.readouterr().out
   run = json.loads((tmp_path / "eval" / "run.json").read_text())
@@ -221,7 +221,7 @@ def test_lora_on_a_decoder_trains_only_the_adapters(tmp_path):
   """AdamW on decoder_tiny; LoRA (models/lora.gin) from a base checkpoint that has no
   adapters: the base stays bit-identical, the adapters learn."""
   task_gin = tmp_path / "task.gin"
-  task_gin.write_text("import train_helpers\nMIXTURE_OR_TASK_NAME = 'train_tiny.reverse'\n")
+  task_gin.write_text("import linguamix.testing.train_helpers\nMIXTURE_OR_TASK_NAME = 'train_tiny.reverse'\n")
   common = [f"--gin_file={task_gin}", "--gin_file=models/decoder_tiny.gin",
             "--gin.BATCH_SIZE=4", "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 16}",
             "--gin.USE_CACHED_TASKS=False", "--gin.RANDOM_SEED=0",
@@ -269,7 +269,7 @@ def test_eval_scores_decoder_models_on_lm_eval_sequences(tmp_path, capsys, monke
   from linguamix.t5x_tasks import vocab as task_vocab
   from linguamix.train import run_eval
   task_gin = tmp_path / "task.gin"
-  task_gin.write_text("import train_helpers\nMIXTURE_OR_TASK_NAME = 'train_tiny.reverse'\n")
+  task_gin.write_text("import linguamix.testing.train_helpers\nMIXTURE_OR_TASK_NAME = 'train_tiny.reverse'\n")
   model_gin = ["--gin_file=models/decoder_tiny.gin"]
   assert train_main.main([f"--gin_file={task_gin}", *model_gin, f'--gin.MODEL_DIR="{tmp_path}/run"',
                           "--gin.BATCH_SIZE=2", "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 16}",
@@ -279,9 +279,9 @@ def test_eval_scores_decoder_models_on_lm_eval_sequences(tmp_path, capsys, monke
                           "--gin.trainer.train.infer_eval_dataset_cfg=None"]) == 0
   monkeypatch.setenv("LINGUAMIX_EVAL_DATA_ROOT", str(real_data))
   capsys.readouterr()
-  assert run_eval.main([*model_gin, f'--gin.CHECKPOINT_PATH="{tmp_path}/run/checkpoint_1"',
-                        f'--gin.EVAL_OUTPUT_DIR="{tmp_path}/eval"', "--gin.EVAL_TASKS='xcopa.sw'",
-                        "--gin.run_eval.evaluate_checkpoint.num_examples=6"]) == 0, capsys.readouterr().err
+  assert train_main.eval_main([*model_gin, f'--gin.CHECKPOINT_PATH="{tmp_path}/run/checkpoint_1"',
+                               f'--gin.EVAL_OUTPUT_DIR="{tmp_path}/eval"', "--gin.EVAL_TASKS='xcopa.sw'",
+                               "--gin.run_eval.evaluate_checkpoint.num_examples=6"]) == 0, capsys.readouterr().err
   lines = [json.loads(l) for l in (tmp_path / "eval" / "scores" / "xcopa.sw.jsonl").read_text().splitlines()]
   assert len(lines) == 3
 

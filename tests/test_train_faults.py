@@ -16,8 +16,8 @@ import time
 import numpy as np
 import pytest
 
-import train_helpers
-from linguamix.train import main as train_main
+from linguamix.testing import train_helpers
+from linguamix.cli import train as train_main
 from linguamix.train import preemption
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -141,9 +141,9 @@ def test_eval_with_a_missing_benchmark_file_names_it(run3, tmp_path, capsys, mon
   from linguamix.train import run_eval
   monkeypatch.setenv("LINGUAMIX_EVAL_DATA_ROOT", str(tmp_path / "no_data"))
   capsys.readouterr()
-  rc = run_eval.main([f"--gin_file={train_helpers.write_gin(tmp_path)}",
-                      f'--gin.CHECKPOINT_PATH="{run3}/checkpoint_3"',
-                      f'--gin.EVAL_OUTPUT_DIR="{tmp_path}/eval"', "--gin.EVAL_TASKS='xcopa.sw'"])
+  rc = train_main.eval_main([f"--gin_file={train_helpers.write_gin(tmp_path)}",
+                             f'--gin.CHECKPOINT_PATH="{run3}/checkpoint_3"',
+                             f'--gin.EVAL_OUTPUT_DIR="{tmp_path}/eval"', "--gin.EVAL_TASKS='xcopa.sw'"])
   err = capsys.readouterr().err
   lines = [l for l in err.splitlines() if ": error: " in l]
   assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err

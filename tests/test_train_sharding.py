@@ -14,8 +14,8 @@ import sys
 import numpy as np
 import pytest
 
-import train_helpers
-from linguamix.train import main as train_main
+from linguamix.testing import train_helpers
+from linguamix.cli import train as train_main
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 COMMON = ("--gin.TRAIN_STEPS=2", "--gin.trainer.train.log_period=1",
@@ -28,7 +28,7 @@ MESHES = {"data2_fsdp2_model2": (2, 2, 2)}
 
 _MESH_SCRIPT = """
 import json, sys
-from linguamix.train import main
+from linguamix.cli import train as main
 gin_file, root, meshes = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 common = json.loads(sys.argv[4])
 for name, (d, f, m) in meshes.items():

@@ -25,7 +25,6 @@ import json
 import math
 import os
 import re
-import sys
 import time
 from typing import Any, Callable, Mapping, Sequence
 
@@ -34,7 +33,6 @@ from absl import logging
 from linguamix import atomic
 from linguamix.augment import cache as cache_lib
 from linguamix.augment import client as client_lib
-from linguamix.evals import consistency
 from linguamix.evals import open_prompts
 
 BASE_URL_ENV = "OPENAI_BASE_URL"
@@ -339,70 +337,12 @@ def write_judgments(path: str, judgments: Sequence[Mapping[str, Any]],
       f.write(json.dumps(j, ensure_ascii=False) + "\n")
 
 
-def _fmt(value: float | None) -> str:
+def format_score(value: float | None) -> str:
   return "" if value is None else f"{value:.2f}"
 
 
 def markdown_single(table: Sequence[Mapping[str, Any]]) -> str:
   lines = ["| turn | category | mean | stderr | count | unparsed (-1) |", "|---|---|---|---|---|---|"]
-  lines += [f"| {r['turn']} | {r['category']} | {_fmt(r['mean'])} | {_fmt(r['stderr'])} | "
+  lines += [f"| {r['turn']} | {r['category']} | {format_score(r['mean'])} | {format_score(r['stderr'])} | "
             f"{r['count']} | {r['num_unparsed']} |" for r in table]
   return "\n".join(lines)
-
-
-def run(args) -> int:
-  """`linguamix judge` (parsed in `linguamix.commands.judge`)."""
-  try:
-    questions = open_prompts.mt_bench_x_questions(args.lang)
-    prompts = open_prompts.mt_bench_x_judge_prompts(args.lang)
-    references = open_prompts.mt_bench_x_references(args.lang)
-    answers_a = load_answers(args.answers, questions)
-    model_a = model_of(args.answers)
-    client = judge_client(args.judge_model, args.base_url)
-    if args.answers_b:
-      answers_b = load_answers(args.answers_b, questions)
-      model_b = model_of(args.answers_b)
-      result = pairwise(client, args.lang, questions, answers_a, answers_b, prompts, references,
-                        args.cache, model_a, model_b, args.workers)
-      path = judgment_path(args.answers, args.judge_model, "pair")
-      write_judgments(path, result["judgments"], lambda j: (j.get("model_1"), j.get("model_2"), j["judge"][0])
-                      == (model_a, model_b, args.judge_model))
-      print(f"mt_bench_x.{args.lang}: {model_a} vs {model_b}, judge {args.judge_model}, both orders")
-      print("| turn | wins 1 | wins 2 | ties (incl. order disagreements) | errors | win rate 1 |\n"
-            "|---|---|---|---|---|---|")
-      for r in result["table"]:
-        print(f"| {r['turn']} | {r['wins_1']} | {r['wins_2']} | {r['ties']} | {r['num_errors']} | "
-              f"{_fmt(r['win_rate_1'])} |")
-    else:
-      result = single(client, args.lang, questions, answers_a, prompts, references,
-                      args.cache, model_a, args.workers)
-      path = judgment_path(args.answers, args.judge_model, "single")
-      write_judgments(path, result["judgments"],
-                      lambda j: (j.get("model"), j["judge"][0]) == (model_a, args.judge_model))
-      print(f"mt_bench_x.{args.lang}: {model_a}, judge {args.judge_model}, {len(questions)} "
-            f"questions x {len(TURNS)} turns")
-      print(markdown_single(result["table"]))
-      print(f"score {_fmt(result['score'])} (mean of both turns); {result['num_unparsed']} "
-            "judgements without a rating (-1, left out of the means)")
-    print(f"wrote {path}")
-    result["consistency"] = {
-        str(turn): consistency.language_consistency(
-            (args.lang, answers_a[q["question_id"]][turn - 1]) for q in questions)[args.lang]["consistency"]
-        for turn in TURNS}
-    print("language consistency of " + model_a + ": " + ", ".join(
-        f"turn {t} {v:.1f}%" for t, v in result["consistency"].items()))
-  except (client_lib.ChatError, ValueError, FileNotFoundError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  if args.out:
-    summary = {k: v for k, v in result.items() if k != "judgments"}
-    summary.update(lang=args.lang, judgments_file=path, judge_model=args.judge_model)
-    with atomic.atomic_write(args.out) as f:
-      json.dump(summary, f, indent=2, ensure_ascii=False)
-    print(f"wrote {args.out}")
-  return 0
-
-
-def main(argv: list[str]) -> int:
-  from linguamix.commands import judge as command
-  return command.main(argv)

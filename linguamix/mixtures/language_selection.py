@@ -287,27 +287,3 @@ def _family_choice(pool: list[str], k: int, seed: int) -> dict[str, Any]:
       if members[family] and len(selected) < k:
         selected.append(members[family].pop(0))
   return {"selected": selected, "families": families, "family_order": order}
-
-
-def run(args) -> int:
-  """`linguamix select-languages` (parsed in `linguamix.commands.select_languages`)."""
-  import json  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
-  pool = args.pool.replace(",", " ").split() if args.pool else None
-  k = args.k if args.k is not None else len(pool or languages.BACTRIAN_X)  # --method all
-  try:
-    details = selection_details(args.method, k, args.seed, pool=pool,
-                                sem_embeddings_path=args.sem_embeddings)
-  except (ValueError, FileNotFoundError) as e:
-    print(f"linguamix select-languages: error: {e}", file=sys.stderr)
-    return 2
-  if args.json:
-    print(json.dumps(details, indent=2, ensure_ascii=False))
-  else:
-    print(",".join(details["selected"]))
-  return 0
-
-
-def main(argv: list[str]) -> int:
-  from linguamix.commands import select_languages  # pylint: disable=g-import-not-at-top
-  return select_languages.main(argv)

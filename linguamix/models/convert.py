@@ -1,4 +1,4 @@
-"""`linguamix convert`: Hugging Face safetensors <-> Orbax parameter checkpoints.
+"""Hugging Face safetensors <-> Orbax parameter checkpoints (`linguamix convert`).
 
   linguamix convert import-hf HF_DIR ORBAX_DIR [--scan_layers]
   linguamix convert export-hf ORBAX_DIR HF_DIR [--config config.json] [--dtype bfloat16] [--lora_alpha A]
@@ -18,14 +18,13 @@ directory that `INITIAL_CHECKPOINT_PATH` or `from_pretrained` would half-read.
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import shutil
 
 from linguamix import atomic
 from linguamix import errors
-from linguamix.models.checkpoints import integrity
+from linguamix.models.checkpoint_formats import integrity
 from linguamix.models.hf import registry
 
 HF_CONFIG_FILE = "hf_config.json"
@@ -75,7 +74,7 @@ def _save_orbax(out_dir: str, params, hf_config: dict, copy_from: str | None = N
 
 def import_t5x(t5x_dir: str, out_dir: str, scan_layers: bool = False) -> dict:
   """Legacy T5X mT5 checkpoint (msgpack + zarr, local or gs://) -> Orbax params at out_dir."""
-  from linguamix.models.checkpoints import t5x_legacy
+  from linguamix.models.checkpoint_formats import t5x_legacy
   _check_new(out_dir)
   params, hf_config = t5x_legacy.import_t5x(t5x_dir, scan_layers=scan_layers)
   _save_orbax(out_dir, params, hf_config)
@@ -108,7 +107,7 @@ def _read_checkpoint(checkpoint_dir: str, config_path: str | None):
   params = tree["params"] if "params" in tree else tree
   meta = src / "meta" / "metadata"  # a training checkpoint: its checksums
   if meta.exists():
-    from linguamix.models.checkpoints import checksums  # pylint: disable=g-import-not-at-top
+    from linguamix.models.checkpoint_formats import checksums  # pylint: disable=g-import-not-at-top
     problem = checksums.mismatch(params, integrity.read_json(str(meta)).get("checksums"),
                                  prefix="['params']" if "params" in tree else "")
     if problem is not None:
@@ -120,7 +119,7 @@ def export_hf(checkpoint_dir: str, out_dir: str, config_path: str | None = None,
               dtype: str = "float32", lora_alpha: float | None = None) -> dict:
   """Orbax params (converted or a training checkpoint) -> HF directory; LoRA adapters
   (decoder families) are merged into the weights with `lora_alpha`."""
-  from linguamix.models.checkpoints import layout  # imports JAX: not for --help
+  from linguamix.models.checkpoint_formats import layout  # imports JAX: not for --help
   hf_config, arch, params = _read_checkpoint(checkpoint_dir, config_path)
   src = pathlib.Path(checkpoint_dir).absolute()
   # The tokenizer files of the checkpoint, else of the config's folder (a training
@@ -148,53 +147,3 @@ def export_peft(checkpoint_dir: str, out_dir: str, config_path: str | None, lora
   with atomic.atomic_dir(out_dir) as tmp:
     arch.export_peft(params, hf_config, tmp, lora_alpha, lora_dropout)
   return hf_config
-
-
-def main(argv: list[str]) -> int:
-  parser = argparse.ArgumentParser(
-      prog="linguamix convert",
-      description="Convert Hugging Face checkpoints (config.json + model.safetensors, sharded "
-                  "or not) to Orbax params for INITIAL_CHECKPOINT_PATH, and back. Families: "
-                  + ", ".join(registry.names()))
-  sub = parser.add_subparsers(dest="command", required=True)
-  imp = sub.add_parser("import-hf", help="HF model directory -> Orbax params directory")
-  imp.add_argument("hf_dir", help="directory with config.json and model.safetensors[.index.json]")
-  imp.add_argument("out_dir", help="Orbax directory to create")
-  imp.add_argument("--scan_layers", action="store_true",
-                   help="stack layers for a model gin with scan_layers=True")
-  exp = sub.add_parser("export-hf", help="Orbax params (or MODEL_DIR/checkpoint_N) -> HF directory")
-  exp.add_argument("checkpoint_dir", help="directory written by import-hf, or a training checkpoint")
-  exp.add_argument("out_dir", help="HF directory to write (config.json, model.safetensors)")
-  exp.add_argument("--config", help=f"config.json of the model (default: CHECKPOINT_DIR/{HF_CONFIG_FILE})")
-  exp.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
-                   help="dtype of the written tensors")
-  exp.add_argument("--lora_alpha", type=float,
-                   help="merge the checkpoint's LoRA adapters (scale alpha / rank) into the weights")
-  peft_ = sub.add_parser("export-peft", help="LoRA adapters of a checkpoint -> PEFT adapter directory")
-  peft_.add_argument("checkpoint_dir", help="training checkpoint (MODEL_DIR/checkpoint_N) of a LoRA run")
-  peft_.add_argument("out_dir", help="directory to write adapter_config.json + adapter_model.safetensors")
-  peft_.add_argument("--config", help="config.json of the base model")
-  peft_.add_argument("--lora_alpha", type=float, required=True, help="the run's LoraConfig alpha")
-  peft_.add_argument("--lora_dropout", type=float, default=0.0, help="recorded in adapter_config.json")
-  t5x = sub.add_parser("import-t5x", help="legacy T5X mT5 checkpoint_<step> dir (local or gs://) -> Orbax params")
-  t5x.add_argument("t5x_dir", help="T5X checkpoint_<step> directory (msgpack `checkpoint` + zarr arrays)")
-  t5x.add_argument("out_dir", help="Orbax directory to create")
-  t5x.add_argument("--scan_layers", action="store_true",
-                   help="stack layers for a model gin with scan_layers=True")
-  args = parser.parse_args(argv)
-  if args.command == "import-t5x":
-    hf_config = import_t5x(args.t5x_dir, args.out_dir, scan_layers=args.scan_layers)
-    print(f"imported T5X mT5 ({hf_config['num_layers']}+{hf_config['num_decoder_layers']} layers, "
-          f"d_model {hf_config['d_model']}, vocab {hf_config['vocab_size']}) from {args.t5x_dir} -> {args.out_dir}")
-  elif args.command == "import-hf":
-    hf_config = import_hf(args.hf_dir, args.out_dir, scan_layers=args.scan_layers)
-    print(f"imported {hf_config['architectures'][0]} from {args.hf_dir} -> {args.out_dir}")
-  elif args.command == "export-peft":
-    hf_config = export_peft(args.checkpoint_dir, args.out_dir, args.config, args.lora_alpha,
-                            args.lora_dropout)
-    print(f"exported LoRA adapters of {hf_config['architectures'][0]} from {args.checkpoint_dir} "
-          f"-> {args.out_dir}")
-  else:
-    hf_config = export_hf(args.checkpoint_dir, args.out_dir, args.config, args.dtype, args.lora_alpha)
-    print(f"exported {hf_config['architectures'][0]} from {args.checkpoint_dir} -> {args.out_dir}")
-  return 0

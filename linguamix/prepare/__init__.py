@@ -1,7 +1,7 @@
 """`linguamix prepare`: the studies' real datasets, benchmarks and checkpoints in one command.
 
-command.py (the CLI), jobs.py (one output = fetch + convert + record), hub.py
+linguamix/cli/prepare.py (the command), jobs.py (one output = fetch + convert + record), hub.py
 (huggingface_hub), store.py (the data root and its record), formats.py (conversions),
 instruction_data.py / benchmark_data.py (the Hub layouts relied on, as tables),
-checkpoints.py (`model`, `t5x`), check.py (read back with the tasks' loaders).
+base_checkpoints.py (`model`, `t5x`), check.py (read back with the tasks' loaders).
 """

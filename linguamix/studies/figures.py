@@ -14,13 +14,13 @@ matplotlib.use("Agg")  # files only
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from linguamix.evals import report as eval_report  # noqa: E402
+from linguamix.evals import charts  # noqa: E402
 from linguamix.studies import stats  # noqa: E402
 from linguamix.studies.table import Table  # noqa: E402
 
 
 def _save(fig, out_dir: str, name: str) -> str:
-  eval_report._save(fig, os.path.join(out_dir, name))
+  charts._save(fig, os.path.join(out_dir, name))
   return name
 
 
@@ -82,11 +82,11 @@ def transfer_matrix(table: Table, out_dir: str) -> list:
           by_family[row["family"]].setdefault(row["language"], {})[row["metric"]] = row["value"]
       runs[r.tags["langs"][0]] = dict(by_family)
     for family, metric in _score_families(table):
-      recipes, langs, values = eval_report.transfer_matrix(runs, family, metric)
+      recipes, langs, values = charts.transfer_matrix(runs, family, metric)
       if not langs or np.all(np.isnan(values)):
         continue
       stem = f"transfer_{source + '_' if source else ''}{family}_{metric}"
-      eval_report.heatmap([f"tuned {r}" for r in recipes], langs, values,
+      charts.heatmap([f"tuned {r}" for r in recipes], langs, values,
                           f"{family} {metric}: tuning language x evaluation language"
                           + (f" ({source})" if source else ""), os.path.join(out_dir, stem + ".png"))
       out.append((f"Transfer matrix, {family} {metric}" + (f" ({source})" if source else ""),

@@ -7,13 +7,13 @@ import json
 import os
 from typing import Sequence
 
-from linguamix.studies import commands
+from linguamix.studies import run_commands
 from linguamix.studies import runner
 from linguamix.studies import table as table_lib
 from linguamix.studies.base import Run
 
 
-def _status(cfg: commands.Config, run: Run) -> str:
+def _status(cfg: run_commands.Config, run: Run) -> str:
   failed = os.path.join(cfg.run_dir(run), "failed.json")
   if os.path.exists(failed):
     with open(failed, encoding="utf-8") as f:
@@ -27,15 +27,18 @@ def _status(cfg: commands.Config, run: Run) -> str:
 
 
 def _gin_text(path: str) -> str:
-  from linguamix.train import flags
-  try:
-    with open(flags._resolve(path, flags._search_paths(".")), encoding="utf-8") as f:
-      return f.read()
-  except (OSError, flags.UsageError):
-    return ""
+  """The gin file `path` as the trainer finds it (here, then the package's gin folder)."""
+  from linguamix import gin as gin_files
+  for candidate in (path, os.path.join(gin_files.ROOT, path)):
+    try:
+      with open(candidate, encoding="utf-8") as f:
+        return f.read()
+    except OSError:
+      continue
+  return ""
 
 
-def preset_notes(cfg: commands.Config) -> list[str]:
+def preset_notes(cfg: run_commands.Config) -> list[str]:
   """What the preset cannot do on this model (LoRA exists for decoder-only models)."""
   if "lora.LoraConfig" in _gin_text(cfg.preset_gin) and "DecoderOnlyModel" not in _gin_text(cfg.model_gin):
     return [f"The preset's LoRA settings act on decoder-only models; `{cfg.model_gin}` is not "
@@ -43,7 +46,7 @@ def preset_notes(cfg: commands.Config) -> list[str]:
   return []
 
 
-def build(cfg: commands.Config, runs: Sequence[Run]) -> str:
+def build(cfg: run_commands.Config, runs: Sequence[Run]) -> str:
   from linguamix.studies import figures
   out = os.path.abspath(cfg.out)
   fig_dir = os.path.join(out, "figures")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import importlib
 import json
 import os
 import subprocess
@@ -21,18 +22,18 @@ import traceback
 from typing import Callable, Sequence
 
 from linguamix import environ
-from linguamix.studies import commands
+from linguamix.studies import run_commands
 from linguamix.studies.base import Run
 
 STAGES = ("train", "eval", "judge")
 
 
-def train_done(cfg: commands.Config, run: Run) -> bool:
+def train_done(cfg: run_commands.Config, run: Run) -> bool:
   d = cfg.run_dir(run)
   return os.path.exists(os.path.join(d, "summary.json")) and bool(glob.glob(os.path.join(d, "checkpoint_*")))
 
 
-def eval_done(cfg: commands.Config, run: Run) -> bool:
+def eval_done(cfg: run_commands.Config, run: Run) -> bool:
   path = os.path.join(cfg.eval_dir(run), "run.json")
   if not os.path.exists(path):
     return False
@@ -40,15 +41,17 @@ def eval_done(cfg: commands.Config, run: Run) -> bool:
     return list(json.load(f).get("tasks", [])) == list(cfg.evals)
 
 
+# `python -m MODULE` -> the function that program runs on its arguments, for the in-process
+# executor. Named, not imported: the study's stages are the command lines of its plan, and
+# the library below them never imports the command layer.
+IN_PROCESS = {"linguamix.train": ("linguamix.cli.train", "main"),
+              "linguamix.eval": ("linguamix.cli.train", "eval_main"),
+              "linguamix.cli": ("linguamix.cli", "main")}
+
+
 def _module_main(module: str) -> Callable[[list[str]], int]:
-  if module == "linguamix.train":
-    from linguamix.train import main
-    return main.main
-  if module == "linguamix.eval":
-    from linguamix.train import run_eval
-    return run_eval.main
-  from linguamix import cli
-  return cli.main
+  entry_module, function = IN_PROCESS[module]
+  return getattr(importlib.import_module(entry_module), function)
 
 
 def execute(module: str, args: Sequence[str], log_path: str, env: dict[str, str],
@@ -79,42 +82,42 @@ def _fail(cfg, run, stage: str, rc: int, log: str, **extra) -> dict:
   return record
 
 
-def run_one(cfg: commands.Config, run: Run, executor: str, say=print) -> dict:
+def run_one(cfg: run_commands.Config, run: Run, executor: str, say=print) -> dict:
   """Trains, evaluates (and judges) one run unless done; returns its status record."""
   d = cfg.run_dir(run)
   os.makedirs(d, exist_ok=True)
   failed = os.path.join(d, "failed.json")
   if os.path.exists(failed):
     os.remove(failed)  # a new attempt
-  env = commands.env(cfg)
+  env = run_commands.env(cfg)
   did = []
   if not train_done(cfg, run):
     log = os.path.join(d, "train.log")
     say(f"  {run.name}: training (log {log})")
-    rc = execute("linguamix.train", commands.train_args(cfg, run), log, env, executor)
+    rc = execute("linguamix.train", run_commands.train_args(cfg, run), log, env, executor)
     if rc != 0 or not train_done(cfg, run):
       return _fail(cfg, run, "train", rc, log)
     did.append("trained")
   if not eval_done(cfg, run):
     log = os.path.join(d, "eval.log")
     say(f"  {run.name}: evaluating {', '.join(cfg.evals)}")
-    rc = execute("linguamix.eval", commands.eval_args(cfg, run), log, env, executor)
+    rc = execute("linguamix.eval", run_commands.eval_args(cfg, run), log, env, executor)
     if rc != 0 or not eval_done(cfg, run):
       return _fail(cfg, run, "eval", rc, log)
     did.append("evaluated")
   return {"run": run.name, "status": ", ".join(did) if did else "skipped (done)"}
 
 
-def run_judge(cfg: commands.Config, runs: Sequence[Run], executor: str, say=print) -> list[dict]:
+def run_judge(cfg: run_commands.Config, runs: Sequence[Run], executor: str, say=print) -> list[dict]:
   """Judgements for every evaluated run (after all runs: pairwise needs the baseline)."""
   out = []
-  langs = commands.judge_langs(cfg)
+  langs = run_commands.judge_langs(cfg)
   for run in runs:
-    baseline = commands.judge_baseline(cfg, run)
+    baseline = run_commands.judge_baseline(cfg, run)
     if baseline is False or not eval_done(cfg, run):
       continue
     for lang in langs:
-      args = commands.judge_args(cfg, run, lang, baseline or None)
+      args = run_commands.judge_args(cfg, run, lang, baseline or None)
       if os.path.exists(args[args.index("--out") + 1]):
         continue
       log = os.path.join(cfg.run_dir(run), "judge.log")
@@ -125,7 +128,7 @@ def run_judge(cfg: commands.Config, runs: Sequence[Run], executor: str, say=prin
   return out
 
 
-def run_grid(cfg: commands.Config, runs: Sequence[Run], executor: str = "subprocess",
+def run_grid(cfg: run_commands.Config, runs: Sequence[Run], executor: str = "subprocess",
              say=print) -> list[dict]:
   statuses = []
   for i, run in enumerate(runs, 1):

@@ -31,7 +31,7 @@ import shutil
 import subprocess
 from typing import Mapping, Sequence
 
-from linguamix.studies import commands
+from linguamix.studies import run_commands
 from linguamix.studies import runner
 from linguamix.studies.base import Run
 
@@ -193,21 +193,21 @@ class Work:
     return not (self.train or self.eval_only or self.judge)
 
 
-def _judge_missing(cfg: commands.Config, run: Run, langs: Sequence[str]) -> bool:
-  if not cfg.judge or commands.judge_baseline(cfg, run) is False:
+def _judge_missing(cfg: run_commands.Config, run: Run, langs: Sequence[str]) -> bool:
+  if not cfg.judge or run_commands.judge_baseline(cfg, run) is False:
     return False
   return any(not os.path.exists(_judge_out(cfg, run, lang)) for lang in langs)
 
 
 def _judge_out(cfg, run, lang):
-  args = commands.judge_args(cfg, run, lang, commands.judge_baseline(cfg, run) or None)
+  args = run_commands.judge_args(cfg, run, lang, run_commands.judge_baseline(cfg, run) or None)
   return args[args.index("--out") + 1]
 
 
-def plan(cfg: commands.Config, runs: Sequence[Run], in_queue: set[str]) -> Work:
+def plan(cfg: run_commands.Config, runs: Sequence[Run], in_queue: set[str]) -> Work:
   """What a submission would send: only what is missing or failed, never a finished stage
   and never a run whose earlier task is still in the queue."""
-  langs = commands.judge_langs(cfg) if cfg.judge else []
+  langs = run_commands.judge_langs(cfg) if cfg.judge else []
   work = Work([], [], [], [], [])
   for run in runs:
     if run.name in in_queue:
@@ -225,15 +225,15 @@ def plan(cfg: commands.Config, runs: Sequence[Run], in_queue: set[str]) -> Work:
   return work
 
 
-def slurm_dir(cfg: commands.Config) -> str:
+def slurm_dir(cfg: run_commands.Config) -> str:
   return os.path.join(os.path.abspath(cfg.out), "slurm")
 
 
-def log_path(cfg: commands.Config, run_name: str, stage: str) -> str:
+def log_path(cfg: run_commands.Config, run_name: str, stage: str) -> str:
   return os.path.join(slurm_dir(cfg), "logs", run_name, f"{stage}.log")
 
 
-def submissions(cfg: commands.Config) -> list[dict]:
+def submissions(cfg: run_commands.Config) -> list[dict]:
   """Every earlier submission's jobs.json, oldest first."""
   root = slurm_dir(cfg)
   if not os.path.isdir(root):
@@ -248,7 +248,7 @@ def submissions(cfg: commands.Config) -> list[dict]:
   return out
 
 
-def run_jobs(cfg: commands.Config) -> dict[str, dict[str, str]]:
+def run_jobs(cfg: run_commands.Config) -> dict[str, dict[str, str]]:
   """Run -> stage -> job id of its latest submission (array tasks as `JOB_INDEX`)."""
   out: dict[str, dict[str, str]] = {}
   for sub in submissions(cfg):
@@ -257,7 +257,7 @@ def run_jobs(cfg: commands.Config) -> dict[str, dict[str, str]]:
   return out
 
 
-def runs_in_queue(cfg: commands.Config, queue: Mapping[str, tuple[str, str]]) -> set[str]:
+def runs_in_queue(cfg: run_commands.Config, queue: Mapping[str, tuple[str, str]]) -> set[str]:
   """The runs with a task of their latest submission still pending or running."""
   return {run for run, stages in run_jobs(cfg).items() if any(j in queue for j in stages.values())}
 
@@ -273,17 +273,17 @@ def _header(name: str, out_pattern: str,
   return lines
 
 
-def _env_lines(cfg: commands.Config) -> list[str]:
-  return [f"export {k}={shlex.quote(v)}" for k, v in commands.env(cfg).items()]
+def _env_lines(cfg: run_commands.Config) -> list[str]:
+  return [f"export {k}={shlex.quote(v)}" for k, v in run_commands.env(cfg).items()]
 
 
-def _task_line(cfg: commands.Config, stage: str, run: str, retries: int,
+def _task_line(cfg: run_commands.Config, stage: str, run: str, retries: int,
                command: Sequence[str]) -> str:
   return shlex.join(["python", "-m", TASK_MODULE, "--out", os.path.abspath(cfg.out),
                      "--stage", stage, "--run", run, "--retries", str(retries), "--", *command])
 
 
-def _array_script(cfg: commands.Config, stage: str, runs: Sequence[Run], name: str,
+def _array_script(cfg: run_commands.Config, stage: str, runs: Sequence[Run], name: str,
                   out_pattern: str, options, retries: int, parallelism: int | None) -> str:
   spec = f"0-{len(runs) - 1}" + (f"%{parallelism}" if parallelism else "")
   lines = _header(name, out_pattern, options, [f"--array={spec}", "--requeue"])
@@ -293,31 +293,31 @@ def _array_script(cfg: commands.Config, stage: str, runs: Sequence[Run], name: s
   lines += ['case "$SLURM_ARRAY_TASK_ID" in']
   for i, run in enumerate(runs):
     if stage == "train":
-      command = ["python", "-m", "linguamix.train", *commands.train_args(cfg, run)]
+      command = ["python", "-m", "linguamix.train", *run_commands.train_args(cfg, run)]
     else:
-      command = ["python", "-m", "linguamix.eval", *commands.eval_args(cfg, run)]
+      command = ["python", "-m", "linguamix.eval", *run_commands.eval_args(cfg, run)]
     lines += [f"  {i})  # {run.name}", f"    exec {_task_line(cfg, stage, run.name, retries, command)}",
               "    ;;"]
   lines += ['  *) echo "no run for array task $SLURM_ARRAY_TASK_ID" >&2; exit 2 ;;', "esac", ""]
   return "\n".join(lines)
 
 
-def _judge_script(cfg: commands.Config, runs: Sequence[Run], name: str, out_pattern: str,
+def _judge_script(cfg: run_commands.Config, runs: Sequence[Run], name: str, out_pattern: str,
                   options, retries: int) -> str:
   lines = _header(name, out_pattern, options, ["--requeue"])
   lines += ["", f"# linguamix study {cfg.study.name}: LLM judgements of every evaluated run "
             "(a run not evaluated is skipped).", "set -u", "status=0",
             "trap 'exit 143' TERM  # after the judgement in flight (its task requeues the job)"]
   for run in runs:
-    baseline = commands.judge_baseline(cfg, run)
-    for lang in commands.judge_langs(cfg):
-      command = ["python", "-m", "linguamix.cli", *commands.judge_args(cfg, run, lang, baseline or None)]
+    baseline = run_commands.judge_baseline(cfg, run)
+    for lang in run_commands.judge_langs(cfg):
+      command = ["python", "-m", "linguamix.cli", *run_commands.judge_args(cfg, run, lang, baseline or None)]
       lines.append(_task_line(cfg, "judge", run.name, retries, command) + " || status=1")
   lines += ["exit $status", ""]
   return "\n".join(lines)
 
 
-def _report_script(cfg: commands.Config, name: str, out_pattern: str, options) -> str:
+def _report_script(cfg: run_commands.Config, name: str, out_pattern: str, options) -> str:
   lines = _header(name, out_pattern, options, [])
   lines += ["", f"# linguamix study {cfg.study.name}: OUT/report.md from the runs' files, "
             "after every job above.",
@@ -330,7 +330,7 @@ def _chunks(runs: Sequence[Run], size: int) -> list[list[Run]]:
   return [list(runs[i:i + size]) for i in range(0, len(runs), size)]
 
 
-def submit(cfg: commands.Config, work: Work, *, resources, retries: int = 1,
+def submit(cfg: run_commands.Config, work: Work, *, resources, retries: int = 1,
            parallelism: int | None = None, env: Mapping[str, str] | None = None,
            say=print) -> dict:
   """Writes the scripts, submits them with their dependencies, records the job ids.
@@ -435,7 +435,7 @@ def _remove(path: str) -> None:
     os.remove(path)
 
 
-def attempts_path(cfg: commands.Config, run: str, stage: str) -> str:
+def attempts_path(cfg: run_commands.Config, run: str, stage: str) -> str:
   return os.path.join(slurm_dir(cfg), "attempts", f"{run}.{stage}.json")
 
 
@@ -449,7 +449,7 @@ class Row:
   detail: str = ""
 
 
-def status(cfg: commands.Config, runs: Sequence[Run], env: Mapping[str, str] | None = None
+def status(cfg: run_commands.Config, runs: Sequence[Run], env: Mapping[str, str] | None = None
            ) -> tuple[list[Row], Work]:
   """Per run its stage and state, from the queue, accounting and the run's files; and the
   work a rerun would submit."""

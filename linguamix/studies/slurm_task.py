@@ -76,11 +76,11 @@ def _requeue(why: str) -> bool:
 
 
 def main(argv: list[str]) -> int:
-  from linguamix.studies import commands, runner, slurm
+  from linguamix.studies import run_commands, runner, slurm
   from linguamix.studies.base import Run
   args = _parser().parse_args(argv)
   command = args.command[1:] if args.command[:1] == ["--"] else args.command
-  cfg = commands.load_config(args.out)
+  cfg = run_commands.load_config(args.out)
   if cfg is None or not command:
     print(f"{_parser().prog}: error: no {args.out}/study.json or no command", file=sys.stderr)
     return EXIT_USAGE

@@ -1,6 +1,6 @@
 """`python -m linguamix.train --gin_file=mixture_40shot.gin --gin.MODEL_DIR=\"/tmp/run\"`."""
 
-from linguamix.train import main
+from linguamix.cli import train
 
 if __name__ == "__main__":
-  main.program(main.main)
+  train.program(train.main)

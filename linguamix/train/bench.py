@@ -8,7 +8,6 @@ Same flags and gin files as `python -m linguamix.train` (MODEL_DIR not needed).
 from __future__ import annotations
 
 import resource
-import sys
 import time
 
 import flax.linen as nn
@@ -17,7 +16,6 @@ import jax
 import numpy as np
 
 from linguamix.train import data as data_lib
-from linguamix.train import flags
 from linguamix.train import metrics as metrics_lib
 from linguamix.train import optim
 from linguamix.train import step as step_lib
@@ -119,37 +117,3 @@ def format_report(r: dict) -> str:
       f"batch the step consumes; keep >= 10x)",
   ]
   return "\n".join(lines)
-
-
-def _resolve(value):
-  """A bound gin value as the trainer would receive it (references called)."""
-  if type(value).__name__ == "ConfigurableReference":
-    return value.scoped_configurable_fn() if value.evaluate else value.scoped_configurable_fn
-  return value
-
-
-def run(known, rest: list[str]) -> int:
-  """`linguamix bench train` (parsed in `linguamix.commands.bench`): `known` holds
-  --steps and --peak_tflops, `rest` the trainer's flags."""
-  try:
-    flags.parse_and_configure(
-        rest + ['--gin.MODEL_DIR="/dev/null"'], prog="linguamix bench train",
-        description="Benchmark the training step and input pipeline of a gin configuration.",
-        run_gin="runs/finetune.gin", required_macros=("MIXTURE_OR_TASK_NAME", "MODEL"))
-    with gin.unlock_config():
-      bind = lambda name: _resolve(gin.query_parameter(f"trainer.train.{name}"))  # noqa: E731
-      report = bench_train(
-          model=bind("model"), train_dataset_cfg=bind("train_dataset_cfg"),
-          partitioner=bind("partitioner"), optimizer=bind("optimizer"),
-          learning_rate=bind("learning_rate"), steps=known.steps,
-          peak_flops=known.peak_tflops * 1e12 if known.peak_tflops else None)
-  except (flags.UsageError, ValueError) as e:
-    print(f"linguamix bench train: error: {e}", file=sys.stderr)
-    return 2
-  print(format_report(report))
-  return 0
-
-
-def main(argv: list[str]) -> int:
-  from linguamix.commands import bench as command
-  return command.main(argv)

@@ -5,7 +5,7 @@ one; load params only from an initial checkpoint, with a clear error when its tr
 not fit the model or an array cannot be read.
 
 Damage is found in three places. Before any restore, every file is checked (see
-`linguamix.models.checkpoints.integrity`: metadata JSON, each OCDBT data file at least
+`linguamix.models.checkpoint_formats.integrity`: metadata JSON, each OCDBT data file at least
 as long as its index says, every file readable), and on several processes the verdicts
 are gathered so that all of them restore the same checkpoint. OCDBT checks its b-tree
 nodes with CRC-32C, but array chunks carry no checksum, so flipped bytes there restore
@@ -34,8 +34,8 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
 from linguamix import errors
-from linguamix.models.checkpoints import checksums as checksums_lib
-from linguamix.models.checkpoints import integrity
+from linguamix.models.checkpoint_formats import checksums as checksums_lib
+from linguamix.models.checkpoint_formats import integrity
 
 CORRUPT_DIR = "corrupt"
 _MESSAGE_BYTES = 2048  # what one process tells the others about a damaged checkpoint

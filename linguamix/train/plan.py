@@ -457,12 +457,6 @@ def write_json(r: dict, path: str) -> None:
     json.dump(r, f, indent=1, default=str)
 
 
-def _resolve(value):
-  if type(value).__name__ == "ConfigurableReference":
-    return value.scoped_configurable_fn() if value.evaluate else value.scoped_configurable_fn
-  return value
-
-
 # --- search ----------------------------------------------------------------------------
 REMAT_POLICIES = ("none", "dots_with_no_batch_dims", "full")  # least recomputation first
 
@@ -541,66 +535,3 @@ def format_search(s: dict, config_selector: str) -> str:
   if s["fits"]:
     lines += ["", "best (roofline estimate, not a measurement): " + " ".join(search_bindings(s["fits"][0], config_selector))]
   return "\n".join(lines)
-
-
-def run(known, rest: list[str], prog: str = "linguamix plan") -> int:
-  """`linguamix plan` (parsed in `linguamix.commands.plan`)."""
-  import gin
-  import seqio
-
-  from linguamix.train import flags
-  topology = parse_topology(known.topology, known.slices)
-  os.environ.setdefault("JAX_PLATFORMS", "cpu")  # compiling needs no local accelerator
-  flags.parse_and_configure(
-      rest + ['--gin.MODEL_DIR="/dev/null"'], prog=prog,
-      description="Compile a run's training step for a TPU topology.",
-      run_gin="runs/finetune.gin", required_macros=("MODEL", "TASK_FEATURE_LENGTHS"))
-  with gin.unlock_config():
-    if flags.macro_value("VOCABULARY") is not None:
-      # Shapes need no tokenizer: the embedding's size is the model config's.
-      gin.bind_parameter("VOCABULARY/macro.value", seqio.PassThroughVocabulary(size=0, eos_id=1))
-    bind = lambda name: _resolve(gin.query_parameter(f"trainer.train.{name}"))  # noqa: E731
-
-    def optional(name, default=None):
-      try:
-        return bind(name)
-      except ValueError:
-        return default
-
-    cfg = {}
-    for field in ("data", "fsdp", "model", "rules"):  # the run's mesh, over the topology's chips
-      try:
-        cfg[field] = gin.query_parameter(f"partitioning.Partitioner.{field}")
-      except ValueError:
-        pass
-    common = dict(train_dataset_cfg=bind("train_dataset_cfg"), optimizer=optional("optimizer"),
-                  learning_rate=optional("learning_rate"), max_grad_norm=optional("max_grad_norm"),
-                  total_steps=optional("total_steps"), rows_per_epoch=known.rows,
-                  epochs=optional("train_epochs"))
-    model = bind("model")
-    if getattr(known, "search", False):
-      config_cls = type(model.config)
-      selector = f"{config_cls.__module__}.{config_cls.__qualname__}"
-
-      def make_model(remat: str):
-        gin.bind_parameter(f"{selector}.remat_policy", remat)
-        return bind("model")
-
-      result = search(make_model, topology, known.budget_s, **common)
-      print(format_search(result, selector))
-      if known.json:
-        write_json(result, known.json)
-      if not result["fits"]:
-        print(f"{prog}: no candidate fits (tried {len(result['tried'])} of "
-              f"{result['candidates']}; a larger --budget_s tries more)", file=sys.stderr)
-        return 1
-      return 0
-    report = plan(model=model, partitioner_cfg=cfg, topology=topology,
-                  num_microbatches=optional("num_microbatches", 1) or 1, **common)
-  print(format_report(report))
-  if known.json:
-    write_json(report, known.json)
-  if not report["fits"]:
-    print(f"{prog}: {does_not_fit_line(report)}", file=sys.stderr)
-    return 1
-  return 0

@@ -11,7 +11,6 @@ import jax
 import flax.linen as nn
 
 from linguamix.train import checkpoints as ckpt_lib
-from linguamix.train import main as main_lib
 from linguamix.train import partitioning
 from linguamix.train import trainer
 
@@ -82,16 +81,14 @@ def benchmark(*, model, params, model_dir: str, step: int, tasks: Sequence[str] 
   as `python -m linguamix.eval` does, into MODEL_DIR/`output_subdir`; prints the
   per-language table and draws `linguamix report`'s chart into MODEL_DIR.
   `num_examples`: the first N scored rows per task (a smoke test), None for all."""
-  from linguamix.commands import report as report_command
-  from linguamix.evals import runner  # registers the benchmark tasks
+  from linguamix.evals import charts, runner  # runner registers the benchmark tasks
   output_dir = os.path.join(model_dir, output_subdir)
   results = runner.evaluate(model, params, tasks, output_dir, split=split,
                             batch_size=batch_size, num_examples=num_examples, step=step)
   if jax.process_index() == 0:
     print(format_table(results, split))
     print(f"wrote {output_dir}")
-    report_command.main([output_dir, "--out", model_dir, "--metric", metric,
-                         "--label", f"step {step}"])
+    charts.write_report([output_dir], model_dir, labels=[f"step {step}"], metric=metric)
   return results
 
 
@@ -121,7 +118,3 @@ def format_table(results: Mapping[str, Mapping[str, float]], split: str) -> str:
         f"{sum(results[t].get(m, 0.0) for t in names) / len(names):>10.1f}" for m in metrics)
         + f"{total:>10,}")
   return "\n".join(lines)
-
-
-def main(argv: list[str]) -> int:
-  return main_lib.eval_main(argv)

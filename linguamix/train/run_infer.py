@@ -15,7 +15,6 @@ import seqio
 from linguamix import atomic
 from linguamix.train import data as data_lib
 from linguamix.train import evaluation
-from linguamix.train import main as main_lib
 from linguamix.train import partitioning
 from linguamix.train import run_eval
 
@@ -85,7 +84,3 @@ def infer(*, model, checkpoint_path: str, output_dir: str, mixture_or_task_name:
       print(f"{task.name}: {len(examples)} examples -> {path}")
     paths[task.name] = path
   return paths
-
-
-def main(argv: list[str]) -> int:
-  return main_lib.infer_main(argv)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from linguamix.models.hf import registry
 
-_CONVERTER = "linguamix.models.checkpoints.hf_mt5"
+_CONVERTER = "linguamix.models.checkpoint_formats.hf_mt5"
 # Decoding starts from id 0 and pads finished rows with 0 (as transformers' generate does
 # with these ids).
 _REFUSED = {"decoder_start_token_id": 0, "pad_token_id": 0}
@@ -16,11 +16,11 @@ def _family(*, relpos_per_layer: bool, reads_output_scale: bool, default_feed_fo
   family = dict(relpos_per_layer=relpos_per_layer, reads_output_scale=reads_output_scale)
 
   def from_hf(hf):
-    from linguamix.models.checkpoints import hf_mt5
+    from linguamix.models.checkpoint_formats import hf_mt5
     return hf_mt5.fields_from_hf(hf, **family, default_feed_forward_proj=default_feed_forward_proj)
 
   def to_hf(cfg):
-    from linguamix.models.checkpoints import hf_mt5
+    from linguamix.models.checkpoint_formats import hf_mt5
     return hf_mt5.fields_to_hf(cfg, **family)
 
   return from_hf, to_hf

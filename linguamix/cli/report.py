@@ -1,4 +1,4 @@
-"""`linguamix report RUN... --out DIR`; runs `linguamix.evals.report.run`."""
+"""`linguamix report RUN... --out DIR`: `linguamix.evals.charts.write_report`."""
 
 from __future__ import annotations
 
@@ -33,5 +33,6 @@ def main(argv: list[str]) -> int:
     p.error(f"{len(args.label)} --label values for {len(args.runs)} runs")
   if args.paired and len(args.runs) != 2:
     p.error(f"--paired compares exactly two runs; got {len(args.runs)}")
-  from linguamix.evals import report
-  return report.run(args)
+  from linguamix.evals import charts
+  return charts.write_report(args.runs, args.out, labels=args.label, metric=args.metric,
+                             families=args.family, paired_test=args.paired)

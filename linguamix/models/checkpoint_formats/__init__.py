@@ -2,4 +2,6 @@
 
 Every loader builds the complete parameter tree in host memory and checks it against the
 model's expected names and shapes before returning, so a bad checkpoint is never half-loaded.
+The trainer's own checkpoints (save, restore, resume) are `linguamix.train.checkpoints`;
+fetching the studies' base checkpoints is `linguamix.prepare.base_checkpoints`.
 """

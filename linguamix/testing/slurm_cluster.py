@@ -172,33 +172,3 @@ def drain(cluster: Cluster, timeout: float = 90) -> None:
   deadline = time.time() + timeout
   while cluster.run("squeue", "--noheader").strip() and time.time() < deadline:
     time.sleep(0.5)
-
-
-try:
-  import pytest
-except ImportError:  # the module is also usable from a plain Python prompt
-  pytest = None
-
-if pytest is not None:
-
-  @pytest.fixture(scope="session")
-  def slurm_cluster(tmp_path_factory):
-    """The one-node cluster for the whole session; skipped, with the reason, without SLURM."""
-    why = missing()
-    if why:
-      pytest.skip(why)
-    cluster = start(str(tmp_path_factory.mktemp("slurm")))
-    try:
-      yield cluster
-    finally:
-      try:
-        drain(cluster)
-      finally:
-        cluster.stop()
-
-  @pytest.fixture
-  def slurm(slurm_cluster, monkeypatch):
-    """The cluster, with this process's environment pointing sbatch & co. at it."""
-    monkeypatch.setenv("SLURM_CONF", slurm_cluster.env["SLURM_CONF"])
-    yield slurm_cluster
-    drain(slurm_cluster)

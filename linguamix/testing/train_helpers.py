@@ -54,7 +54,7 @@ register()
 TINY_MODEL_GIN = """
 from __gin__ import dynamic_registration
 import seqio
-import train_helpers
+import linguamix.testing.train_helpers
 from linguamix.models import encoder_decoder
 from linguamix.models import mt5
 

@@ -108,20 +108,21 @@ def heatmap(recipes, langs, values, title: str, path: str) -> None:
   _save(fig, path)
 
 
-def _paired(args, labels: list[str], families: list[str]) -> int:
+def _paired(run_dirs: Sequence[str], out: str, metric: str, labels: list[str],
+            families: list[str]) -> int:
   try:
-    rows = [r for r in paired.compare(args.runs[0], args.runs[1], args.metric)
+    rows = [r for r in paired.compare(run_dirs[0], run_dirs[1], metric)
             if r["family"] in families]
   except (ValueError, FileNotFoundError) as e:
     print(f"linguamix report: error: {e}", file=sys.stderr)
     return 2
-  path = os.path.join(args.out, f"paired_{args.metric}.csv")
+  path = os.path.join(out, f"paired_{metric}.csv")
   with tf.io.gfile.GFile(path, "w") as f:
     writer = csv.DictWriter(f, list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
   a, b = labels
-  print(f"\n{args.metric}: {a} vs {b}, exact McNemar test on the same examples\n"
+  print(f"\n{metric}: {a} vs {b}, exact McNemar test on the same examples\n"
         f"| family | language | n | {a} | {b} | diff | only {a} | only {b} | p |\n" + "|---" * 9 + "|")
   for r in rows:
     print(f"| {r['family']} | {r['language']} | {r['num_examples']} | {r['acc_a']:.2f} | "
@@ -130,35 +131,33 @@ def _paired(args, labels: list[str], families: list[str]) -> int:
   return 0
 
 
-def run(args) -> int:
-  """`linguamix report` (parsed in `linguamix.commands.report`)."""
-  runs = load_runs(args.runs, args.label)
-  families = args.family or sorted({f for fams in runs.values() for f in fams})
-  tf.io.gfile.makedirs(args.out)
-  if args.paired and _paired(args, list(runs), families):
+def write_report(run_dirs: Sequence[str], out: str, *, labels: Sequence[str] | None = None,
+                 metric: str = "acc", families: Sequence[str] | None = None,
+                 paired_test: bool = False) -> int:
+  """The charts (and tables, printed) of `run_dirs` into `out`; exit status 2 (after an
+  `error:` line) when a family has no results. `paired_test`: two runs, McNemar per language."""
+  runs = load_runs(run_dirs, labels)
+  families = families or sorted({f for fams in runs.values() for f in fams})
+  tf.io.gfile.makedirs(out)
+  if paired_test and _paired(run_dirs, out, metric, list(runs), families):
     return 2
   for family in families:
     if not any(family in fams for fams in runs.values()):
       print(f"linguamix report: error: no run has results for {family!r}", file=sys.stderr)
       return 2
-    path = os.path.join(args.out, f"{family}_{args.metric}.png")
-    bar_chart(runs, family, args.metric, path)
+    path = os.path.join(out, f"{family}_{metric}.png")
+    bar_chart(runs, family, metric, path)
     print(f"wrote {path}")
     if len(runs) > 1:
-      recipes, langs, values = transfer_matrix(runs, family, args.metric)
-      stem = os.path.join(args.out, f"transfer_{family}_{args.metric}")
-      heatmap(recipes, langs, values, f"{family} {args.metric}: recipe x language", stem + ".png")
+      recipes, langs, values = transfer_matrix(runs, family, metric)
+      stem = os.path.join(out, f"transfer_{family}_{metric}")
+      heatmap(recipes, langs, values, f"{family} {metric}: recipe x language", stem + ".png")
       with atomic.atomic_write(stem + ".csv", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["recipe"] + langs)
         writer.writerows([r] + [f"{v:.4f}" for v in row] for r, row in zip(recipes, values))
       print(f"wrote {stem}.png and {stem}.csv")
-      print(f"\n{family} {args.metric}\n| recipe | " + " | ".join(langs) + " |")
+      print(f"\n{family} {metric}\n| recipe | " + " | ".join(langs) + " |")
       for r, row in zip(recipes, values):
         print(f"| {r} | " + " | ".join("" if np.isnan(v) else f"{v:.2f}" for v in row) + " |")
   return 0
-
-
-def main(argv: list[str]) -> int:
-  from linguamix.commands import report as command
-  return command.main(argv)

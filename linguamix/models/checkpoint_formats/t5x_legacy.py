@@ -17,7 +17,7 @@ import numpy as np
 import tensorstore as ts
 from flax import serialization
 
-from linguamix.models.checkpoints import layout
+from linguamix.models.checkpoint_formats import layout
 from linguamix.models.mt5 import MT5Config, param_shapes
 
 
@@ -101,7 +101,7 @@ def load(checkpoint_dir: str, config: MT5Config | None = None) -> tuple[dict, MT
 
 def import_t5x(checkpoint_dir: str, scan_layers: bool = False) -> tuple[dict, dict]:
   """`linguamix convert import-t5x` hook: (nested params, HF-style config.json dict)."""
-  from linguamix.models.checkpoints import hf_mt5
+  from linguamix.models.checkpoint_formats import hf_mt5
 
   flat, config = load(checkpoint_dir)
   return layout.unflatten(layout.to_layout(flat, scan_layers)), hf_mt5.hf_config(config)

@@ -9,7 +9,7 @@ import os
 import sys
 
 from linguamix import studies
-from linguamix.studies import commands
+from linguamix.studies import run_commands
 
 def _parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(
@@ -22,7 +22,7 @@ def _parser() -> argparse.ArgumentParser:
              "training command, after the preset: e.g. --gin.LEARNING_RATE=1e-4.")
   p.add_argument("name", choices=sorted(studies.STUDIES), help="the study")
   p.add_argument("--model", help="model gin (e.g. models/llama2_7b.gin); with --smoke the "
-                                 f"default is {commands.SMOKE_MODEL}")
+                                 f"default is {run_commands.SMOKE_MODEL}")
   p.add_argument("--init", help="the pretrained checkpoint every run fine-tunes "
                                 "(INITIAL_CHECKPOINT_PATH; --smoke trains from scratch)")
   p.add_argument("--out", required=True, help="the study's folder (runs/, report.md, commands.sh)")
@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-  from linguamix.train import flags
+  from linguamix.cli import flags
   try:
     argv, dot = flags.split_gin_dot_flags(list(argv))
   except flags.UsageError as e:
@@ -92,7 +92,7 @@ def main(argv: list[str]) -> int:
     print(f"linguamix study: error: {message}", file=sys.stderr)
     return 2
 
-  other = commands.saved_study(args.out)
+  other = run_commands.saved_study(args.out)
   if other is not None and other != study.name:
     return error(f"{args.out} holds study {other!r} (its study.json), not {study.name!r}: "
                  "give another --out")
@@ -101,12 +101,12 @@ def main(argv: list[str]) -> int:
   if args.tpu and not (args.plan and args.zone):
     return error("--tpu NAME needs --plan and --zone ZONE")
   if (args.report_only or args.status) and other is not None:
-    cfg = commands.load_config(args.out)
+    cfg = run_commands.load_config(args.out)
   else:
     preset = args.preset or study.default_preset
     if preset not in study.presets:
       return error(f"--preset {preset!r}: study {study.name} has {', '.join(study.presets)}")
-    model = args.model or (commands.SMOKE_MODEL if args.smoke else None)
+    model = args.model or (run_commands.SMOKE_MODEL if args.smoke else None)
     if not args.list and not args.report_only and not args.status:
       if model is None:
         return error("--model MODEL_GIN is required (e.g. models/llama2_7b.gin); "
@@ -114,7 +114,7 @@ def main(argv: list[str]) -> int:
       if not args.init and not args.smoke:
         return error("--init CKPT is required: the pretrained checkpoint every run fine-tunes "
                      "(linguamix convert writes one); --smoke trains the tiny model from scratch")
-    cfg = commands.Config(study=study, out=args.out, model_gin=model or "",
+    cfg = run_commands.Config(study=study, out=args.out, model_gin=model or "",
                           preset=preset, init=args.init, smoke=args.smoke, bindings=bindings,
                           judge=args.judge, judge_model=args.judge_model)
   runs = study.grid(smoke=cfg.smoke, pattern=args.runs)
@@ -136,15 +136,15 @@ def main(argv: list[str]) -> int:
       return error(str(e))
   os.makedirs(args.out, exist_ok=True)
   if not args.report_only:
-    commands.save_config(cfg)
+    run_commands.save_config(cfg)
   from linguamix.studies import report
   for note in report.preset_notes(cfg):
     print(f"note: {note}")
   if args.plan:
-    path = commands.write_plan(cfg, runs)
+    path = run_commands.write_plan(cfg, runs)
     print(f"wrote {path} ({len(runs)} runs)")
     if args.tpu:
-      path = commands.write_tpu_plan(cfg, runs, args.tpu, args.zone)
+      path = run_commands.write_tpu_plan(cfg, runs, args.tpu, args.zone)
       print(f"wrote {path} ({len(runs)} runs, every worker of TPU {args.tpu})")
     return 0
   failed = []
@@ -182,7 +182,7 @@ def _submit(cfg, runs, args) -> int:
   slurm.check_resources(resources, known)
   if args.retries < 0 or (args.array_parallelism is not None and args.array_parallelism < 1):
     raise slurm.SlurmError("--retries must be >= 0 and --array-parallelism >= 1")
-  commands.save_config(cfg)
+  run_commands.save_config(cfg)
   work = slurm.plan(cfg, runs, slurm.runs_in_queue(cfg, slurm.queued()))
   if work.in_queue:
     print(f"{len(work.in_queue)} run(s) still in the queue from an earlier submission: left "

@@ -1,5 +1,7 @@
-"""T5X's command line: `--gin_file` (repeatable), `--gin.NAME=VALUE`, `--gin_bindings`,
-`--gin_search_paths`, `--tfds_data_dir`; gin parsing with the package's gin root.
+"""T5X's command line, for `python -m linguamix.train` / `.eval` / `.infer` and the gin flags
+of `linguamix bench`, `plan` and `study`: `--gin_file` (repeatable), `--gin.NAME=VALUE`,
+`--gin_bindings`, `--gin_search_paths`, `--tfds_data_dir`; gin parsing with the package's
+gin root.
 
 `parse_and_configure(argv, run_gin=...)` parses the flags, adds the run gin (and the
 quickstart defaults when no model gin defines `MODEL`), parses everything with gin and
@@ -12,12 +14,11 @@ import argparse
 import difflib
 import logging
 import os
-import pathlib
 import re
 
 import gin
 
-GIN_ROOT = pathlib.Path(__file__).resolve().parents[1] / "gin"
+from linguamix.gin import ROOT as GIN_ROOT
 # Parsed after the user's files (before --gin bindings) when no gin file defines MODEL:
 # the tiny default model with CPU-sized lengths and steps, so the main job needs no
 # other flag and finishes in minutes on a CPU.
@@ -106,6 +107,14 @@ def macro_value(name: str, default=None):
     return gin.query_parameter(f"{name}/macro.value")
   except ValueError:
     return default
+
+
+def bound_argument(selector: str):
+  """The value gin passes for `selector` (e.g. "trainer.train.model"): references called."""
+  value = gin.query_parameter(selector)
+  if type(value).__name__ == "ConfigurableReference":
+    return value.scoped_configurable_fn() if value.evaluate else value.scoped_configurable_fn
+  return value
 
 
 def _referenced_macros() -> set[str]:

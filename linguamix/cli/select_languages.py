@@ -1,8 +1,10 @@
-"""`linguamix select-languages`; runs `linguamix.mixtures.language_selection.run`."""
+"""`linguamix select-languages`: `linguamix.mixtures.language_selection` from the command line."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 
 # = language_selection.METHODS (a test keeps them equal): known here without importing it.
 METHODS = ("typo", "geo", "learn", "sem", "fam", "random", "all")
@@ -38,4 +40,17 @@ def main(argv: list[str]) -> int:
   if args.k is None and args.method != "all":
     p.error(f"--k is required for --method {args.method}")
   from linguamix.mixtures import language_selection
-  return language_selection.run(args)
+  from linguamix.t5x_tasks import languages
+  pool = args.pool.replace(",", " ").split() if args.pool else None
+  k = args.k if args.k is not None else len(pool or languages.BACTRIAN_X)  # --method all
+  try:
+    details = language_selection.selection_details(args.method, k, args.seed, pool=pool,
+                                                   sem_embeddings_path=args.sem_embeddings)
+  except (ValueError, FileNotFoundError) as e:
+    print(f"linguamix select-languages: error: {e}", file=sys.stderr)
+    return 2
+  if args.json:
+    print(json.dumps(details, indent=2, ensure_ascii=False))
+  else:
+    print(",".join(details["selected"]))
+  return 0

@@ -1,7 +1,7 @@
 """`linguamix mixtures list | show NAME`: `list` reads the name table, `show` builds.
 
 `list` prints `linguamix/mixtures/names.json` (name -> family, description, in
-registration order), written from the registry by `python -m linguamix.mixtures.cli
+registration order), written from the registry by `python -m linguamix.cli.mixtures
 --write-names` and checked against it by the tests, so listing imports nothing heavy.
 """
 
@@ -11,6 +11,7 @@ import argparse
 import collections
 import json
 import pathlib
+import sys
 
 NAMES_FILE = pathlib.Path(__file__).resolve().parents[1] / "mixtures" / "names.json"
 
@@ -77,5 +78,44 @@ def main(argv: list[str]) -> int:
   if args.cmd == "list":
     print_list(args.all)
     return 0
-  from linguamix.mixtures import cli
-  return cli.run(args)
+  from linguamix import mixtures  # registers the recipes (imports TensorFlow)
+  from linguamix.mixtures import inspect
+  try:
+    comp = inspect.composition(args.name, count_tokens=not args.no_tokens,
+                               lengths=args.lengths, batch_size=args.batch_size,
+                               seed=args.seed, decoder=args.decoder)
+  except (mixtures.RecipeError, ValueError, KeyError) as e:
+    print(f"linguamix mixtures show: {e}", file=sys.stderr)
+    return 1
+  if args.packing:
+    from linguamix.mixtures import packing
+    comp["packing"] = packing.report(args.name, args.lengths, num_examples=1000,
+                                     model="decoder" if args.decoder else "encoder-decoder")
+  print(json.dumps(comp, indent=1) if args.json else inspect.format_table(comp))
+  if "packing" in comp and not args.json:
+    print(packing.format_report(comp["packing"]))
+  if args.plot:
+    inspect.plot(comp, args.plot)
+    print(f"wrote {args.plot}", file=sys.stderr)
+  return 0
+
+
+def name_table() -> dict[str, list[str]]:
+  """What `import linguamix.mixtures` registered: name -> [family, description]."""
+  from linguamix.mixtures import registry
+  return {name: [family, registry.DESCRIPTIONS[name]]
+          for name, family in registry.FAMILY_OF.items()}
+
+
+def write_names() -> None:
+  entries = [f"{json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}"
+             for k, v in name_table().items()]  # one line per mixture: small diffs
+  NAMES_FILE.write_text("{\n" + ",\n".join(entries) + "\n}\n", encoding="utf-8")
+  print(f"wrote {NAMES_FILE}")
+
+
+if __name__ == "__main__":
+  if sys.argv[1:] == ["--write-names"]:
+    write_names()
+  else:
+    sys.exit(main(sys.argv[1:]))

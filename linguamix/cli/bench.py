@@ -1,4 +1,5 @@
-"""`linguamix bench train ...`; runs `linguamix.train.bench.run`."""
+"""`linguamix bench train ...`: the gin configuration's training step and input pipeline,
+measured by `linguamix.train.bench.bench_train`."""
 
 from __future__ import annotations
 
@@ -29,5 +30,24 @@ def main(argv: list[str]) -> int:
   p.add_argument("--steps", type=int, default=10)
   p.add_argument("--peak_tflops", type=float, default=None)
   known, rest = p.parse_known_args(argv[1:])
+  import gin
+
+  from linguamix.cli import flags
   from linguamix.train import bench
-  return bench.run(known, rest)
+  try:
+    flags.parse_and_configure(
+        rest + ['--gin.MODEL_DIR="/dev/null"'], prog="linguamix bench train",
+        description="Benchmark the training step and input pipeline of a gin configuration.",
+        run_gin="runs/finetune.gin", required_macros=("MIXTURE_OR_TASK_NAME", "MODEL"))
+    with gin.unlock_config():
+      bind = lambda name: flags.bound_argument(f"trainer.train.{name}")  # noqa: E731
+      report = bench.bench_train(
+          model=bind("model"), train_dataset_cfg=bind("train_dataset_cfg"),
+          partitioner=bind("partitioner"), optimizer=bind("optimizer"),
+          learning_rate=bind("learning_rate"), steps=known.steps,
+          peak_flops=known.peak_tflops * 1e12 if known.peak_tflops else None)
+  except (flags.UsageError, ValueError) as e:
+    print(f"linguamix bench train: error: {e}", file=sys.stderr)
+    return 2
+  print(bench.format_report(report))
+  return 0

@@ -22,7 +22,7 @@ from typing import Mapping
 import numpy as np
 from safetensors.numpy import save_file
 
-from linguamix.models.checkpoints import layout
+from linguamix.models.checkpoint_formats import layout
 from linguamix.models.hf import registry, tensors
 from linguamix.models.mt5 import MT5Config, param_shapes
 

@@ -154,17 +154,18 @@ def _benchmarks(args) -> bool:
 
 
 def _model(args) -> None:
-  from linguamix.prepare import checkpoints, manifest
+  from linguamix.prepare import base_checkpoints, manifest
   print(f"prepare model {args.hub_id} -> {args.out}\n  "
         f"{manifest.terms(manifest.by_repo(args.hub_id))}")
-  checkpoints.prepare_model(args.hub_id, args.out, args.revision, args.scan_layers, args.dry_run)
+  base_checkpoints.prepare_model(args.hub_id, args.out, args.revision, args.scan_layers,
+                                args.dry_run)
 
 
 def _t5x(args) -> None:
-  from linguamix.prepare import checkpoints, manifest
+  from linguamix.prepare import base_checkpoints, manifest
   print(f"prepare t5x {args.name} -> {args.out}\n  {manifest.terms(manifest.entry('mt5_t5x'))}")
-  checkpoints.prepare_t5x(args.name, args.out, args.source_root, args.scan_layers,
-                          args.dry_run, args.keep_download)
+  base_checkpoints.prepare_t5x(args.name, args.out, args.source_root, args.scan_layers,
+                               args.dry_run, args.keep_download)
 
 
 def main(argv: list[str]) -> int:

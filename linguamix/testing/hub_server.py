@@ -27,8 +27,6 @@ import json
 import threading
 import urllib.parse
 
-import pytest
-
 LFS_SUFFIXES = (".gz", ".parquet", ".safetensors", ".bin", ".model", ".zip")
 
 
@@ -228,19 +226,3 @@ class _Handler(http.server.BaseHTTPRequestHandler):
       self.connection.shutdown(2)  # the peer sees the body end early
       return
     self.wfile.write(part)
-
-
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
-  """A FakeHub with huggingface_hub pointed at it (what HF_ENDPOINT / HF_HOME do at
-  import) and GitHub raw downloads under its /gh route; no token, no data roots."""
-  from huggingface_hub import constants
-  with FakeHub() as fake:
-    monkeypatch.setattr(constants, "ENDPOINT", fake.url)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
-                        fake.url + "/{repo_id}/resolve/{revision}/{filename}")
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf_home" / "hub"))
-    monkeypatch.setenv("LINGUAMIX_GITHUB_RAW", fake.url + "/gh")
-    for var in ("HF_TOKEN", "LINGUAMIX_DATA_ROOT", "LINGUAMIX_EVAL_DATA_ROOT"):
-      monkeypatch.delenv(var, raising=False)
-    yield fake

@@ -1,4 +1,5 @@
-"""Entry points: flags -> gin -> `trainer.train` (and eval / infer, see run_eval, run_infer).
+"""`python -m linguamix.train` / `.eval` / `.infer`: flags -> gin -> `trainer.train` (and
+`run_eval.evaluate_checkpoint`, `run_infer.infer`), T5X style.
 
 Bad flags, gin typos, unknown mixtures and missing macros are reported as one line on
 stderr with exit status 2, before any compilation; every other user error too, through
@@ -15,7 +16,7 @@ import sys
 import gin
 
 from linguamix import _malloc_tuning, _quiet
-from linguamix.train import flags
+from linguamix.cli import flags
 
 TRAIN_REQUIRED = ("MODEL_DIR", "MIXTURE_OR_TASK_NAME", "TASK_FEATURE_LENGTHS", "TRAIN_STEPS",
                   "INITIAL_CHECKPOINT_PATH", "MODEL")
@@ -69,7 +70,7 @@ def main(argv: list[str]) -> int:
   compile_only = [a for a in argv if a.startswith("--compile_only=")]
   if compile_only:  # the same flags, compiled for a TPU topology instead of trained
     from linguamix import errors
-    from linguamix.commands import plan
+    from linguamix.cli import plan
     rest = [a for a in argv if not a.startswith("--compile_only=")]
     prog = "python -m linguamix.train --compile_only"
     return errors.run_main(lambda a: plan.main(a, prog=prog), [
