@@ -1,5 +1,5 @@
 """`linguamix study --executor slurm` against a real one-node SLURM cluster (slurmctld,
-slurmd and munged from Debian's slurm-wlm and munge; see tests/slurm_cluster.py): the smoke
+slurmd and munged from Debian's slurm-wlm and munge; see linguamix/testing/slurm_cluster.py): the smoke
 grid end to end in split job arrays, a training task stopped with SIGTERM requeued and
 finishing bit-exact, a failing run retried a bounded number of times while the others
 finish, `--status`, and a resubmission that sends only the failed run. Without the SLURM
