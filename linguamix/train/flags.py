@@ -17,6 +17,8 @@ import re
 
 import gin
 
+from linguamix import _quiet
+
 GIN_ROOT = pathlib.Path(__file__).resolve().parents[1] / "gin"
 # Parsed after the user's files (before --gin bindings) when no gin file defines MODEL:
 # the tiny default model with CPU-sized lengths and steps, so the main job needs no
@@ -33,7 +35,8 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(
       prog=prog, description=description,
       epilog="Any --gin.NAME=VALUE is rewritten to --gin_bindings='NAME = VALUE' "
-             "(string values need quotes: --gin.MODEL_DIR=\\\"/tmp/run\\\").")
+             "(string values need quotes: --gin.MODEL_DIR=\\\"/tmp/run\\\"). "
+             + _quiet.PROCESS_HELP)
   p.add_argument("--gin_file", action="append", default=[],
                  help="gin file to parse; repeatable, later files win. Relative paths are "
                       "searched in --gin_search_paths and the package's gin folder.")
