@@ -91,7 +91,7 @@ def test_hosts_split_one_stream_by_position_and_memory_equals_streaming():
   assert hosts[0] == whole[0::2] and hosts[1] == whole[1::2]
   streamed = list(_stream(try_in_mem_cache=False).as_numpy_iterator())
   in_memory = list(_stream().as_numpy_iterator())
-  assert [{k: v for k, v in ex.items()} for ex in streamed] == in_memory
+  assert streamed == in_memory
   assert in_memory[0]["inputs"].decode() == f"in {whole[0]}"
 
 

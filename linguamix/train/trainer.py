@@ -104,6 +104,28 @@ def abstract_state(abstract, tx, shardings):
       shardings)
 
 
+def init_state(model, tx, shardings, partitioner: partitioning.Partitioner,
+               task_feature_lengths, *, seed: int, step: int, loaded=None) -> dict:
+  """A fresh train state at `step`: the parameters `loaded` from an initial checkpoint
+  where it has them (None leaves: LoRA adapters a base checkpoint lacks), the model's
+  init from `seed` elsewhere; the optimizer's initial state."""
+  if loaded is None or any(x is None for x in jax.tree.leaves(loaded, is_leaf=_is_none)):
+    shapes = abstract_params(model, task_feature_lengths)[1]
+    params = jax.jit(lambda r: nn.unbox(_params_of(model.init_variables(r, shapes))),
+                     out_shardings=shardings["params"])(jax.random.PRNGKey(seed))
+    if loaded is not None:
+      old = {jax.tree_util.keystr(p): x for p, x in
+             jax.tree_util.tree_flatten_with_path(loaded, is_leaf=_is_none)[0]}
+      params = jax.tree_util.tree_map_with_path(
+          lambda p, new: new if old[jax.tree_util.keystr(p)] is None else old[jax.tree_util.keystr(p)],
+          params)
+  else:
+    params = loaded
+  opt_state = jax.jit(tx.init, out_shardings=shardings["opt_state"])(params)
+  return {"params": params, "opt_state": opt_state,
+          "step": jax.device_put(np.int32(step), partitioner.replicated())}
+
+
 # --- the loop as named parts --------------------------------------------------------
 
 
@@ -431,22 +453,8 @@ def train(
            f"{batches_done} batches consumed)")
   else:
     initial_step = _initial_step(initial_checkpoint_path)
-    if loaded is None or any(x is None for x in jax.tree.leaves(loaded, is_leaf=_is_none)):
-      rng = jax.random.PRNGKey(seed)
-      shapes = abstract_params(model, train_dataset_cfg.task_feature_lengths)[1]
-      init_params = jax.jit(lambda r: nn.unbox(_params_of(model.init_variables(r, shapes))),
-                            out_shardings=param_shardings)(rng)
-      if loaded is not None:
-        old = {jax.tree_util.keystr(p): x for p, x in
-               jax.tree_util.tree_flatten_with_path(loaded, is_leaf=_is_none)[0]}
-        init_params = jax.tree_util.tree_map_with_path(
-            lambda p, new: new if old[jax.tree_util.keystr(p)] is None else old[jax.tree_util.keystr(p)],
-            init_params)
-    else:
-      init_params = loaded
-    opt_state = jax.jit(tx.init, out_shardings=shardings["opt_state"])(init_params)
-    state = {"params": init_params, "opt_state": opt_state,
-             "step": jax.device_put(np.int32(initial_step), partitioner.replicated())}
+    state = init_state(model, tx, shardings, partitioner, train_dataset_cfg.task_feature_lengths,
+                       seed=seed, step=initial_step, loaded=loaded)
     batches_done = 0
   start_step = initial_step + batches_done
   if start_step >= total_steps:
