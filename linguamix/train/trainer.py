@@ -4,6 +4,11 @@ Checks everything checkable (mixture, batch divisibility, MODEL_DIR owner, initi
 checkpoint fit) on abstract shapes before compiling anything; restores the latest
 checkpoint of MODEL_DIR with the input pipeline's position; never waits on the device
 except to log the previous step's metrics and at checkpoints.
+
+The loop is a `Trainer` (levanter-style hooks, `add_hook(fn, every=N)`) over one explicit
+`LoopState`; `train` wires its named parts: `StepMetrics` fetches each step's metrics one
+step late and writes them with their `Throughput`, `NanStop` ends a diverged run,
+`Evaluation`, `Checkpointing` and `Preemption` run as hooks, the progress bar is one too.
 """
 
 from __future__ import annotations
