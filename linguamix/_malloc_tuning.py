@@ -1,22 +1,19 @@
 """glibc malloc settings for the programs that train and score models.
 
 XLA:CPU allocates a step's buffers (activations, gradients, optimizer temporaries) anew
-on every execution, one block per program: 96 MiB for the tiny mT5 step, 2.2 GiB for
-mt5_small. glibc serves a block that large with a fresh mapping (or grows and trims its
-heap around it), so each step first-touches new memory, which the kernel faults in and
-zeroes: 24,614 faults a tiny step with 4 KiB pages, 86 with huge pages, 4,350 for
-mt5_small (2-core EPYC, one thread, fresh processes; see docs/performance.md, "What changed
-on 3 December afternoon").
+on every execution, one block per program. glibc serves a block that large with a fresh
+mapping (or grows and trims its heap around it), so each step first-touches new memory,
+which the kernel faults in and zeroes (the measurements: docs/performance.md, "Start-up:
+the malloc restart and the stderr filter").
 
 The settings (`GLIBC_TUNABLES`), which glibc reads only at start-up:
   glibc.malloc.hugetlb=1            transparent huge pages on malloc's own memory (2.35+,
                                     only where the kernel leaves them to `madvise`)
   glibc.malloc.mmap_max=0           no mapping per large block: it comes from a heap
   glibc.malloc.trim_threshold=2^44  and the heap keeps what is freed for the next step
-The cost: the process holds on to its peak heap (mt5_small 5.3 GiB peak against 5.2 GiB).
-Blocks that threads' own arenas serve still fault (see HEAP_TUNABLES): run on an XLA
-worker thread, a lone mt5_small step faulted 2,051 times. So the programs also run on
-the calling thread, whose arena is the main one (`run_cpu_programs_inline`).
+The cost: the process holds on to its peak heap. Blocks that threads' own arenas serve
+still fault, so the programs also run on the calling thread, whose arena is the main one
+(`run_cpu_programs_inline`).
 
 So the entry points (`linguamix`, `python -m linguamix.train/.eval/.infer`) call
 `reexec()` first, which restarts the process once with the settings added; one the
@@ -32,9 +29,9 @@ import sys
 
 ENV_SWITCH = "LINGUAMIX_MALLOC_TUNING"
 HUGE_PAGES = "glibc.malloc.hugetlb"
-# Not glibc.malloc.arena_max=1, though a lone step then faults no page at all (mt5_small
-# 1.6-1.8 s against 1.7-3.6 s with spikes of kernel time): the trainer's input-pipeline
-# threads then share one arena, and `linguamix bench train` fell from 14-17 to 10-11 steps/s.
+# Not glibc.malloc.arena_max=1, though a lone step then faults no page at all: the
+# trainer's input-pipeline threads would share one arena, which slowed it (measured in
+# docs/performance.md).
 HEAP_TUNABLES = {"glibc.malloc.mmap_max": "0", "glibc.malloc.trim_threshold": str(1 << 44)}
 THP_MODE = "/sys/kernel/mm/transparent_hugepage/enabled"
 
@@ -80,9 +77,8 @@ def run_cpu_programs_inline() -> None:
   """Single-device XLA:CPU programs run on the thread that calls them
   (`jax_cpu_enable_async_dispatch=False`), whose arena is glibc's main one: its heap keeps
   a step's temporaries for the next step. The arena of an XLA worker thread holds at most
-  64 MiB per heap, so glibc maps a larger block fresh on every step, whatever mmap_max says:
-  mt5_small's 2.2 GiB faulted in 2,051 huge pages a step, with ~2 s of kernel time every
-  other step (1.9 / 4.0 s steps), against 8 faults and 1.93-1.99 s a step inline."""
+  64 MiB per heap, so glibc maps a larger block fresh on every step, whatever mmap_max says
+  (docs/performance.md, "Running the programs inline")."""
   if os.environ.get(ENV_SWITCH, "1") == "0":
     return
   import jax  # pylint: disable=g-import-not-at-top

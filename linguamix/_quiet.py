@@ -7,7 +7,8 @@ logs on its own. So the entry points (`linguamix`, `python -m linguamix.train/.e
 TensorFlow reads at import, and passes file descriptor 2 through a small filter thread
 that drops the C++ info/warning lines (and the CUDA probing errors of a CPU machine).
 Python tracebacks and every other line pass unchanged, in order. `--verbose` or
-LINGUAMIX_VERBOSE=1 keeps everything.
+LINGUAMIX_VERBOSE=1 keeps everything; LINGUAMIX_STDERR_FILTER=0 leaves file descriptor 2
+as it was (no pipe, no thread: for a debugger, profiler or launcher that owns stderr).
 
 When stderr is not a terminal (CI, a log file), progress bars' carriage-return frames
 become plain lines, at most one per `PLAIN_BAR_PERIOD_S` per bar plus the last one.
@@ -29,6 +30,14 @@ import threading
 import time
 
 ENV_VERBOSE = "LINGUAMIX_VERBOSE"
+ENV_FILTER = "LINGUAMIX_STDERR_FILTER"
+# The --help epilog of every entry point that installs the filter or restarts for malloc.
+PROCESS_HELP = (
+    "At start-up the commands that run models restart Python once with glibc malloc "
+    "settings that spare XLA's step buffers their page faults (LINGUAMIX_MALLOC_TUNING=0: "
+    "no restart), and every command passes stderr through a thread that drops the "
+    "libraries' C++ log lines (LINGUAMIX_STDERR_FILTER=0: stderr untouched). See "
+    "docs/performance.md.")
 PLAIN_BAR_PERIOD_S = 30.0
 
 # Whole lines dropped at the default verbosity.
@@ -75,7 +84,9 @@ def install(verbose: bool) -> None:
     _drop_orphaned_async_errors()
   if not terminal:
     os.environ.setdefault("TQDM_MININTERVAL", "1")  # tqdm reads TQDM_* as its defaults
-  if not verbose or not terminal:
+  if os.environ.get(ENV_FILTER, "1") == "0":
+    _installed = False
+  elif not verbose or not terminal:
     _installed = _Stderr(drop_noise=not verbose, plain_bars=not terminal)
   else:
     _installed = False

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import textwrap
 
 from linguamix import _malloc_tuning, _quiet
 
@@ -60,7 +61,7 @@ def _usage() -> str:
   lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in sorted(COMMANDS.items())]
   lines += ["", "Run `linguamix COMMAND --help` for a command's options. --verbose (or",
             "LINGUAMIX_VERBOSE=1) shows TensorFlow's, XLA's and SentencePiece's logs and",
-            "adds the traceback to an error line."]
+            "adds the traceback to an error line.", "", *textwrap.wrap(_quiet.PROCESS_HELP, 78)]
   return "\n".join(lines)
 
 

@@ -18,7 +18,9 @@ import re
 
 import gin
 
+from linguamix import _quiet
 from linguamix.gin import ROOT as GIN_ROOT
+
 # Parsed after the user's files (before --gin bindings) when no gin file defines MODEL:
 # the tiny default model with CPU-sized lengths and steps, so the main job needs no
 # other flag and finishes in minutes on a CPU.
@@ -34,7 +36,8 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(
       prog=prog, description=description,
       epilog="Any --gin.NAME=VALUE is rewritten to --gin_bindings='NAME = VALUE' "
-             "(string values need quotes: --gin.MODEL_DIR=\\\"/tmp/run\\\").")
+             "(string values need quotes: --gin.MODEL_DIR=\\\"/tmp/run\\\"). "
+             + _quiet.PROCESS_HELP)
   p.add_argument("--gin_file", action="append", default=[],
                  help="gin file to parse; repeatable, later files win. Relative paths are "
                       "searched in --gin_search_paths and the package's gin folder.")

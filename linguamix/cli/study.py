@@ -8,7 +8,7 @@ import argparse
 import os
 import sys
 
-from linguamix import studies
+from linguamix import _quiet, studies
 from linguamix.studies import run_commands
 
 def _parser() -> argparse.ArgumentParser:
@@ -19,7 +19,8 @@ def _parser() -> argparse.ArgumentParser:
                   "OUT/report.md with its figures and OUT/results.csv. Runs are independent: "
                   "finished ones are skipped, a failed one is reported and the rest go on.",
       epilog="Any --gin.NAME=VALUE (or --gin_bindings='NAME = VALUE') is passed to every "
-             "training command, after the preset: e.g. --gin.LEARNING_RATE=1e-4.")
+             "training command, after the preset: e.g. --gin.LEARNING_RATE=1e-4. "
+             + _quiet.PROCESS_HELP)
   p.add_argument("name", choices=sorted(studies.STUDIES), help="the study")
   p.add_argument("--model", help="model gin (e.g. models/llama2_7b.gin); with --smoke the "
                                  f"default is {run_commands.SMOKE_MODEL}")

@@ -92,8 +92,8 @@ def scale_by_param_block_rms(min_scale: float = 1e-3) -> optax.GradientTransform
 
   optax's `safe_root_mean_squares` is written to be differentiable at 0: it takes the mean
   square twice, the second time over `where(rms <= min, 1, p)`, a select the size of the
-  parameter; an optimizer is never differentiated, and on mt5_small's two [512, 250112]
-  kernels the extra passes cost ~130 ms a step.
+  parameter; an optimizer is never differentiated, and on large embeddings the extra
+  passes cost a noticeable share of the step (docs/performance.md).
   """
   def update(updates, state, params):
     if params is None:

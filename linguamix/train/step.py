@@ -17,11 +17,8 @@ from linguamix.models import losses
 from linguamix.train import partitioning
 
 # Per-jit XLA:CPU options of the steps (benchmarks/bench_compare.py --ynn sets them to
-# compare). Empty: jaxlib 0.10's default, which hands dots, reductions and elementwise
-# fusions to YNNPACK. Switching YNNPACK off was faster on a 2-core AMD EPYC (AVX2) while
-# the relative-position bias and Adafactor's statistics were reductions over a leading
-# axis; on a 2-core Xeon (AVX-512), interleaved, with both now matvecs, the default won:
-# mt5_small 4.1 s/step vs 5.3 off, the ~125M decoder 3.3 vs 4.5, tiny mT5 0.128 vs 0.126.
+# compare). Empty: jaxlib's default (YNNPACK fusions), which measured fastest once the
+# model's reductions became matvecs (docs/performance.md, "CPU-specific choices").
 CPU_COMPILER_OPTIONS: dict = {}
 
 
