@@ -18,7 +18,7 @@ from linguamix import _malloc_tuning, _quiet
 # Reports, from inside the entry point, what the process looks like once started.
 ENTRY = """
 import json, os, sys, threading
-from linguamix.train import main
+from linguamix.cli import train as main
 
 def entry(argv):
   os.write(2, b"I0000 00:00:1796159135.9 8158 cpu_client.cc:7] a C++ info line\\n")
