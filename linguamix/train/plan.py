@@ -366,7 +366,7 @@ def plan(*, model, partitioner_cfg: Mapping[str, Any], train_dataset_cfg, topolo
 
 
 # --- output -----------------------------------------------------------------------------
-def _gib(x: float) -> str:
+def format_bytes(x: float) -> str:
   for unit, size in (("GiB", GiB), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
     if abs(x) >= size:
       return f"{x / size:.2f} {unit}"
@@ -376,7 +376,7 @@ def _gib(x: float) -> str:
 def does_not_fit_line(r: dict) -> str:
   m = r["memory"]
   need = m.get("total") or m.get("compiler_total")
-  return (f"does not fit: {_gib(need)} per chip > {_gib(r['hbm_bytes'])} HBM of a {r['chip']} "
+  return (f"does not fit: {format_bytes(need)} per chip > {format_bytes(r['hbm_bytes'])} HBM of a {r['chip']} "
           f"({r['topology']}, mesh {_mesh(r)}, batch {r['batch_size']})")
 
 
@@ -413,8 +413,8 @@ def format_report(r: dict) -> str:
              ("activations + temporaries", m["temporaries"]),
              ("program arguments", m["arguments"]), ("total", m["total"])]
   for name, v in rows:
-    lines.append(f"  {name:<28}{_gib(v):>12}")
-  lines.append(f"  {'HBM':<28}{_gib(r['hbm_bytes']):>12}   "
+    lines.append(f"  {name:<28}{format_bytes(v):>12}")
+  lines.append(f"  {'HBM':<28}{format_bytes(r['hbm_bytes']):>12}   "
                + ("fits" if r["fits"] else "DOES NOT FIT"))
   if "flops" in r:
     f, e = r["flops"], r["estimate"]
@@ -425,8 +425,8 @@ def format_report(r: dict) -> str:
               f"{f['xla_per_chip'] * r['chips']:.3e})"]
     lines += ["", "collectives in the compiled step (per chip)"]
     for kind, c in sorted(r["collectives"].items()):
-      lines.append(f"  {kind:<20}{c['count']:>6} x, {_gib(c['bytes'])} results, "
-                   f"{_gib(c['traffic'])} ring traffic")
+      lines.append(f"  {kind:<20}{c['count']:>6} x, {format_bytes(c['bytes'])} results, "
+                   f"{format_bytes(c['traffic'])} ring traffic")
     if not r["collectives"]:
       lines.append("  none")
     lines += ["", "roofline ESTIMATE (published peaks; not a measurement)",
@@ -445,7 +445,7 @@ def format_report(r: dict) -> str:
     for t in r["left_replicated"][:20]:
       why = "; ".join(f"{n} {d} not divisible by {'x'.join(a)}" if d is not None else n
                       for n, d, a in t["dropped"])
-      lines.append(f"  {t['path']} {t['shape']} {_gib(t['bytes'])}: {why}")
+      lines.append(f"  {t['path']} {t['shape']} {format_bytes(t['bytes'])}: {why}")
     if len(r["left_replicated"]) > 20:
       lines.append(f"  ... and {len(r['left_replicated']) - 20} more (--json lists all)")
   return "\n".join(lines)
@@ -536,67 +536,98 @@ def format_search(s: dict, config_selector: str) -> str:
            f"{'HBM use':>12}{'est. step':>12}{'est. MFU':>10}"]
   for i, c in enumerate(s["fits"], 1):
     lines.append(f"{i:>4}  {c['data']:>4} {c['fsdp']:>4} {c['model']:>5}  {c['remat_policy']:<24}"
-                 f"{c['num_microbatches']:>5}{_gib(c['memory_total']):>12}"
+                 f"{c['num_microbatches']:>5}{format_bytes(c['memory_total']):>12}"
                  f"{c['step_seconds'] * 1e3:>9.1f} ms{100 * c['mfu']:>9.1f}%")
   if s["fits"]:
     lines += ["", "best (roofline estimate, not a measurement): " + " ".join(search_bindings(s["fits"][0], config_selector))]
   return "\n".join(lines)
 
 
-def run(known, rest: list[str], prog: str = "linguamix plan") -> int:
-  """`linguamix plan` (parsed in `linguamix.commands.plan`)."""
+def parse_run(argv: list[str], prog: str = "linguamix plan") -> None:
+  """Parses a training run's flags into gin's configuration, as `python -m linguamix.train`
+  does (MODEL_DIR is not needed)."""
+  from linguamix.train import flags
+  os.environ.setdefault("JAX_PLATFORMS", "cpu")  # compiling needs no local accelerator
+  flags.parse_and_configure(
+      list(argv) + ['--gin.MODEL_DIR="/dev/null"'], prog=prog,
+      description="Compile a run's training step for a TPU topology.",
+      run_gin="runs/finetune.gin", required_macros=("MODEL", "TASK_FEATURE_LENGTHS"))
+
+
+def run_value(name: str, default=None, *, required: bool = False):
+  import gin
+  try:
+    return _resolve(gin.query_parameter(f"trainer.train.{name}"))
+  except ValueError:
+    if required:
+      raise
+    return default
+
+
+def run_model_class() -> type:
+  """The parsed run's model class (its feature converter, without building the model)."""
+  import gin
+  return gin.query_parameter("MODEL/macro.value").configurable.wrapped
+
+
+def run_seed() -> int:
+  """The run's RANDOM_SEED; 0 where the trainer would draw one (packing an epoch in
+  another order changes its row count by a row or two)."""
+  seed = run_value("random_seed")
+  return 0 if seed is None else int(seed)
+
+
+def run_settings(rows_per_epoch: int | None = None) -> dict:
+  """`plan()`'s keyword arguments from the parsed run: its model (the vocabulary a stand-in:
+  shapes need no tokenizer), mesh, batch, optimizer, steps or epochs."""
   import gin
   import seqio
 
   from linguamix.train import flags
-  topology = parse_topology(known.topology, known.slices)
-  os.environ.setdefault("JAX_PLATFORMS", "cpu")  # compiling needs no local accelerator
-  flags.parse_and_configure(
-      rest + ['--gin.MODEL_DIR="/dev/null"'], prog=prog,
-      description="Compile a run's training step for a TPU topology.",
-      run_gin="runs/finetune.gin", required_macros=("MODEL", "TASK_FEATURE_LENGTHS"))
   with gin.unlock_config():
     if flags.macro_value("VOCABULARY") is not None:
-      # Shapes need no tokenizer: the embedding's size is the model config's.
       gin.bind_parameter("VOCABULARY/macro.value", seqio.PassThroughVocabulary(size=0, eos_id=1))
-    bind = lambda name: _resolve(gin.query_parameter(f"trainer.train.{name}"))  # noqa: E731
-
-    def optional(name, default=None):
-      try:
-        return bind(name)
-      except ValueError:
-        return default
-
     cfg = {}
     for field in ("data", "fsdp", "model", "rules"):  # the run's mesh, over the topology's chips
       try:
         cfg[field] = gin.query_parameter(f"partitioning.Partitioner.{field}")
       except ValueError:
         pass
-    common = dict(train_dataset_cfg=bind("train_dataset_cfg"), optimizer=optional("optimizer"),
-                  learning_rate=optional("learning_rate"), max_grad_norm=optional("max_grad_norm"),
-                  total_steps=optional("total_steps"), rows_per_epoch=known.rows,
-                  epochs=optional("train_epochs"))
-    model = bind("model")
-    if getattr(known, "search", False):
-      config_cls = type(model.config)
-      selector = f"{config_cls.__module__}.{config_cls.__qualname__}"
+    return dict(model=run_value("model", required=True), partitioner_cfg=cfg,
+                train_dataset_cfg=run_value("train_dataset_cfg", required=True),
+                optimizer=run_value("optimizer"), learning_rate=run_value("learning_rate"),
+                max_grad_norm=run_value("max_grad_norm"), total_steps=run_value("total_steps"),
+                rows_per_epoch=rows_per_epoch, epochs=run_value("train_epochs"),
+                num_microbatches=run_value("num_microbatches", 1) or 1)
 
-      def make_model(remat: str):
+
+def run(known, rest: list[str], prog: str = "linguamix plan") -> int:
+  """`linguamix plan` (parsed in `linguamix.commands.plan`)."""
+  import gin
+
+  topology = parse_topology(known.topology, known.slices)
+  parse_run(rest, prog)
+  settings = run_settings(known.rows)
+  if getattr(known, "search", False):
+    config_cls = type(settings["model"].config)
+    selector = f"{config_cls.__module__}.{config_cls.__qualname__}"
+
+    def make_model(remat: str):
+      with gin.unlock_config():
         gin.bind_parameter(f"{selector}.remat_policy", remat)
-        return bind("model")
+        return run_value("model", required=True)
 
-      result = search(make_model, topology, known.budget_s, **common)
-      print(format_search(result, selector))
-      if known.json:
-        write_json(result, known.json)
-      if not result["fits"]:
-        print(f"{prog}: no candidate fits (tried {len(result['tried'])} of "
-              f"{result['candidates']}; a larger --budget_s tries more)", file=sys.stderr)
-        return 1
-      return 0
-    report = plan(model=model, partitioner_cfg=cfg, topology=topology,
-                  num_microbatches=optional("num_microbatches", 1) or 1, **common)
+    common = {k: v for k, v in settings.items() if k not in ("model", "partitioner_cfg", "num_microbatches")}
+    result = search(make_model, topology, known.budget_s, **common)
+    print(format_search(result, selector))
+    if known.json:
+      write_json(result, known.json)
+    if not result["fits"]:
+      print(f"{prog}: no candidate fits (tried {len(result['tried'])} of "
+            f"{result['candidates']}; a larger --budget_s tries more)", file=sys.stderr)
+      return 1
+    return 0
+  report = plan(topology=topology, **settings)
   print(format_report(report))
   if known.json:
     write_json(report, known.json)
