@@ -69,61 +69,46 @@ def main(argv: list[str], prog: str = "linguamix plan") -> int:
   return run(known, rest, prog=prog)
 
 
+def parse_run(argv: list[str], prog: str = "linguamix plan") -> None:
+  """Parses a training run's flags into gin's configuration, as `python -m linguamix.train`
+  does (MODEL_DIR is not needed)."""
+  from linguamix.cli import flags
+  os.environ.setdefault("JAX_PLATFORMS", "cpu")  # compiling needs no local accelerator
+  flags.parse_and_configure(
+      list(argv) + ['--gin.MODEL_DIR="/dev/null"'], prog=prog,
+      description="Compile a run's training step for a TPU topology.",
+      run_gin="runs/finetune.gin", required_macros=("MODEL", "TASK_FEATURE_LENGTHS"))
+
+
 def run(known: argparse.Namespace, rest: list[str], prog: str) -> int:
   """`known`: the flags above; `rest`: the run's gin flags."""
   import gin
-  import seqio
 
-  from linguamix.cli import flags
   from linguamix.train import plan
   topology = plan.parse_topology(known.topology, known.slices)
-  os.environ.setdefault("JAX_PLATFORMS", "cpu")  # compiling needs no local accelerator
-  flags.parse_and_configure(
-      rest + ['--gin.MODEL_DIR="/dev/null"'], prog=prog,
-      description="Compile a run's training step for a TPU topology.",
-      run_gin="runs/finetune.gin", required_macros=("MODEL", "TASK_FEATURE_LENGTHS"))
-  with gin.unlock_config():
-    if flags.macro_value("VOCABULARY") is not None:
-      # Shapes need no tokenizer: the embedding's size is the model config's.
-      gin.bind_parameter("VOCABULARY/macro.value", seqio.PassThroughVocabulary(size=0, eos_id=1))
-    bind = lambda name: flags.bound_argument(f"trainer.train.{name}")  # noqa: E731
+  parse_run(rest, prog)
+  settings = plan.run_settings(known.rows)
+  if getattr(known, "search", False):
+    config_cls = type(settings["model"].config)
+    selector = f"{config_cls.__module__}.{config_cls.__qualname__}"
 
-    def optional(name, default=None):
-      try:
-        return bind(name)
-      except ValueError:
-        return default
-
-    cfg = {}
-    for field in ("data", "fsdp", "model", "rules"):  # the run's mesh, over the topology's chips
-      try:
-        cfg[field] = gin.query_parameter(f"partitioning.Partitioner.{field}")
-      except ValueError:
-        pass
-    common = dict(train_dataset_cfg=bind("train_dataset_cfg"), optimizer=optional("optimizer"),
-                  learning_rate=optional("learning_rate"), max_grad_norm=optional("max_grad_norm"),
-                  total_steps=optional("total_steps"), rows_per_epoch=known.rows,
-                  epochs=optional("train_epochs"))
-    model = bind("model")
-    if getattr(known, "search", False):
-      config_cls = type(model.config)
-      selector = f"{config_cls.__module__}.{config_cls.__qualname__}"
-
-      def make_model(remat: str):
+    def make_model(remat: str):
+      with gin.unlock_config():
         gin.bind_parameter(f"{selector}.remat_policy", remat)
-        return bind("model")
+        return plan.run_value("model", required=True)
 
-      result = plan.search(make_model, topology, known.budget_s, **common)
-      print(plan.format_search(result, selector))
-      if known.json:
-        plan.write_json(result, known.json)
-      if not result["fits"]:
-        print(f"{prog}: no candidate fits (tried {len(result['tried'])} of "
-              f"{result['candidates']}; a larger --budget_s tries more)", file=sys.stderr)
-        return 1
-      return 0
-    report = plan.plan(model=model, partitioner_cfg=cfg, topology=topology,
-                       num_microbatches=optional("num_microbatches", 1) or 1, **common)
+    common = {k: v for k, v in settings.items()
+              if k not in ("model", "partitioner_cfg", "num_microbatches")}
+    result = plan.search(make_model, topology, known.budget_s, **common)
+    print(plan.format_search(result, selector))
+    if known.json:
+      plan.write_json(result, known.json)
+    if not result["fits"]:
+      print(f"{prog}: no candidate fits (tried {len(result['tried'])} of "
+            f"{result['candidates']}; a larger --budget_s tries more)", file=sys.stderr)
+      return 1
+    return 0
+  report = plan.plan(topology=topology, **settings)
   print(plan.format_report(report))
   if known.json:
     plan.write_json(report, known.json)

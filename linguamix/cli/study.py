@@ -67,6 +67,14 @@ def _parser() -> argparse.ArgumentParser:
                      help="per run: its stage and state from the queue and its files, a "
                           "summary line, and what submitting again would send")
   tpu = p.add_argument_group("TPU pod slices (with --plan)")
+  tpu.add_argument("--topology", metavar="T",
+                   help="also compile each distinct training configuration of the grid for "
+                        "TPU topology T (v5e-16, v4-64, v5p-8, ...; as `linguamix plan`, with "
+                        "libtpu on this host, no TPU) and put every run's estimated steps, "
+                        "hours and chip-hours and the grid's total in commands.sh's header and "
+                        "OUT/plan.md. Runs are TRAIN_EPOCHS x one epoch's packed rows (counted "
+                        "from the data, cached) / BATCH_SIZE steps; the step time is a roofline "
+                        "estimate, not a measurement (docs/tpu_planning.md)")
   tpu.add_argument("--tpu", metavar="NAME",
                    help="also write OUT/tpu.sh: per run, `gcloud compute tpus tpu-vm ssh NAME "
                         "--worker=all --command=...` running the run's line on every host of the "
@@ -101,6 +109,15 @@ def main(argv: list[str]) -> int:
     return error(f"{args.out}: no study here (no study.json); nothing was submitted to it")
   if args.tpu and not (args.plan and args.zone):
     return error("--tpu NAME needs --plan and --zone ZONE")
+  topology = None
+  if args.topology:
+    if not args.plan:
+      return error("--topology T needs --plan")
+    from linguamix.train import plan as plan_lib  # no JAX: names only
+    try:
+      topology = plan_lib.parse_topology(args.topology)
+    except ValueError as e:
+      return error(str(e))
   if (args.report_only or args.status) and other is not None:
     cfg = run_commands.load_config(args.out)
   else:
@@ -142,11 +159,27 @@ def main(argv: list[str]) -> int:
   for note in report.preset_notes(cfg):
     print(f"note: {note}")
   if args.plan:
-    path = run_commands.write_plan(cfg, runs)
+    costs = None
+    if topology is not None:
+      from linguamix import errors
+      from linguamix.cli import plan as plan_cli
+      from linguamix.studies import costs as costs_lib
+      try:
+        costs = costs_lib.grid_costs(cfg, runs, topology, plan_cli.parse_run)
+      except (errors.UserError, ValueError) as e:  # gin, mesh or batch; libtpu missing
+        return error(str(e))
+    path = run_commands.write_plan(cfg, runs, costs)
     print(f"wrote {path} ({len(runs)} runs)")
+    if costs is not None:
+      from linguamix.studies import costs as costs_lib
+      for line in costs_lib.header_lines(costs):
+        print(line)
+      print(f"wrote {os.path.join(args.out, 'plan.md')}")
     if args.tpu:
       path = run_commands.write_tpu_plan(cfg, runs, args.tpu, args.zone)
       print(f"wrote {path} ({len(runs)} runs, every worker of TPU {args.tpu})")
+    if costs is not None and not all(x["report"]["fits"] for x in costs["configs"]):
+      return 1  # as `linguamix plan`: a configuration the TPU would refuse
     return 0
   failed = []
   if not args.report_only:

@@ -165,7 +165,9 @@ def plan_lines(cfg: Config, runs: Sequence[Run]) -> list[str]:
   return lines
 
 
-def write_plan(cfg: Config, runs: Sequence[Run]) -> str:
+def write_plan(cfg: Config, runs: Sequence[Run], costs: dict | None = None) -> str:
+  """OUT/commands.sh; with `costs` (`studies.costs.grid_costs`) their chip-hours in its
+  header, and OUT/plan.md."""
   path = os.path.join(cfg.out, "commands.sh")
   os.makedirs(cfg.out, exist_ok=True)
   header = [
@@ -174,6 +176,13 @@ def write_plan(cfg: Config, runs: Sequence[Run]) -> str:
       "# run them in any order on any scheduler). Then collect the results with",
       f"#   linguamix study {cfg.study.name} --out {shlex.quote(cfg.out)} --report-only",
   ]
+  if costs is not None:
+    from linguamix.studies import costs as costs_lib
+    header += ["#", *(f"# {line}" for line in costs_lib.header_lines(costs))]
+    with open(os.path.join(cfg.out, "plan.md"), "w", encoding="utf-8") as f:
+      f.write(costs_lib.markdown(costs, f"linguamix study {cfg.study.name}"))
+    with open(os.path.join(cfg.out, "plan.json"), "w", encoding="utf-8") as f:
+      json.dump(costs, f, indent=1, default=str)  # every figure, for scripts
   with open(path, "w", encoding="utf-8") as f:
     f.write("\n".join(header + plan_lines(cfg, runs)) + "\n")
   os.chmod(path, 0o755)

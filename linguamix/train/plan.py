@@ -366,7 +366,7 @@ def plan(*, model, partitioner_cfg: Mapping[str, Any], train_dataset_cfg, topolo
 
 
 # --- output -----------------------------------------------------------------------------
-def _gib(x: float) -> str:
+def format_bytes(x: float) -> str:
   for unit, size in (("GiB", GiB), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
     if abs(x) >= size:
       return f"{x / size:.2f} {unit}"
@@ -376,7 +376,7 @@ def _gib(x: float) -> str:
 def does_not_fit_line(r: dict) -> str:
   m = r["memory"]
   need = m.get("total") or m.get("compiler_total")
-  return (f"does not fit: {_gib(need)} per chip > {_gib(r['hbm_bytes'])} HBM of a {r['chip']} "
+  return (f"does not fit: {format_bytes(need)} per chip > {format_bytes(r['hbm_bytes'])} HBM of a {r['chip']} "
           f"({r['topology']}, mesh {_mesh(r)}, batch {r['batch_size']})")
 
 
@@ -413,8 +413,8 @@ def format_report(r: dict) -> str:
              ("activations + temporaries", m["temporaries"]),
              ("program arguments", m["arguments"]), ("total", m["total"])]
   for name, v in rows:
-    lines.append(f"  {name:<28}{_gib(v):>12}")
-  lines.append(f"  {'HBM':<28}{_gib(r['hbm_bytes']):>12}   "
+    lines.append(f"  {name:<28}{format_bytes(v):>12}")
+  lines.append(f"  {'HBM':<28}{format_bytes(r['hbm_bytes']):>12}   "
                + ("fits" if r["fits"] else "DOES NOT FIT"))
   if "flops" in r:
     f, e = r["flops"], r["estimate"]
@@ -425,8 +425,8 @@ def format_report(r: dict) -> str:
               f"{f['xla_per_chip'] * r['chips']:.3e})"]
     lines += ["", "collectives in the compiled step (per chip)"]
     for kind, c in sorted(r["collectives"].items()):
-      lines.append(f"  {kind:<20}{c['count']:>6} x, {_gib(c['bytes'])} results, "
-                   f"{_gib(c['traffic'])} ring traffic")
+      lines.append(f"  {kind:<20}{c['count']:>6} x, {format_bytes(c['bytes'])} results, "
+                   f"{format_bytes(c['traffic'])} ring traffic")
     if not r["collectives"]:
       lines.append("  none")
     lines += ["", "roofline ESTIMATE (published peaks; not a measurement)",
@@ -445,7 +445,7 @@ def format_report(r: dict) -> str:
     for t in r["left_replicated"][:20]:
       why = "; ".join(f"{n} {d} not divisible by {'x'.join(a)}" if d is not None else n
                       for n, d, a in t["dropped"])
-      lines.append(f"  {t['path']} {t['shape']} {_gib(t['bytes'])}: {why}")
+      lines.append(f"  {t['path']} {t['shape']} {format_bytes(t['bytes'])}: {why}")
     if len(r["left_replicated"]) > 20:
       lines.append(f"  ... and {len(r['left_replicated']) - 20} more (--json lists all)")
   return "\n".join(lines)
@@ -530,8 +530,64 @@ def format_search(s: dict, config_selector: str) -> str:
            f"{'HBM use':>12}{'est. step':>12}{'est. MFU':>10}"]
   for i, c in enumerate(s["fits"], 1):
     lines.append(f"{i:>4}  {c['data']:>4} {c['fsdp']:>4} {c['model']:>5}  {c['remat_policy']:<24}"
-                 f"{c['num_microbatches']:>5}{_gib(c['memory_total']):>12}"
+                 f"{c['num_microbatches']:>5}{format_bytes(c['memory_total']):>12}"
                  f"{c['step_seconds'] * 1e3:>9.1f} ms{100 * c['mfu']:>9.1f}%")
   if s["fits"]:
     lines += ["", "best (roofline estimate, not a measurement): " + " ".join(search_bindings(s["fits"][0], config_selector))]
   return "\n".join(lines)
+
+
+# --- a parsed run (gin configured by the command layer) ---------------------------------
+
+def run_value(name: str, default=None, *, required: bool = False):
+  """The value the parsed run passes for `trainer.train.NAME` (references called)."""
+  import gin
+  try:
+    value = gin.query_parameter(f"trainer.train.{name}")
+    if type(value).__name__ == "ConfigurableReference":
+      return value.scoped_configurable_fn() if value.evaluate else value.scoped_configurable_fn
+    return value
+  except ValueError:
+    if required:
+      raise
+    return default
+
+
+def run_model_class() -> type:
+  """The parsed run's model class (its feature converter, without building the model)."""
+  import gin
+  return gin.query_parameter("MODEL/macro.value").configurable.wrapped
+
+
+def run_seed() -> int:
+  """The run's RANDOM_SEED; 0 where the trainer would draw one (packing an epoch in
+  another order changes its row count by a row or two)."""
+  seed = run_value("random_seed")
+  return 0 if seed is None else int(seed)
+
+
+def run_settings(rows_per_epoch: int | None = None) -> dict:
+  """`plan()`'s keyword arguments from the parsed run: its model (the vocabulary a stand-in:
+  shapes need no tokenizer), mesh, batch, optimizer, steps or epochs."""
+  import gin
+  import seqio
+
+  with gin.unlock_config():
+    try:
+      vocabulary = gin.query_parameter("VOCABULARY/macro.value")
+    except ValueError:
+      vocabulary = None
+    if vocabulary is not None:
+      gin.bind_parameter("VOCABULARY/macro.value", seqio.PassThroughVocabulary(size=0, eos_id=1))
+    cfg = {}
+    for field in ("data", "fsdp", "model", "rules"):  # the run's mesh, over the topology's chips
+      try:
+        cfg[field] = gin.query_parameter(f"partitioning.Partitioner.{field}")
+      except ValueError:
+        pass
+    return dict(model=run_value("model", required=True), partitioner_cfg=cfg,
+                train_dataset_cfg=run_value("train_dataset_cfg", required=True),
+                optimizer=run_value("optimizer"), learning_rate=run_value("learning_rate"),
+                max_grad_norm=run_value("max_grad_norm"), total_steps=run_value("total_steps"),
+                rows_per_epoch=rows_per_epoch, epochs=run_value("train_epochs"),
+                num_microbatches=run_value("num_microbatches", 1) or 1)
