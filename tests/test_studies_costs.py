@@ -37,8 +37,8 @@ def test_unknown_topology_is_one_error_line_and_writes_nothing(tmp_path, capsys)
 def test_grid_chip_hours_are_runs_times_epochs_times_the_step_estimate(tmp_path, capsys):
   from linguamix.mixtures import epochs
   from linguamix.models import feature_converters
-  from linguamix.train import flags
-  from linguamix.train import main as train_main
+  from linguamix.cli import flags
+  from linguamix.cli import train as train_main
   out = tmp_path / "study"
   # The smoke grid (2 runs, tiny mT5, the bundled sample set) with the preset's 3 epochs
   # instead of the smoke setting's 2 steps.
