@@ -105,5 +105,13 @@ def test_a_trait_must_be_an_architecture_field(monkeypatch):
   bad = decoder_families.Family("bad", "Bad", (), "sets a run field", {"dtype": "bfloat16"})
   monkeypatch.setattr(decoder_families, "FAMILIES", {"bad": bad})
   with pytest.raises(ValueError, match=r"decoder family 'bad': \['dtype'\] are not architecture fields"):
-    decoder_config._check_families()
+    decoder_config._install_presets()
   assert not hasattr(decoder.DecoderConfig, "bad")
+
+
+def test_docs_adding_quotes_the_table():
+  """docs/adding.md quotes Gemma 2's entry as the example of a family: it must be the code's."""
+  page = (pathlib.Path(__file__).parents[1] / "docs" / "adding.md").read_text(encoding="utf-8")
+  section = page[page.index("## A model family"):]
+  quoted = section[section.index("```python\n") + len("```python\n"):section.index("```\n", section.index("```python"))]
+  assert 'Family("gemma2"' in quoted and quoted in pathlib.Path(decoder_families.__file__).read_text(encoding="utf-8")

@@ -44,8 +44,8 @@ import seqio
 from linguamix.models import attention_kernels, base, decoding, feature_converters, layers, losses
 from linguamix.models import lora as lora_lib
 from linguamix.models.decoder_attention import Attention, alibi_slopes  # noqa: F401  (re-exported)
-# DecoderConfig, LAYER_TYPES and MOE_DISPATCHES are re-exported: model gins bind `decoder.DecoderConfig`
-from linguamix.models.decoder_config import LAYER_TYPES, MOE_DISPATCHES, DecoderConfig  # noqa: F401
+# re-exported: model gins bind `decoder.DecoderConfig`
+from linguamix.models.decoder_config import MOE_DISPATCHES, DecoderConfig  # noqa: F401
 from linguamix.models.decoder_layers import INIT, norm
 from linguamix.models.decoder_mlp import Mlp, MoeMlp, load_balancing_loss
 

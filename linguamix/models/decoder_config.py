@@ -25,7 +25,8 @@ MOE_DISPATCHES = ("dense", "grouped")
 
 @dataclasses.dataclass(frozen=True)
 class DecoderConfig:
-  """Shape and switches of a decoder; defaults are Llama's."""
+  """Shape and switches of a decoder; defaults are Llama 2's. `DecoderConfig.<family>(...)`
+  presets set a family's switches (`decoder_families.FAMILIES`)."""
 
   vocab_size: int = 32000
   # Id 0 is SeqIO's padding and no row of the checkpoint: its logit is left out of every
@@ -190,17 +191,20 @@ def _preset_method(family: decoder_families.Family) -> classmethod:
   return classmethod(make)
 
 
-def _check_families() -> None:
-  """Every trait is an architecture field (not a size or run field) that DecoderConfig has."""
+def _install_presets() -> None:
+  """`DecoderConfig.<family>` for every family, once every trait is known to be an
+  architecture field (not a size or run field) and no family name hides an attribute."""
   names = {f.name for f in dataclasses.fields(DecoderConfig)}
+  architecture = names - set(SHAPE_FIELDS) - set(RUN_FIELDS)
   for family in decoder_families.FAMILIES.values():
-    wrong = set(family.traits) - (names - set(SHAPE_FIELDS) - set(RUN_FIELDS))
+    wrong = set(family.traits) - architecture
     if wrong:
       raise ValueError(f"decoder family {family.name!r}: {sorted(wrong)} are not architecture fields "
                        "of DecoderConfig")
-    if hasattr(DecoderConfig, family.name):
-      raise ValueError(f"decoder family {family.name!r} shadows DecoderConfig.{family.name}")
+    if family.name in names or hasattr(DecoderConfig, family.name):
+      raise ValueError(f"decoder family {family.name!r} would hide DecoderConfig.{family.name}")
+  for family in decoder_families.FAMILIES.values():
     setattr(DecoderConfig, family.name, _preset_method(family))
 
 
-_check_families()
+_install_presets()
