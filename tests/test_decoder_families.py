@@ -44,6 +44,10 @@ GINS = {
 }
 
 
+# the HF decoder records by model_type
+_DECODERS = {a.model_type: a for a in map(registry.get, registry.names()) if a.kind == "decoder"}
+
+
 def _fields(cfg) -> dict:
   """Every field, with `layer_types` as the per-layer kinds it implies (a pattern repeats)."""
   out = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
@@ -57,20 +61,16 @@ def _size_and_run(cfg) -> dict:
 
 @pytest.mark.parametrize("family", sorted(decoder_families.FAMILIES))
 def test_preset_is_what_transformers_builds(family):
-  fam = decoder_families.FAMILIES[family]
-  for arch_name in fam.hf_architectures:
-    config_class = getattr(transformers, registry.get(arch_name).config_class)
-    hf = config_class(**TINY, **PUBLISHED.get(family, {})).to_dict()
-    hf["architectures"] = [arch_name]
-    _, imported = decoder_io.config_from_hf(hf)
-    preset = getattr(decoder.DecoderConfig, family)(**_size_and_run(imported))
-    assert _fields(preset) == _fields(imported)
+  arch = _DECODERS[decoder_families.FAMILIES[family].hf_model_type]
+  hf = getattr(transformers, arch.config_class)(**TINY, **PUBLISHED.get(family, {})).to_dict()
+  hf["architectures"] = [arch.name]
+  _, imported = decoder_io.config_from_hf(hf)
+  preset = getattr(decoder.DecoderConfig, family)(**_size_and_run(imported))
+  assert _fields(preset) == _fields(imported)
 
 
 def test_every_decoder_architecture_has_a_family():
-  named = {a for fam in decoder_families.FAMILIES.values() for a in fam.hf_architectures}
-  decoders = {n for n in registry.names() if registry.get(n).kind == "decoder"}
-  assert named == decoders
+  assert {fam.hf_model_type for fam in decoder_families.FAMILIES.values()} == set(_DECODERS)
 
 
 def _gin_config(name):
@@ -102,7 +102,7 @@ def test_preset_fields_override_traits_and_unknown_family_is_refused():
 
 
 def test_a_trait_must_be_an_architecture_field(monkeypatch):
-  bad = decoder_families.Family("bad", "Bad", (), "sets a run field", {"dtype": "bfloat16"})
+  bad = decoder_families.Family("bad", "Bad", "bad", "sets a run field", {"dtype": "bfloat16"})
   monkeypatch.setattr(decoder_families, "FAMILIES", {"bad": bad})
   with pytest.raises(ValueError, match=r"decoder family 'bad': \['dtype'\] are not architecture fields"):
     decoder_config._install_presets()

@@ -185,7 +185,7 @@ def _preset_method(family: decoder_families.Family) -> classmethod:
     return cls.preset(family.name, **fields)
   make.__name__ = make.__qualname__ = family.name
   traits = ", ".join(f"{k}={v!r}" for k, v in family.traits.items()) or "DecoderConfig's defaults"
-  make.__doc__ = (f"{family.title} ({', '.join(family.hf_architectures)}): {family.description}\n\n"
+  make.__doc__ = (f"{family.title} (model_type {family.hf_model_type!r}): {family.description}\n\n"
                   f"Traits: {traits}. Pass the size ({', '.join(SHAPE_FIELDS)}) and run fields; "
                   "a field given here overrides a trait.")
   return classmethod(make)
