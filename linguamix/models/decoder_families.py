@@ -2,9 +2,10 @@
 
 An entry's `traits` are the `DecoderConfig` fields that make the family, over the
 defaults (which are Llama 2's: pre-norm RMSNorm, RoPE at base 10000, SwiGLU MLP,
-grouped-query attention without biases, untied output head). Sizes (`SHAPE_FIELDS`:
-widths, layer and head counts, vocabulary) and run settings (`RUN_FIELDS`: dtypes, scan,
-remat, attention kernel, LoRA) are never traits. `DecoderConfig.<name>(**fields)` builds
+grouped-query attention without biases, untied output head). Sizes
+(`decoder_config.SHAPE_FIELDS`: widths, layer and head counts, vocabulary) and run
+settings (`decoder_config.RUN_FIELDS`: dtypes, scan, remat, attention kernel, LoRA) are
+never traits; `help(DecoderConfig.<name>)` prints an entry with its traits in full. `DecoderConfig.<name>(**fields)` builds
 a family's config: its traits, then `fields`, which may also override a trait where one
 size differs (Qwen2 0.5B ties its embeddings, 7B does not).
 
