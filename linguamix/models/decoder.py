@@ -1,15 +1,21 @@
-"""Decoder-only transformer: one Flax module whose switches cover the families we tune.
+"""Decoder-only transformer: one Flax module over shared layers, one parameter tree for every family.
 
-Llama 2/3, Mistral, Qwen2 (RMSNorm, RoPE, SwiGLU, grouped-query attention, sliding
-window, q/k/v bias), Gemma ((1+scale) RMSNorm, sqrt(d) embedding scale, GELU-tanh gate,
-tied embeddings, free head width), Gemma 2 (norms after attention and MLP too, attention
-and final logit soft-capping, sliding-window and global layers alternating), Gemma 3
-(Gemma 2 without soft-capping, per-head q/k RMSNorm, a RoPE base per layer kind), BLOOM
-(ALiBi, LayerNorm with bias, embedding LayerNorm, GELU MLP), GPT-2/mGPT (learned
-positions), GPT-NeoX/Pythia (parallel residual, partial rotary) and Qwen3 (per-head q/k
-RMSNorm). Fused HF projections (BLOOM's and GPT-NeoX's `query_key_value`, GPT-2's
-`c_attn`) are split on import (`linguamix.models.hf`), so every family shares one
-parameter tree:
+A family (Llama 2/3, Mistral, Mixtral, Qwen2/3, Gemma 1/2/3, Phi-3, BLOOM, GPT-2/mGPT,
+GPT-NeoX/Pythia) is a set of `DecoderConfig` switches, written out in one entry of
+`decoder_families.FAMILIES` and built by its preset (`DecoderConfig.gemma2(...)`). The
+pieces:
+
+  decoder_config      DecoderConfig: fields, validation, the presets
+  decoder_families    the family table: what each family switches on
+  decoder_layers      projections (`Dense`, with LoRA), norms, activations
+  decoder_attention   attention: grouped-query, RoPE (scaled, partial, per layer kind), ALiBi,
+                      q/k norms, soft-capping, KV cache
+  decoder_mlp         gated / plain MLP and Mixtral's mixture of experts
+  decoder (here)      the layer (pre/post norms, sequential or parallel residual), the stack
+                      (embeddings, scan, remat, tied head) and `DecoderOnlyModel`
+
+Fused HF projections (BLOOM's and GPT-NeoX's `query_key_value`, GPT-2's `c_attn`) are
+split on import (`linguamix.models.hf`), so every family shares one parameter tree:
 
   token_embedder/embedding [V, D]      pos_embedder/embedding [P, D] (learned)
   embed_norm (BLOOM)                   final_norm          logits_dense/kernel [D, V]
@@ -28,449 +34,22 @@ mask and RoPE frequencies, so `scan_layers=True` covers them too.
 from __future__ import annotations
 
 import copy
-import dataclasses
-import functools
-import math
-from typing import Any, Mapping
+from typing import Mapping
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import seqio
 
 from linguamix.models import attention_kernels, base, decoding, feature_converters, layers, losses
 from linguamix.models import lora as lora_lib
+from linguamix.models.decoder_attention import Attention, alibi_slopes  # noqa: F401  (re-exported)
+# re-exported: model gins bind `decoder.DecoderConfig`
+from linguamix.models.decoder_config import MOE_DISPATCHES, DecoderConfig  # noqa: F401
+from linguamix.models.decoder_layers import INIT, norm
+from linguamix.models.decoder_mlp import Mlp, MoeMlp, load_balancing_loss
 
 Array = jax.Array
-_ACTIVATIONS = {
-    "silu": jax.nn.silu,
-    "gelu": functools.partial(jax.nn.gelu, approximate=False),
-    "gelu_tanh": functools.partial(jax.nn.gelu, approximate=True),
-    "relu": jax.nn.relu,
-}
-
-
-LAYER_TYPES = ("full_attention", "sliding_attention")
-
-
-@dataclasses.dataclass(frozen=True)
-class DecoderConfig:
-  """Shape and switches of a decoder; defaults are Llama's."""
-
-  vocab_size: int = 32000
-  # Id 0 is SeqIO's padding and no row of the checkpoint: its logit is left out of every
-  # softmax. Import sets it where the tokenizer's own id 0 (a real token: Llama 3's and
-  # GPT-2's `!`) had to move to a row appended past the checkpoint's last
-  # (`hf_vocabulary.moved_zero_id`); then vocab_size is the checkpoint's + 1.
-  mask_row_zero: bool = False
-  d_model: int = 4096
-  num_layers: int = 32
-  num_heads: int = 32
-  num_kv_heads: int | None = None  # None: = num_heads (no grouping)
-  head_dim: int | None = None  # None: d_model // num_heads (Gemma sets it freely)
-  mlp_dim: int = 11008
-  norm: str = "rms"  # "rms" | "layer" (LayerNorm with bias)
-  norm_eps: float = 1e-6
-  norm_scale_offset: float = 0.0  # Gemma: RMSNorm multiplies by (1 + scale)
-  position: str = "rope"  # "rope" | "alibi" | "learned"
-  max_positions: int = 2048  # size of the learned position table
-  rope_base: float = 10000.0
-  rope_type: str = "default"  # "default" | "linear" | "llama3"
-  rope_factor: float = 1.0
-  rope_low_freq_factor: float = 1.0
-  rope_high_freq_factor: float = 4.0
-  rope_original_max_positions: int = 8192
-  rope_fraction: float = 1.0  # share of each head's width that rotates (GPT-NeoX/Pythia: 0.25)
-  sliding_window: int | None = None
-  query_scale: float | None = None  # attention logits q.k * query_scale; None: head_width ** -0.5
-  # (`sliding_window` windows every layer.) Per-layer attention kinds, "full_attention" |
-  # "sliding_attention" (Gemma 2/3); a pattern shorter than num_layers repeats (Gemma 2:
-  # sliding, full). The sliding layers attend to the last `local_window` positions and use
-  # `rope_local_base` (None: the global RoPE).
-  layer_types: tuple[str, ...] | None = None
-  local_window: int | None = None
-  rope_local_base: float | None = None
-  attn_logit_softcap: float | None = None  # Gemma 2: attention logits -> cap * tanh(logits / cap)
-  final_logit_softcap: float | None = None  # Gemma 2: output logits -> cap * tanh(logits / cap)
-  post_norms: bool = False  # Gemma 2/3: also normalise the attention and MLP outputs before the residual
-  qk_norm: bool = False  # per-head RMSNorm of queries and keys before RoPE (Qwen3, Gemma 3)
-  mlp_gated: bool = True  # SwiGLU/GeGLU (wi_0 gate, wi_1 up) vs. plain wi -> act -> wo
-  activation: str = "silu"
-  qkv_bias: bool = False
-  out_bias: bool = False  # attention output projection
-  mlp_bias: bool = False
-  embed_scale: bool = False  # Gemma: embeddings times sqrt(d_model)
-  embed_norm: bool = False  # BLOOM: LayerNorm right after the embedding
-  parallel_residual: bool = False  # GPT-NeoX: x + attention(norm1(x)) + mlp(norm2(x))
-  tie_embeddings: bool = False
-  dropout_rate: float = 0.0
-  dtype: Any = jnp.float32  # compute dtype (bf16 for training)
-  param_dtype: Any = jnp.float32
-  scan_layers: bool = False
-  remat_policy: str = "none"  # "none" | "full" | "dots" | "dots_with_no_batch_dims"
-  lora: lora_lib.LoraConfig | None = None  # adapters on the projections it selects
-  attention: str = "materialised"  # one of layers.ATTENTION_IMPLEMENTATIONS
-  # Mixture of experts (Mixtral): num_experts > 0 replaces every MLP by `num_experts`
-  # gated MLPs of width mlp_dim and a router picking `experts_per_token` of them per token.
-  num_experts: int = 0
-  experts_per_token: int = 2
-  moe_dispatch: str = "dense"  # one of MOE_DISPATCHES (see `MoeMlp`)
-  # Weight of the router's load-balancing loss in the training loss (0: reported only).
-  router_aux_loss_coef: float = 0.0
-  # Training only (with a dropout rng), as in transformers: the MoE input is multiplied by
-  # uniform noise in [1 - j, 1 + j] before the router and the experts see it.
-  router_jitter_noise: float = 0.0
-
-  def __post_init__(self):
-    if self.attention not in layers.ATTENTION_IMPLEMENTATIONS:
-      raise ValueError(f"DecoderConfig.attention={self.attention!r}; expected one of "
-                       f"{layers.ATTENTION_IMPLEMENTATIONS}")
-    if not 0.0 < self.rope_fraction <= 1.0:
-      raise ValueError(f"DecoderConfig.rope_fraction={self.rope_fraction}; expected 0 < rope_fraction <= 1")
-    if self.num_experts:
-      if self.moe_dispatch not in MOE_DISPATCHES:
-        raise ValueError(f"DecoderConfig.moe_dispatch={self.moe_dispatch!r}; expected one of "
-                         f"{MOE_DISPATCHES}")
-      if not 0 < self.experts_per_token <= self.num_experts:
-        raise ValueError(f"DecoderConfig.experts_per_token={self.experts_per_token} must be in "
-                         f"1..num_experts={self.num_experts}")
-      if not self.mlp_gated or self.mlp_bias:
-        raise ValueError("DecoderConfig.num_experts > 0 needs mlp_gated=True and mlp_bias=False "
-                         "(Mixtral's experts); other expert MLPs are not implemented")
-    # gin binds dtypes as strings ('bfloat16')
-    object.__setattr__(self, "dtype", jnp.dtype(self.dtype))
-    object.__setattr__(self, "param_dtype", jnp.dtype(self.param_dtype))
-    if self.layer_types is not None:
-      object.__setattr__(self, "layer_types", tuple(self.layer_types))  # gin binds lists
-      unknown = set(self.layer_types) - set(LAYER_TYPES)
-      if unknown or not self.layer_types:
-        raise ValueError(f"DecoderConfig.layer_types={self.layer_types!r}; expected entries of {LAYER_TYPES}")
-      if self.sliding_window is not None:
-        raise ValueError("DecoderConfig.sliding_window windows every layer; with layer_types "
-                         "set local_window (the window of the 'sliding_attention' layers)")
-      if "sliding_attention" in self.layer_types and self.local_window is None:
-        raise ValueError("DecoderConfig.layer_types has 'sliding_attention' layers but local_window is None")
-    elif self.local_window is not None or self.rope_local_base is not None:
-      raise ValueError("DecoderConfig.local_window and rope_local_base apply to the 'sliding_attention' "
-                       "layers of layer_types, which is None")
-
-  @property
-  def kv_heads(self) -> int:
-    return self.num_kv_heads or self.num_heads
-
-  @property
-  def head_width(self) -> int:
-    return self.head_dim or self.d_model // self.num_heads
-
-  @property
-  def local_layers(self) -> np.ndarray | None:
-    """[num_layers] bool: True for the 'sliding_attention' layers; None without layer_types."""
-    if self.layer_types is None:
-      return None
-    pattern = self.layer_types
-    return np.asarray([pattern[i % len(pattern)] == "sliding_attention" for i in range(self.num_layers)])
-
-  def attention_needs(self) -> dict[str, str]:
-    """What the attention of this architecture asks a kernel to express (feature -> why);
-    see `attention_kernels.attention_impl_for`."""
-    needs = {"causal": "decoder", "segment_ids": "packing and padding"}
-    if self.kv_heads < self.num_heads:
-      needs["grouped_query"] = f"{self.kv_heads} key/value heads for {self.num_heads} query heads"
-    if self.sliding_window is not None:
-      needs["sliding_window"] = f"sliding_window={self.sliding_window}"
-    if self.local_window is not None:
-      needs["sliding_window"] = f"local_window={self.local_window} on the sliding layers"
-    if self.attn_logit_softcap is not None:
-      needs["logit_softcap"] = f"attn_logit_softcap={self.attn_logit_softcap}"
-    if self.position == "alibi":
-      needs["additive_bias"] = "ALiBi"
-    if self.dropout_rate > 0:
-      needs["dropout"] = f"dropout_rate={self.dropout_rate}"
-    if jnp.dtype(self.dtype) == jnp.float32:
-      needs["float32"] = "dtype float32"
-    return needs
-
-
-_init = nn.initializers.normal(stddev=0.02)
-
-
-class Dense(nn.Module):
-  """Projection contracting the last `in_dims` axes; the kernel carries logical axis names."""
-
-  features: tuple[int, ...]
-  axes: tuple[str, ...]  # names of the kernel: contracted input axes, then output axes
-  in_dims: int = 1
-  use_bias: bool = False
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
-  lora: lora_lib.LoraConfig | None = None
-  deterministic: bool = True
-
-  @nn.compact
-  def __call__(self, x: Array) -> Array:
-    kernel = self.param(
-        "kernel", nn.with_logical_partitioning(_init, self.axes),
-        tuple(x.shape[-self.in_dims:]) + tuple(self.features), self.param_dtype)
-    y = layers.project(x.astype(self.dtype), kernel.astype(self.dtype), self.in_dims)
-    if self.lora is not None and self.lora.applies_to(self.path):
-      y = y + lora_lib.LoraAdapter(self.lora, self.features, self.axes, self.in_dims, self.dtype,
-                                   self.param_dtype, self.deterministic, name="lora")(x)
-    if self.use_bias:
-      bias = self.param(
-          "bias", nn.with_logical_partitioning(nn.initializers.zeros, self.axes[self.in_dims:]),
-          tuple(self.features), self.param_dtype)
-      y = y + bias.astype(self.dtype)
-    return y
-
-
-def _norm(cfg: DecoderConfig, name: str) -> nn.Module:
-  if cfg.norm == "rms":
-    return layers.RMSNorm(epsilon=cfg.norm_eps, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-                          scale_offset=cfg.norm_scale_offset, name=name)
-  if cfg.norm == "layer":
-    return nn.LayerNorm(
-        epsilon=cfg.norm_eps, dtype=cfg.dtype, param_dtype=cfg.param_dtype, name=name,
-        scale_init=nn.with_logical_partitioning(nn.initializers.ones, ("embed",)),
-        bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)))
-  raise ValueError(f"DecoderConfig.norm must be 'rms' or 'layer', got {cfg.norm!r}")
-
-
-def rope_inverse_frequencies(cfg: DecoderConfig) -> np.ndarray:
-  """[R/2] inverse frequencies over the R = head_width * rope_fraction rotating features,
-  with linear or Llama 3 ("llama3") scaling."""
-  h = int(cfg.head_width * cfg.rope_fraction)
-  inv_freq = 1.0 / (cfg.rope_base ** (np.arange(0, h, 2, dtype=np.float64) / h))
-  if cfg.rope_type == "default":
-    return inv_freq
-  if cfg.rope_type == "linear":
-    return inv_freq / cfg.rope_factor
-  if cfg.rope_type == "llama3":
-    old_len = cfg.rope_original_max_positions
-    low_wavelen = old_len / cfg.rope_low_freq_factor
-    high_wavelen = old_len / cfg.rope_high_freq_factor
-    wavelen = 2 * math.pi / inv_freq
-    scaled = np.where(wavelen > low_wavelen, inv_freq / cfg.rope_factor, inv_freq)
-    smooth = ((old_len / wavelen - cfg.rope_low_freq_factor)
-              / (cfg.rope_high_freq_factor - cfg.rope_low_freq_factor))
-    smoothed = (1 - smooth) * scaled / cfg.rope_factor + smooth * scaled
-    medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
-    return np.where(medium, smoothed, scaled)
-  raise ValueError(f"DecoderConfig.rope_type must be default, linear or llama3, got {cfg.rope_type!r}")
-
-
-def rope_local_inverse_frequencies(cfg: DecoderConfig) -> np.ndarray:
-  """[H/2] inverse frequencies of the 'sliding_attention' layers: plain RoPE at rope_local_base."""
-  if cfg.rope_local_base is None:
-    return rope_inverse_frequencies(cfg)
-  h = cfg.head_width
-  return 1.0 / (cfg.rope_local_base ** (np.arange(0, h, 2, dtype=np.float64) / h))
-
-
-def apply_rope(x_BxTxNxH: Array, positions_BxT: Array, inv_freq: np.ndarray) -> Array:
-  """Rotary embedding, half-split layout (the Hugging Face convention), on the first
-  2 * len(inv_freq) features of each head; the others pass unchanged (partial rotary)."""
-  angles_BxTxF = positions_BxT[..., None].astype(jnp.float32) * jnp.asarray(inv_freq, jnp.float32)
-  cos = jnp.cos(angles_BxTxF)[:, :, None, :]
-  sin = jnp.sin(angles_BxTxF)[:, :, None, :]
-  x32 = x_BxTxNxH.astype(jnp.float32)
-  rotating = 2 * inv_freq.shape[0]
-  x1, x2 = jnp.split(x32[..., :rotating], 2, axis=-1)
-  out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin, x32[..., rotating:]], axis=-1)
-  return out.astype(x_BxTxNxH.dtype)
-
-
-def _qk_norm(cfg: DecoderConfig, name: str) -> nn.Module:
-  """RMSNorm over the head width of each query/key head (scale [head_width])."""
-  return layers.RMSNorm(epsilon=cfg.norm_eps, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-                        scale_offset=cfg.norm_scale_offset, name=name)
-
-
-def alibi_slopes(num_heads: int) -> np.ndarray:
-  """ALiBi head slopes (Press et al.), with BLOOM's rule for non-power-of-two head counts."""
-  closest = 2 ** math.floor(math.log2(num_heads))
-  slopes = [2.0 ** (-8.0 * i / closest) for i in range(1, closest + 1)]
-  extra = [2.0 ** (-4.0 * i / closest) for i in range(1, 2 * (num_heads - closest), 2)]
-  return np.asarray(slopes + extra, np.float32)
-
-
-def _write_cache(cache_BxSxKxH: Array, new_BxTxKxH: Array, index_B: Array) -> Array:
-  """Writes T new steps at per-example slots index_B .. index_B + T - 1."""
-  t, s = new_BxTxKxH.shape[1], cache_BxSxKxH.shape[1]
-  if t == s:  # prefill of the whole cache
-    return new_BxTxKxH.astype(cache_BxSxKxH.dtype)
-  slots_BxT = index_B[:, None] + jnp.arange(t)
-  onehot_BxTxS = (slots_BxT[:, :, None] == jnp.arange(s)).astype(cache_BxSxKxH.dtype)
-  written_BxS = onehot_BxTxS.sum(1)
-  new = jnp.einsum("bts,btkh->bskh", onehot_BxTxS, new_BxTxKxH.astype(cache_BxSxKxH.dtype))
-  return cache_BxSxKxH * (1 - written_BxS)[:, :, None, None] + new
-
-
-class Attention(nn.Module):
-  config: DecoderConfig
-  deterministic: bool = True
-
-  @nn.compact
-  def __call__(self, x_BxTxD, mask_bias_Bx1xTxS, positions_BxT, key_positions_BxS, cache, cache_index_B,
-               local=None, kernel_mask=None):
-    """`local`: a bool scalar, True in a 'sliding_attention' layer (None without layer_types).
-    `kernel_mask`: the same mask as ids, for the TPU kernel (None: the bias path only)."""
-    cfg = self.config
-    n, k, h = cfg.num_heads, cfg.kv_heads, cfg.head_width
-    dense = functools.partial(Dense, use_bias=cfg.qkv_bias, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-                              lora=cfg.lora, deterministic=self.deterministic)
-    q_BxTxNxH = dense((n, h), ("embed", "heads", "kv"), name="query")(x_BxTxD)
-    k_BxTxKxH = dense((k, h), ("embed", "kv_heads", "kv"), name="key")(x_BxTxD)
-    v_BxTxKxH = dense((k, h), ("embed", "kv_heads", "kv"), name="value")(x_BxTxD)
-    if cfg.qk_norm:
-      q_BxTxNxH = _qk_norm(cfg, "query_norm")(q_BxTxNxH)
-      k_BxTxKxH = _qk_norm(cfg, "key_norm")(k_BxTxKxH)
-    if cfg.position == "rope":
-      inv_freq = rope_inverse_frequencies(cfg)
-      if local is not None and cfg.rope_local_base is not None:
-        inv_freq = jnp.where(local, rope_local_inverse_frequencies(cfg), inv_freq)
-      q_BxTxNxH = apply_rope(q_BxTxNxH, positions_BxT, inv_freq)
-      k_BxTxKxH = apply_rope(k_BxTxKxH, positions_BxT, inv_freq)
-    scale = h ** -0.5 if cfg.query_scale is None else cfg.query_scale
-    q_BxTxNxH = q_BxTxNxH * jnp.asarray(scale, cfg.dtype)
-    new_cache = None
-    if cache is not None:
-      k_BxTxKxH = _write_cache(cache[0], k_BxTxKxH, cache_index_B)
-      v_BxTxKxH = _write_cache(cache[1], v_BxTxKxH, cache_index_B)
-      new_cache = (k_BxTxKxH, v_BxTxKxH)
-    bias_BxNxTxS = mask_bias_Bx1xTxS
-    if cfg.position == "alibi":
-      distance_BxTxS = (key_positions_BxS[:, None, :] - positions_BxT[:, :, None]).astype(jnp.float32)
-      bias_BxNxTxS = bias_BxNxTxS + jnp.asarray(alibi_slopes(n))[None, :, None, None] * distance_BxTxS[:, None]
-    dropout_rng = None if self.deterministic or cfg.dropout_rate == 0 else self.make_rng("dropout")
-    out_BxTxNxH = layers.dot_product_attention(
-        q_BxTxNxH, k_BxTxKxH, v_BxTxKxH, bias_BxNxTxS=bias_BxNxTxS,
-        dropout_rate=cfg.dropout_rate, dropout_rng=dropout_rng, dtype=cfg.dtype,
-        implementation=cfg.attention, logit_softcap=cfg.attn_logit_softcap,
-        kernel_mask=None if kernel_mask is None else kernel_mask.replace(local=local))
-    out_BxTxD = Dense((cfg.d_model,), ("heads", "kv", "embed"), in_dims=2, use_bias=cfg.out_bias,
-                      dtype=cfg.dtype, param_dtype=cfg.param_dtype, lora=cfg.lora,
-                      deterministic=self.deterministic, name="out")(out_BxTxNxH)
-    return out_BxTxD, new_cache
-
-
-class Mlp(nn.Module):
-  config: DecoderConfig
-  deterministic: bool = True
-
-  @nn.compact
-  def __call__(self, x_BxTxD):
-    cfg = self.config
-    act = _ACTIVATIONS[cfg.activation]
-    dense = functools.partial(Dense, use_bias=cfg.mlp_bias, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-                              lora=cfg.lora, deterministic=self.deterministic)
-    if cfg.mlp_gated:
-      h_BxTxF = (act(dense((cfg.mlp_dim,), ("embed", "mlp"), name="wi_0")(x_BxTxD))
-                 * dense((cfg.mlp_dim,), ("embed", "mlp"), name="wi_1")(x_BxTxD))
-    else:
-      h_BxTxF = act(dense((cfg.mlp_dim,), ("embed", "mlp"), name="wi")(x_BxTxD))
-    h_BxTxF = nn.with_logical_constraint(h_BxTxF, ("batch", "length", "mlp"))
-    return dense((cfg.d_model,), ("mlp", "embed"), name="wo")(h_BxTxF)
-
-
-# How `MoeMlp` computes its experts; both are exact (no capacity, no token dropped):
-# "dense": every expert runs over every token and the outputs are summed with the routing
-#   weights (zero for the experts not chosen). E / k times the expert FLOPs and an
-#   [B, T, E, F] activation, but plain einsums: the `expert` axis shards over a mesh axis
-#   (expert parallelism, one all-reduce of the [B, T, D] output per layer).
-# "grouped": the B*T*k (token, expert) pairs sorted by expert and run as grouped matmuls
-#   (`jax.lax.ragged_dot`). Only the chosen experts' FLOPs where the backend lowers the
-#   ragged dot to a grouped kernel (unmeasured here: no accelerator); XLA:CPU expands it
-#   densely over the groups (its cost analysis: 2x the "dense" FLOPs). XLA's partitioner
-#   does not split a ragged dot along its groups, so it is for unsharded experts.
-MOE_DISPATCHES = ("dense", "grouped")
-
-
-def route(logits_NxE: Array, k: int) -> tuple[Array, Array]:
-  """Mixtral's router (transformers' MixtralTopKRouter): softmax over all experts in float32,
-  the top k, their weights renormalised to sum to one. -> (weights [N, k] f32, experts [N, k])."""
-  probs_NxE = jax.nn.softmax(logits_NxE.astype(jnp.float32), axis=-1)
-  top_NxK, experts_NxK = jax.lax.top_k(probs_NxE, k)
-  return top_NxK / jnp.sum(top_NxK, axis=-1, keepdims=True), experts_NxK
-
-
-def load_balancing_loss(router_logits: list[Array], mask_BxT: Array, k: int) -> Array:
-  """transformers' `load_balancing_loss_func` (Switch Transformer eqs. 4-6) with its attention mask.
-
-  `router_logits`: per-layer [B, T, E] arrays, or [layers, B, T, E] stacks (nn.scan); the
-  order of layers does not matter. As transformers does, the counts of top-k assignments and
-  the router probabilities are pooled over all layers and non-padding tokens first, then
-  multiplied: E * sum_e (fraction of assignments to e) * (mean probability of e).
-  """
-  b, t = mask_BxT.shape
-  e = router_logits[0].shape[-1]
-  logits_LxBxTxE = jnp.concatenate([x.reshape(-1, b, t, e) for x in router_logits])
-  probs_LxBxTxE = jax.nn.softmax(logits_LxBxTxE.astype(jnp.float32), axis=-1)
-  _, experts_LxBxTxK = jax.lax.top_k(probs_LxBxTxE, k)
-  chosen_LxBxTxE = jnp.sum(jax.nn.one_hot(experts_LxBxTxK, e, dtype=jnp.float32), axis=-2)
-  m_BxTx1 = mask_BxT.astype(jnp.float32)[..., None]
-  rows = logits_LxBxTxE.shape[0] * jnp.maximum(jnp.sum(m_BxTx1), 1.0)
-  tokens_per_expert_E = jnp.sum(chosen_LxBxTxE * m_BxTx1, axis=(0, 1, 2)) / rows
-  prob_per_expert_E = jnp.sum(probs_LxBxTxE * m_BxTx1, axis=(0, 1, 2)) / rows
-  return e * jnp.sum(tokens_per_expert_E * prob_per_expert_E)
-
-
-class MoeMlp(nn.Module):
-  """Mixtral's sparse MLP: a router [D, E] and E SwiGLU experts with kernels stacked on `expert`.
-
-  Parameters: router/kernel [D, E], wi_0 (gate) / wi_1 (up) [E, D, F], wo [E, F, D]. The
-  router logits are sown as intermediates `router_logits` for the load-balancing loss.
-  """
-
-  config: DecoderConfig
-  deterministic: bool = True
-
-  @nn.compact
-  def __call__(self, x_BxTxD):
-    cfg = self.config
-    e, d, f = cfg.num_experts, cfg.d_model, cfg.mlp_dim
-    if cfg.lora is not None and cfg.lora.applies_to(self.path + ("wi_0",)):
-      raise ValueError(f"LoRA targets {cfg.lora.targets!r} select mixture-of-experts MLPs; "
-                       "adapters on experts are not implemented (target attention/ only)")
-    if cfg.router_jitter_noise and not self.deterministic:
-      j = cfg.router_jitter_noise
-      x_BxTxD = x_BxTxD * jax.random.uniform(self.make_rng("dropout"), x_BxTxD.shape, x_BxTxD.dtype,
-                                             1.0 - j, 1.0 + j)
-    logits_BxTxE = Dense((e,), ("embed", None), dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-                         name="router")(x_BxTxD)
-    if not self.is_initializing():
-      self.sow("intermediates", "router_logits", logits_BxTxE)
-    weights_BxTxK, experts_BxTxK = route(logits_BxTxE, cfg.experts_per_token)
-    wi_0_ExDxF, wi_1_ExDxF, wo_ExFxD = (
-        self.param(name, nn.with_logical_partitioning(_init, axes), shape, cfg.param_dtype).astype(cfg.dtype)
-        for name, axes, shape in (("wi_0", ("expert", "embed", "mlp"), (e, d, f)),
-                                  ("wi_1", ("expert", "embed", "mlp"), (e, d, f)),
-                                  ("wo", ("expert", "mlp", "embed"), (e, f, d))))
-    act = _ACTIVATIONS[cfg.activation]
-    x_BxTxD = x_BxTxD.astype(cfg.dtype)
-    if cfg.moe_dispatch == "dense":
-      # routing weights of all E experts, zero where not chosen
-      weights_BxTxE = jnp.sum(jax.nn.one_hot(experts_BxTxK, e, dtype=jnp.float32)
-                              * weights_BxTxK[..., None], axis=-2)
-      h_BxTxExF = (act(jnp.einsum("btd,edf->btef", x_BxTxD, wi_0_ExDxF))
-                   * jnp.einsum("btd,edf->btef", x_BxTxD, wi_1_ExDxF))
-      h_BxTxExF = nn.with_logical_constraint(h_BxTxExF, ("batch", "length", "expert", "mlp"))
-      # the weights scale each expert's hidden state before wo, so one contraction over
-      # (expert, mlp) sums the experts (down_proj is linear: the same as weighting outputs)
-      h_BxTxExF = (h_BxTxExF.astype(jnp.float32) * weights_BxTxE[..., None]).astype(cfg.dtype)
-      return jnp.einsum("btef,efd->btd", h_BxTxExF, wo_ExFxD)
-    b, t, k = experts_BxTxK.shape
-    experts_P = experts_BxTxK.reshape(-1)  # P = B*T*k (token, expert) pairs
-    order_P = jnp.argsort(experts_P, stable=True)
-    token_P = order_P // k
-    sizes_E = jnp.bincount(experts_P, length=e).astype(jnp.int32)
-    x_PxD = x_BxTxD.reshape(b * t, d)[token_P]
-    h_PxF = (act(jax.lax.ragged_dot(x_PxD, wi_0_ExDxF, sizes_E))
-             * jax.lax.ragged_dot(x_PxD, wi_1_ExDxF, sizes_E))
-    y_PxD = jax.lax.ragged_dot(h_PxF, wo_ExFxD, sizes_E)
-    y_PxD = y_PxD.astype(jnp.float32) * weights_BxTxK.reshape(-1)[order_P][:, None]
-    y_NxD = jnp.zeros((b * t, d), jnp.float32).at[token_P].add(y_PxD)
-    return y_NxD.reshape(b, t, d).astype(cfg.dtype)
 
 
 class DecoderLayer(nn.Module):
@@ -489,22 +68,22 @@ class DecoderLayer(nn.Module):
     if local_mask is not None:
       mask = jnp.where(local, local_mask, mask)
     dropout = nn.Dropout(cfg.dropout_rate, broadcast_dims=(1,))
-    y = _norm(cfg, "pre_attention_norm")(x_BxTxD)
+    y = norm(cfg, "pre_attention_norm")(x_BxTxD)
     y, new_cache = Attention(cfg, self.deterministic, name="attention")(
         y, mask, positions, key_positions, cache, cache_index, local,
         None if cache is not None else kernel_mask)
     if cfg.post_norms:
-      y = _norm(cfg, "post_attention_norm")(y)
+      y = norm(cfg, "post_attention_norm")(y)
     mlp_cls = MoeMlp if cfg.num_experts else Mlp
     if cfg.parallel_residual:  # the MLP reads the layer input, not the attention's output
-      mlp_BxTxD = mlp_cls(cfg, self.deterministic, name="mlp")(_norm(cfg, "pre_mlp_norm")(x_BxTxD))
+      mlp_BxTxD = mlp_cls(cfg, self.deterministic, name="mlp")(norm(cfg, "pre_mlp_norm")(x_BxTxD))
       x_BxTxD = (x_BxTxD + dropout(y, deterministic=self.deterministic)
                  + dropout(mlp_BxTxD, deterministic=self.deterministic))
     else:
       x_BxTxD = x_BxTxD + dropout(y, deterministic=self.deterministic)
-      y = mlp_cls(cfg, self.deterministic, name="mlp")(_norm(cfg, "pre_mlp_norm")(x_BxTxD))
+      y = mlp_cls(cfg, self.deterministic, name="mlp")(norm(cfg, "pre_mlp_norm")(x_BxTxD))
       if cfg.post_norms:
-        y = _norm(cfg, "post_mlp_norm")(y)
+        y = norm(cfg, "post_mlp_norm")(y)
       x_BxTxD = x_BxTxD + dropout(y, deterministic=self.deterministic)
     x_BxTxD = nn.with_logical_constraint(x_BxTxD, ("batch", "length", "embed"))
     return x_BxTxD, new_cache
@@ -535,10 +114,10 @@ class Decoder(nn.Module):
     if cfg.position == "learned":
       x_BxTxD = x_BxTxD + nn.Embed(
           cfg.max_positions, cfg.d_model, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-          embedding_init=nn.with_logical_partitioning(_init, (None, "embed")),
+          embedding_init=nn.with_logical_partitioning(INIT, (None, "embed")),
           name="pos_embedder")(positions_BxT)
     if cfg.embed_norm:
-      x_BxTxD = _norm(cfg, "embed_norm")(x_BxTxD)
+      x_BxTxD = norm(cfg, "embed_norm")(x_BxTxD)
     x_BxTxD = nn.Dropout(cfg.dropout_rate, broadcast_dims=(1,))(x_BxTxD, deterministic=deterministic)
     x_BxTxD = nn.with_logical_constraint(x_BxTxD, ("batch", "length", "embed"))
 
@@ -572,12 +151,12 @@ class Decoder(nn.Module):
         new_layers.append(layer_cache)
       if cache is not None:
         cache = tuple(jnp.stack([c[j] for c in new_layers]) for j in range(2))
-    x_BxTxD = _norm(cfg, "final_norm")(x_BxTxD)
+    x_BxTxD = norm(cfg, "final_norm")(x_BxTxD)
     if cfg.tie_embeddings:
       kernel_DxV = embedder.embedding.T
     else:
       kernel_DxV = self.param(
-          "logits_dense", nn.with_logical_partitioning(_init, ("embed", "vocab")),
+          "logits_dense", nn.with_logical_partitioning(INIT, ("embed", "vocab")),
           (cfg.d_model, cfg.vocab_size), cfg.param_dtype)
     return x_BxTxD, kernel_DxV.astype(cfg.dtype), cache
 

@@ -3,7 +3,7 @@
 Each layer's `block_sparse_moe` holds a router `gate` [E, D] and E SwiGLU experts
 (`w1` gate, `w3` up, `w2` down), one tensor per expert: the names transformers 5's
 `save_pretrained` writes (it fuses them into `mlp.experts.gate_up_proj` / `down_proj`
-in memory only). They stack onto our [E, ...] expert kernels (`decoder.MoeMlp`).
+in memory only). They stack onto our [E, ...] expert kernels (`decoder_mlp.MoeMlp`).
 """
 
 from __future__ import annotations
