@@ -10,7 +10,8 @@ import linguamix.t5x_tasks  # noqa: F401  (registers the tasks the recipes draw 
 from linguamix.mixtures import better_alpaca, linguistic, opengptx, pinch, sphinx
 from linguamix.mixtures.selection import Recipe, RecipeError, even_split, plan
 from linguamix.mixtures.registry import (
-    RecipeMixture, examples_rate, get, mixture_options, register)
+    RecipeMixture, RegisteredRecipe, build, examples_rate, get, mixture_options, register,
+    register_tasks)
 from linguamix.mixtures.linguistic import register_li
 # The recipes' gin knobs, as attributes too: gin files with dynamic registration
 # resolve `linguamix.mixtures.pinch_config.budget = ...` through the module.

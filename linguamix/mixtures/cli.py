@@ -34,8 +34,7 @@ def run(args) -> int:
 
 def name_table() -> dict[str, list[str]]:
   """What `import linguamix.mixtures` registered: name -> [family, description]."""
-  return {name: [family, registry.DESCRIPTIONS[name]]
-          for name, family in registry.FAMILY_OF.items()}
+  return registry.name_table()
 
 
 def main(argv: list[str]) -> int:
