@@ -75,15 +75,18 @@ def recipe_of(name: str, options: Optional[Mapping[str, Any]] = None) -> Recipe:
   if name not in RECIPES:
     why = explain_unknown(name)
     raise RecipeError(f"{name!r} is not a recipe mixture" + (f": {why}" if why else ""))
-  recipe = RECIPES[name].recipe()
+  return _replace(RECIPES[name].recipe(), options)
+
+
+def _replace(recipe: Recipe, options: Optional[Mapping[str, Any]]) -> Recipe:
   if not options:
     return recipe
   try:
     return dataclasses.replace(recipe, **options)
   except TypeError as e:
     fields = ", ".join(f.name for f in dataclasses.fields(Recipe))
-    raise RecipeError(f"mixture_options.overrides[{name!r}] = {dict(options)!r}: {e}; "
-                      f"Recipe fields: {fields}") from None
+    raise RecipeError(f"mixture {recipe.name}: options {dict(options)!r} (gin: "
+                      f"mixture_options.overrides): {e}; Recipe fields: {fields}") from None
 
 
 def register_tasks(recipe: Recipe,
@@ -103,9 +106,7 @@ def build(name: str | Recipe, options: Optional[Mapping[str, Any]] = None,
   `options`: Recipe fields to replace (`sampling`, `temperature`, `maximum`, `seed`, ...).
   `vocabulary`: the tasks' vocabulary; None is the model gin's, resolved when used.
   """
-  recipe = name if isinstance(name, Recipe) else recipe_of(name, options)
-  if isinstance(name, Recipe) and options:
-    recipe = dataclasses.replace(recipe, **options)
+  recipe = _replace(name, options) if isinstance(name, Recipe) else recipe_of(name, options)
   return RecipeMixture(recipe, register_tasks(recipe, vocabulary))
 
 
