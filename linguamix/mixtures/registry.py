@@ -131,6 +131,13 @@ class RecipeMixture(seqio.Mixture):
       raise RecipeError(f"mixture {self.name}: mixing rates sum to zero ({rates})")
     return selection
 
+  def epoch_key(self) -> str:
+    """What decides an epoch's examples besides the selected ids and the vocabulary: the
+    recipe's fields (its budgets as the ids they select) and LANGIT's config."""
+    fields = [(f.name, getattr(self.recipe, f.name)) for f in dataclasses.fields(Recipe)
+              if f.name not in ("budgets", "description", "counts")]
+    return repr((fields, langit.LangitConfig() if self.recipe.use_langit else None))
+
   def get_dataset(self, sequence_length=None, split: str = "train", use_cached: bool = False,
                   shuffle: bool = True, seed=None, shard_info=None, num_epochs=None,
                   copy_pretokenized: bool = False, compute_stats_empirically: bool = False,
