@@ -3,7 +3,8 @@
 Also registers every instruction task (linguamix.t5x_tasks). Needs SeqIO only, so
 upstream T5X can import it from gin. Families: Pinch (`pinch_*`, incl. `pinch_40shot`),
 Better Alpaca (`better_alpaca_*`), OpenGPT-X (`opengptx_*`), linguistically-informed
-(`li_*`), sPhinX (`sphinx_tiers*`). Mixtures are built (ids chosen, checked) on first use.
+(`li_*`), sPhinX (`sphinx_tiers*`). A registered name is built (ids chosen, checked) on
+first use, with gin's bindings; `build(name, options, vocabulary)` builds one explicitly.
 """
 
 import linguamix.t5x_tasks  # noqa: F401  (registers the tasks the recipes draw from)
