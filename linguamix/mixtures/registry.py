@@ -85,8 +85,9 @@ def _replace(recipe: Recipe, options: Optional[Mapping[str, Any]]) -> Recipe:
     return dataclasses.replace(recipe, **options)
   except TypeError as e:
     fields = ", ".join(f.name for f in dataclasses.fields(Recipe))
-    raise RecipeError(f"mixture {recipe.name}: options {dict(options)!r} (gin: "
-                      f"mixture_options.overrides): {e}; Recipe fields: {fields}") from None
+    raise RecipeError(f"mixture {recipe.name}: options {dict(options)!r} (from gin: "
+                      f"mixture_options.overrides[{recipe.name!r}]): {e}; Recipe fields: "
+                      f"{fields}") from None
 
 
 def register_tasks(recipe: Recipe,
