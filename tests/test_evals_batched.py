@@ -22,6 +22,7 @@ import tensorflow as tf
 
 import linguamix.evals  # noqa: F401
 from linguamix.evals import batched
+from linguamix.evals import registry
 from linguamix.evals import requests
 from linguamix.evals import runner
 from linguamix.t5x_tasks import vocab as task_vocab
@@ -53,16 +54,15 @@ def _one_by_one(model, params, task_name, num_examples):
   converter = model.feature_converter_cls(pack=False)
   score = jax.jit(model.score_batch)
   out = {}
-  with requests.using(fmt):
-    ds = seqio.get_mixture_or_task(task_name).get_dataset(
-        sequence_length=None, split="default", shuffle=False, num_epochs=1)
-    for row in ds.take(num_examples).as_numpy_iterator():
-      lengths = {"inputs": len(row["inputs"]), "targets": len(row["targets"])}
-      one = tf.data.Dataset.from_tensors({"inputs": row["inputs"], "targets": row["targets"]})
-      batch = next(converter(one, lengths).batch(1).as_numpy_iterator())
-      out[(int(row["idx"]), int(row["choice"]))] = (
-          float(np.asarray(score(params, batch))[0]),
-          row["inputs_pretokenized"].decode(), row["targets_pretokenized"].decode())
+  ds = registry.rank_task(task_name, fmt).get_dataset(
+      sequence_length=None, split="default", shuffle=False, num_epochs=1)
+  for row in ds.take(num_examples).as_numpy_iterator():
+    lengths = {"inputs": len(row["inputs"]), "targets": len(row["targets"])}
+    one = tf.data.Dataset.from_tensors({"inputs": row["inputs"], "targets": row["targets"]})
+    batch = next(converter(one, lengths).batch(1).as_numpy_iterator())
+    out[(int(row["idx"]), int(row["choice"]))] = (
+        float(np.asarray(score(params, batch))[0]),
+        row["inputs_pretokenized"].decode(), row["targets_pretokenized"].decode())
   return out
 
 

@@ -33,7 +33,6 @@ import gin
 import jax
 import numpy as np
 import pytest
-import seqio
 from safetensors.numpy import save_file
 import torch
 import transformers
@@ -41,7 +40,7 @@ import transformers
 import lm_eval
 
 import linguamix.evals  # noqa: F401  (registers the tasks)
-from linguamix.evals import paws_x, requests, runner, xnli, xwinograd
+from linguamix.evals import paws_x, registry, requests, runner, xnli, xwinograd
 from linguamix.models import decoder, encoder_decoder, hf_vocabulary, mt5
 from linguamix.models.hf import decoder_io
 from linguamix.models.checkpoint_formats import hf_mt5, layout
@@ -269,9 +268,8 @@ def _compare(model, params, ours_tasks, lm_out, captured, out_dir, fmt, num_choi
   slot = [model.vocabulary.bos_id] if fmt.start_is_bos else []
   hf_ids = getattr(model.vocabulary, "hf_ids", list)  # lm-eval's ids are the tokenizer's
   for ours, theirs in ours_tasks.items():
-    with requests.using(fmt):
-      rows = list(seqio.get_mixture_or_task(ours).get_dataset(None, "default", shuffle=False)
-                  .take(LIMIT * num_choices).as_numpy_iterator())
+    rows = list(registry.rank_task(ours, fmt).get_dataset(None, "default", shuffle=False)
+                .take(LIMIT * num_choices).as_numpy_iterator())
     fed = {(r["inputs_pretokenized"].decode(), r["targets_pretokenized"].decode()):
            (hf_ids(slot + r["inputs"].tolist()), hf_ids(r["targets"].tolist())) for r in rows}
     samples = sorted(lm_out["samples"][theirs], key=lambda s: s["doc_id"])

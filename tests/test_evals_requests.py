@@ -99,3 +99,27 @@ def test_eval_derives_the_start_token_the_gin_would_set(model_dir):
   adds_bos = transformers.AutoTokenizer.from_pretrained(str(directory))("a")["input_ids"][0] == vocab.bos_id
   assert model.start_token == ("bos" if adds_bos else "none") and fmt.start_is_bos == adds_bos
   assert json.loads(json.dumps(fmt.record()))["lm_eval_version"] == "0.4.13"
+
+
+def test_rank_task_builds_the_requests_of_the_format_it_is_given(monkeypatch):
+  """The format is the task's argument: XCOPA's bundled rows as a seq2seq model gets them
+  (mT5's template: the context ends with EOS) and as a causal one (the registered task)."""
+  import seqio
+  import linguamix.evals  # noqa: F401  (registers the benchmark tasks)
+  from linguamix.evals import registry
+  from linguamix.t5x_tasks import vocab
+  monkeypatch.delenv("LINGUAMIX_EVAL_DATA_ROOT", raising=False)  # the bundled copy
+  spm = vocab.VOCABULARY.resolved  # the sample SentencePiece model: no BOS, EOS = 1
+
+  def rows(task):
+    ds = task.get_dataset(None, "default", shuffle=False)
+    return [(r["inputs"].tolist(), r["targets"].tolist(), r["inputs_pretokenized"].decode(),
+             r["targets_pretokenized"].decode()) for r in ds.take(6).as_numpy_iterator()]
+
+  causal = rows(registry.rank_task("xcopa.et", requests.Format("causal")))
+  seq2seq = rows(registry.rank_task("xcopa.et", requests.Format("seq2seq")))
+  assert rows(seqio.get_mixture_or_task("xcopa.et")) == causal
+  for (c_in, c_tgt, context, choice), (s_in, s_tgt, _, _) in zip(causal, seq2seq):
+    assert s_in == c_in + [spm.eos_id] and c_in[-1:] != [spm.eos_id]
+    assert s_tgt == list(spm.encode(choice))  # the choice alone
+    assert (c_in, c_tgt) == tuple(requests.pair_encoder(spm, requests.Format("causal"))(context, choice))

@@ -155,3 +155,31 @@ def test_examples_proportional_rates_with_temperature_and_cap():
   mix.check()
   rates = {t.name: mix.get_rate(t) for t in mix.tasks}
   assert rates == {"t_rates.en": 15.0, "t_rates.de": 10.0}  # min(n, 225) ** (1/2)
+
+
+def test_build_takes_name_options_and_vocabulary_explicitly():
+  """`build` registers the recipe's tasks by that one call, over the vocabulary passed
+  in, with the options applied; the registered name builds with gin's arguments on use."""
+  name = "t_build"
+  mixtures.register(name, lambda: pinch.split_recipe(name, ("en", "sw"), budget=20),
+                    family="test", description="")
+  byte = seqio.ByteVocabulary()
+  mix = mixtures.build(name, {"sampling": "rate", "seed": 5}, byte)
+  assert type(mix) is mixtures.RecipeMixture and mix.name == name
+  assert (mix.recipe.sampling, mix.recipe.seed) == ("rate", 5)
+  assert [t.name for t in mix.tasks] == ["t_build.en", "t_build.sw"]
+  assert all(t.output_features[k].vocabulary is byte for t in mix.tasks for k in ("inputs", "targets"))
+  example = next(seqio.get_mixture_or_task("t_build.sw").get_dataset(
+      {"inputs": 512, "targets": 512}, shuffle=False).as_numpy_iterator())
+  assert bytes(i - 3 for i in example["inputs"]) == example["inputs_pretokenized"]  # byte ids
+  assert {l: len(v["train"]) for l, v in mix.check().items()} == {"en": 10, "sw": 10}
+  # The registry's entry: the model gin's vocabulary, the recipe's own options.
+  registered = seqio.get_mixture_or_task(name)
+  assert registered.recipe.sampling == "epoch" and registered.recipe.seed == 0
+  assert registered.output_features["inputs"].vocabulary == mixtures.registry.task_lib.VOCABULARY
+  assert registered.check()["sw"]["train"] != mix.check()["sw"]["train"]  # seed 0 vs 5
+  with pytest.raises(mixtures.RecipeError, match=r"'pinch_p15' is not a recipe mixture: "
+                     r"Pinch's P .* got 15"):
+    mixtures.build("pinch_p15")
+  with pytest.raises(mixtures.RecipeError, match=r"\{'sampels': 'rate'\}.*Recipe fields: name"):
+    mixtures.build(name, {"sampels": "rate"})

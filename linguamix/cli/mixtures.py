@@ -103,8 +103,7 @@ def main(argv: list[str]) -> int:
 def name_table() -> dict[str, list[str]]:
   """What `import linguamix.mixtures` registered: name -> [family, description]."""
   from linguamix.mixtures import registry
-  return {name: [family, registry.DESCRIPTIONS[name]]
-          for name, family in registry.FAMILY_OF.items()}
+  return registry.name_table()
 
 
 def write_names() -> None:

@@ -41,14 +41,15 @@ def is_rank_task(task: seqio.Task) -> bool:
 
 
 def task_requests(task: seqio.Task, split: str, num_examples: int | None = None,
-                  sequence_length: Mapping[str, int] | None = None) -> TaskRequests:
-  """The task's requests for the model in `requests.current()`: the rows SeqIO's
+                  sequence_length: Mapping[str, int] | None = None,
+                  fmt: requests.Format = requests.Format()) -> TaskRequests:
+  """The task's requests for a model of format `fmt`: the rows SeqIO's
   `rank_classification` + `tokenize_pairs` + `check_fits` give, without a tf.data pass.
 
   `num_examples` keeps the first rows (choices), as `seqio.Evaluator` does."""
   benchmark, lang = registry.RANK_TASKS[task.name]
   vocab = task.output_features["targets"].vocabulary
-  encode = requests.pair_encoder(vocab)
+  encode = requests.pair_encoder(vocab, fmt)
   eos = [requests.resolved(vocab).eos_id] if rank.score_eos() else []
   release_split = benchmark.default_split if split == registry.DEFAULT_SPLIT else split
   rows = []

@@ -146,7 +146,12 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 class MetricsLogger(seqio.Logger):
-  """Per-task metrics JSON plus the folder's summary (CSV, JSON, Markdown)."""
+  """Per-task metrics JSON plus the folder's summary (CSV, JSON, Markdown); each JSON
+  records the request format (`requests`) the scores were computed with."""
+
+  def __init__(self, output_dir: str, requests_format: requests.Format = requests.Format()):
+    super().__init__(output_dir=output_dir)
+    self.requests_format = requests_format
 
   def __call__(self, task_name, step, metrics, dataset, inferences, targets) -> None:
     del dataset, inferences, targets
@@ -155,7 +160,7 @@ class MetricsLogger(seqio.Logger):
     record = {"task": task_name, "family": family, "language": lang,
               "step": -1 if step is None else int(step),
               "num_examples": int(values.get("num_examples", 0)), "metrics": values,
-              "requests": requests.current().record()}
+              "requests": self.requests_format.record()}
     _write(os.path.join(self.output_dir, "metrics", f"{task_name}.json"),
            json.dumps(record, indent=2, ensure_ascii=False))
     rows = summary_rows(read_task_metrics(self.output_dir))

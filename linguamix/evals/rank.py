@@ -115,17 +115,17 @@ def score_eos(enabled: bool = False) -> bool:
   return enabled
 
 
-def tokenize_pairs(ds: tf.data.Dataset,
-                   output_features: Mapping[str, seqio.Feature]) -> tf.data.Dataset:
+def tokenize_pairs(ds: tf.data.Dataset, output_features: Mapping[str, seqio.Feature],
+                   fmt: requests.Format = requests.Format()) -> tf.data.Dataset:
   """Token ids exactly as lm-evaluation-harness builds each request (`requests.py`).
 
-  Reads `requests.current()` when the dataset is built: the model kind (causal: the
+  `fmt` (bound per task: `registry.rank_task`) says the model kind (causal: the
   continuation's ids are those of the encoded whole after the context's; seq2seq: the
   continuation alone, the context with the tokenizer's template, e.g. mT5's EOS), the
   `add_bos_token` override and whether the model's start slot holds BOS. An empty
   context becomes lm-eval's prefix token. Keeps `*_pretokenized` copies of the text.
   """
-  encode_pair = requests.pair_encoder(output_features["targets"].vocabulary)
+  encode_pair = requests.pair_encoder(output_features["targets"].vocabulary, fmt)
   eos = [requests.resolved(output_features["targets"].vocabulary).eos_id] if score_eos() else []
 
   def encode(context, continuation):

@@ -15,6 +15,7 @@ import seqio
 import tensorflow as tf
 
 from linguamix.evals import rank
+from linguamix.evals import requests
 from linguamix.t5x_tasks import vocab
 
 DEFAULT_SPLIT = "default"
@@ -63,25 +64,36 @@ def output_features() -> Mapping[str, seqio.Feature]:
   }
 
 
+def _rank_task(benchmark: Benchmark, lang: str, fmt: requests.Format) -> seqio.Task:
+  return seqio.Task(
+      benchmark.task_name(lang),
+      source=seqio.FunctionDataSource(
+          functools.partial(_dataset_fn, benchmark=benchmark, lang=lang),
+          splits=benchmark.splits + (DEFAULT_SPLIT,)),
+      preprocessors=[
+          rank.rank_classification,
+          functools.partial(rank.tokenize_pairs, fmt=fmt),
+          rank.check_fits,
+      ],
+      output_features=output_features(),
+      postprocess_fn=rank.rank_target,
+      metric_fns=[rank.rank_accuracy] + ([rank.binary_f1] if benchmark.binary else []))
+
+
+def rank_task(task_name: str, fmt: requests.Format) -> seqio.Task:
+  """The rank-classification task `task_name` with its requests built for `fmt` (a
+  model's kind and tokenizer: `requests.for_model`); the registered task builds them
+  for `requests.Format()` (a causal model, the tokenizer's default specials)."""
+  return _rank_task(*RANK_TASKS[task_name], fmt)
+
+
 def register_rank_benchmark(benchmark: Benchmark) -> None:
   """Registers `{name}.{lang}` for every language and the `{name}` mixture."""
   BENCHMARKS[benchmark.name] = benchmark
-  metric_fns = [rank.rank_accuracy] + ([rank.binary_f1] if benchmark.binary else [])
   for lang in benchmark.languages:
     RANK_TASKS[benchmark.task_name(lang)] = (benchmark, lang)
-    seqio.TaskRegistry.add(
-        benchmark.task_name(lang),
-        source=seqio.FunctionDataSource(
-            functools.partial(_dataset_fn, benchmark=benchmark, lang=lang),
-            splits=benchmark.splits + (DEFAULT_SPLIT,)),
-        preprocessors=[
-            rank.rank_classification,
-            rank.tokenize_pairs,
-            rank.check_fits,
-        ],
-        output_features=output_features(),
-        postprocess_fn=rank.rank_target,
-        metric_fns=metric_fns)
+    seqio.TaskRegistry.add_provider(benchmark.task_name(lang),
+                                    _rank_task(benchmark, lang, requests.Format()))
   seqio.MixtureRegistry.add(
       benchmark.name, [benchmark.task_name(lang) for lang in benchmark.languages],
       default_rate=1.0)

@@ -19,10 +19,9 @@ tokenizer (`start_token`), and model gins set the same one for training.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
-from typing import Callable, Iterator
+from typing import Callable
 
 from absl import logging
 import seqio
@@ -52,23 +51,6 @@ class Format:
   def record(self) -> dict:
     return {"lm_eval_version": LM_EVAL_VERSION, "backend": self.backend,
             "add_bos_token": self.add_bos_token}
-
-
-_STACK: list[Format] = [Format()]
-
-
-def current() -> Format:
-  return _STACK[-1]
-
-
-@contextlib.contextmanager
-def using(fmt: Format) -> Iterator[Format]:
-  """Task datasets built inside use `fmt` (seqio builds them in `Evaluator.__init__`)."""
-  _STACK.append(fmt)
-  try:
-    yield fmt
-  finally:
-    _STACK.pop()
 
 
 def resolved(vocab: seqio.Vocabulary) -> seqio.Vocabulary:
@@ -120,9 +102,8 @@ def prefix_token_id(vocab: seqio.Vocabulary) -> int:
   return int(vocab.eos_id)
 
 
-def start_token(vocab: seqio.Vocabulary, fmt: Format | None = None) -> str:
+def start_token(vocab: seqio.Vocabulary, fmt: Format = Format()) -> str:
   """`bos` when the tokenizer starts a text with BOS by default, else `none` (context first)."""
-  fmt = fmt or current()
   vocab = resolved(vocab)
   lead, _ = special_ids(vocab, fmt.backend, fmt.add_bos_token)
   return "bos" if lead and lead == [bos_id(vocab)] else "none"
@@ -149,11 +130,10 @@ def _prefix_text(vocab: seqio.Vocabulary, token_id: int) -> str | None:
   return None
 
 
-def pair_encoder(vocab: seqio.Vocabulary, fmt: Format | None = None
+def pair_encoder(vocab: seqio.Vocabulary, fmt: Format = Format()
                  ) -> Callable[[str, str], tuple[list[int], list[int]]]:
   """`encode(context, continuation) -> (context_ids, continuation_ids)` as lm-eval builds
-  them, minus a leading BOS when the model's start slot supplies it."""
-  fmt = fmt or current()
+  them for `fmt`, minus a leading BOS when the model's start slot supplies it."""
   vocab = resolved(vocab)
   lead, trail = special_ids(vocab, fmt.backend, fmt.add_bos_token)
   prefix = prefix_token_id(vocab)

@@ -8,6 +8,7 @@ set (the sets are small); only host 0 writes files.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from typing import Any, Callable, Mapping, Sequence
@@ -176,40 +177,43 @@ def evaluate(model: base.BaseModel, params: Any, task_or_mixture_names: str | Se
   rng = jax.random.PRNGKey(0) if rng is None else rng
   writes = jax.process_index() == 0
   results: dict[str, dict[str, float]] = {}
-  with requests.using(fmt):  # the tasks build their requests for this model
-    ranked = [batched.task_requests(t, split, num_examples, sequence_length)
-              for t in tasks if batched.is_rank_task(t)]
-    if ranked:
-      loggers = [cls(output_dir=output_dir) for cls in logger_cls] if writes else []
-      token_fn = None
-      if getattr(model, "shares_prefixes", False):  # score each example's context once
-        tokens = jax.jit(model.token_log_likelihood) if jit else model.token_log_likelihood
-        token_fn = lambda b: tokens(params, b)  # noqa: E731
-      scores = batched.score_all(lambda b: score(params, b), ranked, converter, batch_size,
-                                 token_fn=token_fn)
-      for task_requests, task_scores in zip(ranked, scores):
-        results[task_requests.task.name] = loggers_lib.scalars(
-            batched.task_metrics(task_requests, task_scores, step, loggers))
-    def evaluate_name(name: str):
-      """One generation task through `seqio.Evaluator`: ([task], evaluator, outputs)."""
-      evaluator = seqio.Evaluator(
-          name, feature_converter=converter, eval_split=split,
-          sequence_length=sequence_length, num_examples=num_examples,
-          logger_cls=logger_cls if writes else (), log_dir=output_dir,
-          async_compute_metrics=False)
-      metrics, outputs = evaluator.evaluate(
-          compute_metrics=True, step=step,
-          score_fn=_model_fn(lambda b: score(params, b), batch_size, name, float, by_length=True),
-          predict_fn=_model_fn(lambda b: model.predict_batch(params, b, rng), batch_size,
-                               name, lambda r: r.tolist()))
-      results.update({t: loggers_lib.scalars(m) for t, m in metrics.result().items()})
-      return seqio.get_subtasks(seqio.get_mixture_or_task(name)), evaluator, outputs
+  # MetricsLogger records the request format the scores were computed with.
+  logger_cls = [functools.partial(cls, requests_format=fmt)
+                if issubclass(cls, loggers_lib.MetricsLogger) else cls for cls in logger_cls]
+  ranked = [batched.task_requests(t, split, num_examples, sequence_length, fmt)
+            for t in tasks if batched.is_rank_task(t)]
+  if ranked:
+    loggers = [cls(output_dir=output_dir) for cls in logger_cls] if writes else []
+    token_fn = None
+    if getattr(model, "shares_prefixes", False):  # score each example's context once
+      tokens = jax.jit(model.token_log_likelihood) if jit else model.token_log_likelihood
+      token_fn = lambda b: tokens(params, b)  # noqa: E731
+    scores = batched.score_all(lambda b: score(params, b), ranked, converter, batch_size,
+                               token_fn=token_fn)
+    for task_requests, task_scores in zip(ranked, scores):
+      results[task_requests.task.name] = loggers_lib.scalars(
+          batched.task_metrics(task_requests, task_scores, step, loggers))
 
-    for task in tasks:
-      if batched.is_rank_task(task):
-        continue
-      (task,), evaluator, outputs = evaluate_name(task.name)
-      _further_turns(task, evaluator, outputs, split, output_dir, model_id, writes, evaluate_name)
+  def evaluate_name(name: str):
+    """One generation task through `seqio.Evaluator`: ([task], evaluator, outputs)."""
+    evaluator = seqio.Evaluator(
+        name, feature_converter=converter, eval_split=split,
+        sequence_length=sequence_length, num_examples=num_examples,
+        logger_cls=logger_cls if writes else (), log_dir=output_dir,
+        async_compute_metrics=False)
+    metrics, outputs = evaluator.evaluate(
+        compute_metrics=True, step=step,
+        score_fn=_model_fn(lambda b: score(params, b), batch_size, name, float, by_length=True),
+        predict_fn=_model_fn(lambda b: model.predict_batch(params, b, rng), batch_size,
+                             name, lambda r: r.tolist()))
+    results.update({t: loggers_lib.scalars(m) for t, m in metrics.result().items()})
+    return seqio.get_subtasks(seqio.get_mixture_or_task(name)), evaluator, outputs
+
+  for task in tasks:
+    if batched.is_rank_task(task):
+      continue
+    (task,), evaluator, outputs = evaluate_name(task.name)
+    _further_turns(task, evaluator, outputs, split, output_dir, model_id, writes, evaluate_name)
   if writes:
     tf.io.gfile.makedirs(output_dir)
     with atomic.atomic_write(os.path.join(output_dir, "run.json")) as f:

@@ -3,14 +3,16 @@
 Also registers every instruction task (linguamix.t5x_tasks). Needs SeqIO only, so
 upstream T5X can import it from gin. Families: Pinch (`pinch_*`, incl. `pinch_40shot`),
 Better Alpaca (`better_alpaca_*`), OpenGPT-X (`opengptx_*`), linguistically-informed
-(`li_*`), sPhinX (`sphinx_tiers*`). Mixtures are built (ids chosen, checked) on first use.
+(`li_*`), sPhinX (`sphinx_tiers*`). A registered name is built (ids chosen, checked) on
+first use, with gin's bindings; `build(name, options, vocabulary)` builds one explicitly.
 """
 
 import linguamix.t5x_tasks  # noqa: F401  (registers the tasks the recipes draw from)
 from linguamix.mixtures import better_alpaca, linguistic, opengptx, pinch, sphinx
 from linguamix.mixtures.selection import Recipe, RecipeError, even_split, plan
 from linguamix.mixtures.registry import (
-    RecipeMixture, examples_rate, get, mixture_options, register)
+    RecipeMixture, RegisteredRecipe, build, examples_rate, get, mixture_options, register,
+    register_tasks)
 from linguamix.mixtures.linguistic import register_li
 # The recipes' gin knobs, as attributes too: gin files with dynamic registration
 # resolve `linguamix.mixtures.pinch_config.budget = ...` through the module.

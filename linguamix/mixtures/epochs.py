@@ -69,7 +69,7 @@ def _recipe_key(mt) -> str | None:
   if not isinstance(mt, registry.RecipeMixture):
     return None
   selection = mt.check()
-  h = hashlib.sha256(repr((mt._gin_key(), mt.recipe.sampling, root.data_root())).encode())
+  h = hashlib.sha256(repr((mt.epoch_key(), root.data_root())).encode())
   for lang in mt.recipe.langs:
     h.update(lang.encode())
     h.update("\0".join(selection[lang]["train"]).encode())

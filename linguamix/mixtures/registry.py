@@ -1,10 +1,18 @@
-"""Recipe mixtures: registered by name at import, built (tasks, ids, rates) on first use.
+"""Recipe mixtures: `build(name, options, vocabulary)` makes one; the registry names them.
 
-Building lazily keeps `import linguamix.mixtures` fast and data-free. Every use checks
-the gin values the recipe was built from (its family's config, `mixture_options`,
-`LangitConfig`) and rebuilds when they changed, so a binding parsed at any time takes
-effect. Building checks everything a training run would trip over later -- budgets,
-languages, rates -- so bad input fails when the mixture is built or inspected.
+`build` is explicit: it makes the recipe's `Recipe` (its family's numbers from gin, e.g.
+`pinch_config`, read once), applies `options` (Recipe fields), registers the
+per-language tasks `{name}.{lang}` over `vocabulary` with one call (`register_tasks`)
+and returns a `RecipeMixture`, a `seqio.Mixture` made by its own constructor.
+
+`import linguamix.mixtures` must make every name resolve through
+`seqio.get_mixture_or_task` (upstream T5X's `MIXTURE_OR_TASK_NAME`) before gin has
+parsed the bindings the recipes read, and without reading any data. So each name is
+registered as a `RegisteredRecipe`: a Mixture that calls `build` on first use with the
+arguments gin gives at that moment (`mixture_options`, the family's config, the model
+gin's vocabulary) and builds again when those arguments change. Building checks
+everything a training run would trip over later -- budgets, languages, rates -- so bad
+input fails when the mixture is built or inspected.
 
 Training stream (`get_dataset`): `sampling='epoch'` (every recipe's default) is
 epoch-exact (stream.py: each epoch every selected example once, seeded order;
@@ -21,7 +29,7 @@ import dataclasses
 import functools
 import logging
 import re
-from typing import Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import gin
 import seqio
@@ -32,8 +40,16 @@ from linguamix.mixtures.selection import Recipe, RecipeError
 from linguamix.t5x_tasks import langit
 from linguamix.t5x_tasks import tasks as task_lib
 
-_LAZY = ("_task_to_rate", "_task_map", "_tasks", "_sub_mixtures", "_sample_fn", "_source_info")
-FAMILY_OF: dict[str, str] = {}      # mixture name -> recipe family (for `mixtures list`)
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+  """A registered recipe name: how to make its Recipe."""
+  recipe: Callable[[], Recipe]
+  config: Optional[Callable[[], object]] = None  # the gin-configurable it reads
+
+
+RECIPES: dict[str, Entry] = {}  # name -> Entry, in registration order
+FAMILY_OF: dict[str, str] = {}  # name -> recipe family, for `mixtures list`
 DESCRIPTIONS: dict[str, str] = {}
 # Names with a parameter (pinch_p{P}): pattern -> why a name of that shape is not registered.
 NAME_RULES: list[tuple[str, Callable[[re.Match], Optional[str]]]] = []
@@ -54,78 +70,74 @@ def examples_rate(task: seqio.Task, temperature: float = 1.0,
   return float(n) ** (1.0 / temperature)
 
 
+def recipe_of(name: str, options: Optional[Mapping[str, Any]] = None) -> Recipe:
+  """The registered recipe `name`, with `options` (Recipe fields) replaced."""
+  if name not in RECIPES:
+    why = explain_unknown(name)
+    raise RecipeError(f"{name!r} is not a recipe mixture" + (f": {why}" if why else ""))
+  return _replace(RECIPES[name].recipe(), options)
+
+
+def _replace(recipe: Recipe, options: Optional[Mapping[str, Any]]) -> Recipe:
+  if not options:
+    return recipe
+  try:
+    return dataclasses.replace(recipe, **options)
+  except TypeError as e:
+    fields = ", ".join(f.name for f in dataclasses.fields(Recipe))
+    raise RecipeError(f"mixture {recipe.name}: options {dict(options)!r} (from gin: "
+                      f"mixture_options.overrides[{recipe.name!r}]): {e}; Recipe fields: "
+                      f"{fields}") from None
+
+
+def register_tasks(recipe: Recipe,
+                   vocabulary: Optional[seqio.Vocabulary] = None) -> list[seqio.Task]:
+  """Registers (or replaces) the tasks `{recipe.name}.{lang}`, one per language, over
+  the recipe's id selection; `vocabulary` None: the model gin's."""
+  return [task_lib.add_task(recipe.task_name(lang), recipe.source(lang),
+                            selector=_selector(recipe, lang), use_langit=recipe.use_langit,
+                            vocabulary=vocabulary)
+          for lang in recipe.langs]
+
+
+def build(name: str | Recipe, options: Optional[Mapping[str, Any]] = None,
+          vocabulary: Optional[seqio.Vocabulary] = None) -> "RecipeMixture":
+  """The mixture of a registered recipe name (or of a `Recipe`), its tasks registered.
+
+  `options`: Recipe fields to replace (`sampling`, `temperature`, `maximum`, `seed`, ...).
+  `vocabulary`: the tasks' vocabulary; None is the model gin's, resolved when used.
+  """
+  recipe = _replace(name, options) if isinstance(name, Recipe) else recipe_of(name, options)
+  return RecipeMixture(recipe, register_tasks(recipe, vocabulary))
+
+
 class RecipeMixture(seqio.Mixture):
   """A seqio.Mixture over the per-language subset tasks `{name}.{lang}` of a `Recipe`."""
 
-  def __init__(self, name: str, build: Callable[[], Recipe],
-               config: Optional[Callable[[], object]] = None):
-    self._name, self._build, self._config = name, build, config
-    self._recipe, self._key, self._building = None, None, False
-
-  def __getattr__(self, attr):
-    if attr in _LAZY:
-      self.build()
-      return object.__getattribute__(self, attr)
-    raise AttributeError(attr)
-
-  def _gin_key(self) -> str:
-    """The gin values this mixture is built from (repr: lists and dicts are unhashable)."""
-    return repr((self._config() if self._config else None,
-                 mixture_options().get(self._name), langit.LangitConfig()))
+  def __init__(self, recipe: Recipe, tasks: list[seqio.Task]):
+    rate = functools.partial(examples_rate, temperature=recipe.temperature,
+                             maximum=recipe.maximum)
+    super().__init__(recipe.name, [(task, rate) for task in tasks])
+    self._recipe = recipe
 
   @property
   def recipe(self) -> Recipe:
-    self.build()
     return self._recipe
-
-  def build(self) -> "RecipeMixture":
-    if self._building:
-      return self
-    key = self._gin_key()
-    if self._recipe is not None and key == self._key:
-      return self
-    if self._recipe is not None:
-      logging.info("mixture %s: gin bindings changed; rebuilding", self._name)
-    self._building = True
-    try:
-      recipe = self._build()
-      options = mixture_options().get(self._name)
-      if options:
-        try:
-          recipe = dataclasses.replace(recipe, **options)
-        except TypeError as e:
-          fields = ", ".join(f.name for f in dataclasses.fields(Recipe))
-          raise RecipeError(f"mixture_options.overrides[{self._name!r}] = {options!r}: {e}; "
-                            f"Recipe fields: {fields}") from None
-      for lang in recipe.langs:
-        task_lib.add_task(recipe.task_name(lang), recipe.source(lang),
-                          selector=_selector(recipe, lang), use_langit=recipe.use_langit)
-      rate = functools.partial(examples_rate, temperature=recipe.temperature,
-                               maximum=recipe.maximum)
-      seqio.Mixture.__init__(self, self._name,
-                             [(recipe.task_name(l), rate) for l in recipe.langs])
-      self._recipe, self._key = recipe, key
-    finally:
-      self._building = False
-    return self
-
-  @property
-  def tasks(self) -> list[seqio.Task]:
-    self.build()
-    return seqio.Mixture.tasks.fget(self)
-
-  def get_rate(self, task: seqio.Task) -> float:
-    self.build()
-    return super().get_rate(task)
 
   def check(self) -> dict:
     """Computes the id selection and the rates; raises RecipeError naming the problem."""
-    recipe = self.recipe
-    selection = plan_lib.plan(recipe)
+    selection = plan_lib.plan(self.recipe)
     rates = {t.name: self.get_rate(t) for t in self.tasks}
     if not sum(rates.values()) > 0:
       raise RecipeError(f"mixture {self.name}: mixing rates sum to zero ({rates})")
     return selection
+
+  def epoch_key(self) -> str:
+    """What decides an epoch's examples besides the selected ids and the vocabulary: the
+    recipe's fields (its budgets as the ids they select) and LANGIT's config."""
+    fields = [(f.name, getattr(self.recipe, f.name)) for f in dataclasses.fields(Recipe)
+              if f.name not in ("budgets", "description", "counts")]
+    return repr((fields, langit.LangitConfig() if self.recipe.use_langit else None))
 
   def get_dataset(self, sequence_length=None, split: str = "train", use_cached: bool = False,
                   shuffle: bool = True, seed=None, shard_info=None, num_epochs=None,
@@ -152,18 +164,86 @@ class RecipeMixture(seqio.Mixture):
                           try_in_mem_cache=try_in_mem_cache)
 
 
+class RegisteredRecipe(RecipeMixture):
+  """The registry's entry for a recipe name: `build(name, ...)` on first use, with the
+  arguments gin gives then, and again when they change.
+
+  SeqIO has no lazily built provider, and its Mixture constructor needs the tasks; so
+  this one does not call it: every Mixture member it has is the built mixture's,
+  through SeqIO's public members below and `__getattr__` for the rest.
+  """
+
+  def __init__(self, name: str):  # pylint: disable=super-init-not-called
+    self._registered_name = name
+    self._built: Optional[RecipeMixture] = None
+    self._arguments = None
+
+  def _gin_arguments(self):
+    """What `build` gets from gin now, and its repr (lists and dicts are unhashable);
+    LANGIT's config is part of the tasks' data, so a change rebuilds too."""
+    entry = RECIPES[self._registered_name]
+    options = mixture_options().get(self._registered_name)
+    return options, repr((entry.config() if entry.config else None, options,
+                          langit.LangitConfig()))
+
+  def built(self) -> RecipeMixture:
+    options, arguments = self._gin_arguments()
+    if self._built is None or arguments != self._arguments:
+      if self._built is not None:
+        logging.info("mixture %s: gin bindings changed; rebuilding", self._registered_name)
+      self._built = build(self._registered_name, options)
+      self._arguments = arguments
+    return self._built
+
+  def __getattr__(self, attr):
+    if attr.startswith("__") or attr in ("_registered_name", "_built", "_arguments"):
+      raise AttributeError(attr)
+    return getattr(self.built(), attr)
+
+  name = property(lambda self: self._registered_name)
+  recipe = property(lambda self: self.built().recipe)
+  tasks = property(lambda self: self.built().tasks)
+  total_rate = property(lambda self: self.built().total_rate)
+  rate_per_task_name = property(lambda self: self.built().rate_per_task_name)
+  splits = property(lambda self: self.built().splits)
+  output_features = property(lambda self: self.built().output_features)
+  source_info = property(lambda self: self.built().source_info)
+
+  def get_rate(self, task: seqio.Task) -> float:
+    return self.built().get_rate(task)
+
+  def num_input_examples(self, split: str) -> int:
+    return self.built().num_input_examples(split)
+
+  def check(self) -> dict:
+    return self.built().check()
+
+  def get_task_dataset(self, *args, **kwargs):
+    return self.built().get_task_dataset(*args, **kwargs)
+
+  def get_dataset(self, *args, **kwargs):
+    return self.built().get_dataset(*args, **kwargs)
+
+
 def _selector(recipe: Recipe, lang: str):
   return lambda split: plan_lib.plan(recipe)[lang][split]
 
 
-def register(name: str, build: Callable[[], Recipe], *, family: str, description: str,
+def register(name: str, recipe: Callable[[], Recipe], *, family: str, description: str,
              config: Optional[Callable[[], object]] = None) -> None:
-  """Registers a recipe mixture under `name` (replacing one of the same name). `config`:
-  the gin-configurable function whose value the recipe is built from (rebuilt when it
-  changes)."""
-  seqio.MixtureRegistry.remove(name)
-  seqio.MixtureRegistry.add_provider(name, RecipeMixture(name, build, config))
+  """Registers a recipe under `name` (replacing one of the same name), in `RECIPES` and
+  as a SeqIO mixture built on first use. `config`: the gin-configurable function whose
+  value the recipe is made from (built again when it changes)."""
+  RECIPES[name] = Entry(recipe, config)
   FAMILY_OF[name], DESCRIPTIONS[name] = family, description
+  seqio.MixtureRegistry.remove(name)
+  seqio.MixtureRegistry.add_provider(name, RegisteredRecipe(name))
+
+
+def name_table() -> dict[str, list[str]]:
+  """name -> [family, description] of every registered recipe, in registration order:
+  what `linguamix/mixtures/names.json` holds (docs/recipes.md)."""
+  return {name: [family, DESCRIPTIONS[name]] for name, family in FAMILY_OF.items()}
 
 
 def explain_unknown(name: str) -> Optional[str]:

@@ -18,10 +18,15 @@ import seqio
 from linguamix.t5x_tasks import languages, langit, sources
 from linguamix.t5x_tasks.vocab import VOCABULARY
 
-OUTPUT_FEATURES = {
-    "inputs": seqio.Feature(VOCABULARY, add_eos=False),
-    "targets": seqio.Feature(VOCABULARY, add_eos=True),
-}
+
+
+def output_features(vocabulary: seqio.Vocabulary) -> dict[str, seqio.Feature]:
+  """Text `inputs` (no EOS) and `targets` (EOS) over `vocabulary`."""
+  return {"inputs": seqio.Feature(vocabulary, add_eos=False),
+          "targets": seqio.Feature(vocabulary, add_eos=True)}
+
+
+OUTPUT_FEATURES = output_features(VOCABULARY)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,12 +76,15 @@ def _preprocessors(use_langit: bool):
 
 
 def add_task(name: str, source: sources.RecordSource, selector=None,
-             use_langit: bool = False) -> seqio.Task:
-  """Registers (or replaces) one task over a RecordSource."""
+             use_langit: bool = False,
+             vocabulary: Optional[seqio.Vocabulary] = None) -> seqio.Task:
+  """Registers (or replaces) one task over a RecordSource. `vocabulary`: None is the
+  model gin's (`VOCABULARY`, resolved when the task is used)."""
   seqio.TaskRegistry.remove(name)
+  features = OUTPUT_FEATURES if vocabulary is None else output_features(vocabulary)
   return seqio.TaskRegistry.add(
       name, source=sources.InstructionSource(source, selector, use_langit),
-      preprocessors=_preprocessors(use_langit), output_features=OUTPUT_FEATURES,
+      preprocessors=_preprocessors(use_langit), output_features=features,
       metric_fns=[])
 
 
