@@ -15,8 +15,9 @@
         torch, transformers).
 
     Timings are only worth reporting from a quiet machine: the 1-minute load average is
-    printed before and after every call, and the run stops at once when it is above
-    --max_load (default 1.5, for a 2-core machine; scale with the cores) unless
+    printed before and after every call; before each call the run waits up to 2 min for it
+    to fall below --max_load (default 1.5, for a 2-core machine; scale with the cores:
+    the previous call's own busy cores keep it up a while), and stops when it does not, unless
     --allow_load is given, in which case every figure is flagged as taken under load.
 """
 
@@ -49,6 +50,9 @@ def load() -> str:
   return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
+SETTLE_S = 120  # the most a call waits for the load left by the one before it
+
+
 def load_1min() -> float:
   return os.getloadavg()[0]
 
@@ -60,8 +64,13 @@ class LoadGuard:
   def __init__(self, max_load: float, allow: bool):
     self.max_load, self.allow, self.loaded = max_load, allow, False
 
-  def check(self, when: str) -> float:
-    value = load_1min()
+  def check(self, when: str, settle_s: float = 0.0) -> float:
+    """The load now; first waits up to `settle_s` for it to fall below the limit: the
+    previous call's own busy cores keep the 1-minute average up for a while after it ends."""
+    value, deadline = load_1min(), time.time() + settle_s
+    while value > self.max_load and time.time() < deadline:
+      time.sleep(5)
+      value = load_1min()
     if value > self.max_load:
       self.loaded = True
       if not self.allow:
@@ -74,15 +83,16 @@ class LoadGuard:
 
 
 def timed(fn, guard: LoadGuard, label: str):
-  """(result, wall s, CPU s) of fn(); load printed before and after."""
-  before = guard.check(f"before {label}")
+  """(result, wall s, CPU s) of fn(); load printed before and after (only the load before
+  is judged: after, it is mostly the call's own)."""
+  before = guard.check(f"before {label}", settle_s=SETTLE_S)
   cpu0 = resource.getrusage(resource.RUSAGE_SELF)
   start = time.perf_counter()
   out = fn()
   wall = time.perf_counter() - start
   cpu1 = resource.getrusage(resource.RUSAGE_SELF)
   cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
-  after = guard.check(f"after {label}")
+  after = load_1min()
   print(f"  {label}: {wall:.1f} s wall, {cpu:.1f} s CPU; load (1 min) {before:.2f} -> {after:.2f}")
   return out, wall, cpu
 
