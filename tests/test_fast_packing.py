@@ -129,6 +129,35 @@ def test_converters_match_seqio(ours, theirs, keys, pack):
   _assert_same(theirs(pack=pack)(ds, lengths), ours(pack=pack)(ds, lengths))
 
 
+@pytest.mark.parametrize("ours, theirs, options", [
+    (feature_converters.EncDecFeatureConverter, seqio.EncDecFeatureConverter, {}),
+    (feature_converters.DecoderFeatureConverter, seqio.DecoderFeatureConverter, {}),
+    (feature_converters.DecoderFeatureConverter, seqio.DecoderFeatureConverter,
+     {"loss_on_targets_only": False, "bos_id": 3}),
+], ids=["enc-dec", "decoder-prefix-lm", "decoder-all-loss-bos3"])
+def test_unpacked_numpy_rows_are_seqios(ours, theirs, options):
+  """The scorer's NumPy conversion: SeqIO's unpacked rows for the longest lengths, with
+  empty inputs and empty targets among them."""
+  rng = np.random.default_rng(5)
+  examples = _examples(rng, 60, {"inputs": 9, "targets": 5}, zero_share=0)
+  inputs, targets = [ex["inputs"] for ex in examples], [ex["targets"] for ex in examples]
+  assert min(map(len, inputs)) == 0 and min(map(len, targets)) == 0
+  lengths = {"inputs": max(map(len, inputs)), "targets": max(map(len, targets))}
+  want = next(theirs(pack=False, **options)(_dataset(examples, ("inputs", "targets")), lengths)
+              .batch(len(examples)).as_numpy_iterator())
+  got = ours(pack=False, **options).convert_unpacked(inputs, targets)
+  assert got.keys() == want.keys()
+  for key in want:
+    assert got[key].dtype == want[key].dtype, key
+    np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+
+
+def test_unpacked_numpy_rows_refuse_a_packing_converter():
+  with pytest.raises(ValueError, match="unpacked converter"):
+    feature_converters.DecoderFeatureConverter(pack=True).convert_unpacked([np.ones(2, np.int32)],
+                                                                          [np.ones(1, np.int32)])
+
+
 def test_training_counting_and_inspection_share_the_packer():
   from linguamix.evals import requests
   from linguamix.mixtures import packing

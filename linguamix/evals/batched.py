@@ -14,6 +14,7 @@ files, as `seqio.Evaluator` would.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 from typing import Any, Callable, Mapping, Sequence
 
@@ -87,7 +88,11 @@ def bucket(length: int) -> int:
 
 def _model_features(all_rows: Sequence[dict[str, Any]], converter: seqio.FeatureConverter
                     ) -> dict[str, np.ndarray]:
-  """The converter's features for every row, [rows, max length], in one tf.data pass."""
+  """The converter's features for every row, [rows, max length]: in NumPy where the
+  converter builds SeqIO's rows so (`convert_unpacked`), else in one tf.data pass."""
+  convert = getattr(converter, "convert_unpacked", None)
+  if convert is not None and not converter.pack:
+    return convert([r["inputs"] for r in all_rows], [r["targets"] for r in all_rows])
   def ragged(key):
     ids = [r[key] for r in all_rows]
     return tf.RaggedTensor.from_row_lengths(
@@ -208,22 +213,54 @@ def _groups(tasks: Sequence[TaskRequests]) -> list[np.ndarray]:
   return [np.array(g) for g in groups]
 
 
+def _pack(sizes: Sequence[int], capacity: int) -> list[list[int]]:
+  """Indices of `sizes` in bins of `capacity`: best-fit decreasing (each item, longest
+  first, into the fullest bin it still fits), so few bins and little padding."""
+  bins: list[list[int]] = []
+  free: list[tuple[int, int]] = []  # (room left, bin), sorted
+  for i in sorted(range(len(sizes)), key=lambda i: -sizes[i]):
+    at = bisect.bisect_left(free, (sizes[i], -1))
+    if at == len(free):
+      bins.append([i])
+      room, b = capacity - sizes[i], len(bins) - 1
+    else:
+      room, b = free.pop(at)
+      bins[b].append(i)
+      room -= sizes[i]
+    bisect.insort(free, (room, b))
+  return bins
+
+
 def _score_shared(token_fn, features, length, groups, batch_size, scores, desc) -> None:
-  packed = list(_shared_rows(features, length, groups))
-  order = sorted(range(len(packed)), key=lambda i: -len(packed[i][0]["decoder_positions"]))
-  # `batch_size` counts requests, as lm-eval's does: rows per batch hold that many on
-  # average (at least one row), the same for every batch, so one shape per bucket
-  rows = max(1, round(batch_size * len(packed) / len(scores)))
+  shared = list(_shared_rows(features, length, groups))
+  sizes = [len(row["decoder_positions"]) for row, _, _ in shared]
+  # One shape for the whole run, so one trace and one compilation: each example's row
+  # (its context once, then its continuations) is a segment of a packed row of
+  # `width` tokens, as training packs examples; segments never attend to each other.
+  width = bucket(max(sizes))
+  bins = _pack(sizes, width)
+  # `batch_size` counts requests, as lm-eval's does: packed rows per batch hold that
+  # many on average (at least one row), the same for every batch
+  rows = max(1, round(batch_size * len(bins) / len(scores)))
   with _bar(len(scores), desc) as bar:
-    for start in range(0, len(order), rows):
-      take = [packed[i] for i in order[start:start + rows]]
-      width = bucket(max(len(row["decoder_positions"]) for row, _, _ in take))
-      token_ll = np.asarray(token_fn(_batch_of([row for row, _, _ in take], {"decoder_": width},
-                                               rows)), np.float64)
-      for ll, (_, owners, shared) in zip(token_ll, take):
-        for request, own in owners:
-          scores[request] = ll[shared].sum() + ll[own].sum()
-        bar.update(len(owners))
+    for start in range(0, len(bins), rows):
+      packed, owners = [], []
+      for members in bins[start:start + rows]:
+        parts, at, own = [], 0, []
+        for segment, i in enumerate(members, start=1):
+          row, requests_, prefix = shared[i]
+          parts.append({**row, "decoder_segment_ids": np.full(sizes[i], segment, np.int32)})
+          own.append((at, requests_, prefix))
+          at += sizes[i]
+        packed.append({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+        owners.append(own)
+      token_ll = np.asarray(token_fn(_batch_of(packed, {"decoder_": width}, rows)), np.float64)
+      for ll, own in zip(token_ll, owners):
+        for at, requests_, prefix in own:
+          context = ll[at + prefix.start:at + prefix.stop].sum()
+          for request, branch in requests_:
+            scores[request] = context + ll[at + branch.start:at + branch.stop].sum()
+          bar.update(len(requests_))
 
 
 def task_metrics(task_requests: TaskRequests, scores: np.ndarray, step: int | None,

@@ -143,6 +143,7 @@ def pair_encoder(vocab: seqio.Vocabulary, fmt: Format = Format()
   bos = bos_id(vocab)
   encode = vocab.encode
 
+  @functools.lru_cache(maxsize=8)  # the choices of an example share their context
   def template(text: str) -> list[int]:
     ids = list(encode(text))
     if prefix_text and text.startswith(prefix_text):
@@ -160,7 +161,7 @@ def pair_encoder(vocab: seqio.Vocabulary, fmt: Format = Format()
       spaces = len(context) - len(context.rstrip())
       if spaces:
         context, continuation = context[:-spaces], context[-spaces:] + continuation
-      ctx = template(context)
+      ctx = list(template(context))
       if fmt.backend == "causal":
         cont = template(context + continuation)[len(ctx):]
       else:

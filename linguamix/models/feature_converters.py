@@ -6,13 +6,18 @@ pipeline below what training consumes. `trim_and_pack_dataset` here keeps SeqIO'
 blocks, trim and greedy next-fit rule but finds every example's row with vectorised
 ops and builds the rows with gathers, so its output is SeqIO's, row for row.
 
+Unpacked, `convert_unpacked` builds in NumPy the rows SeqIO's converter gives for
+lists of ids (the scorer's requests): no tf.data pipeline to trace, which costs seconds
+per evaluation, more than scoring a small task.
+
 SeqIO and TensorFlow only, no model code: `linguamix.mixtures` packs with these too.
 """
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
+import numpy as np
 import seqio
 import tensorflow as tf
 
@@ -112,9 +117,60 @@ class _FastPacking:
     return super()._pack_or_pad(ds, packed_lengths)
 
 
+def _padded(ids: Sequence[np.ndarray], width: int) -> np.ndarray:
+  out = np.zeros((len(ids), width), np.int32)
+  for i, row in enumerate(ids):
+    out[i, :len(row)] = row
+  return out
+
+
+def _shifted(tokens_NxL: np.ndarray, bos_id: int) -> np.ndarray:
+  """`seqio.utils.make_autoregressive_inputs` of padded, unpacked rows: shifted right
+  after padding, so the slot after a row's last token reads that token."""
+  return np.concatenate([np.full((len(tokens_NxL), 1), bos_id, np.int32), tokens_NxL[:, :-1]], 1)
+
+
+def _unpacked_only(converter: seqio.FeatureConverter) -> None:
+  if converter.pack or converter._passthrough_features:  # pylint: disable=protected-access
+    raise ValueError("convert_unpacked: an unpacked converter without passthrough features")
+
+
 class EncDecFeatureConverter(_FastPacking, seqio.EncDecFeatureConverter):
   """`seqio.EncDecFeatureConverter` with the fast packer."""
+
+  def convert_unpacked(self, inputs: Sequence[np.ndarray], targets: Sequence[np.ndarray]
+                       ) -> dict[str, np.ndarray]:
+    """The unpacked model features of each (inputs, targets), [N, longest], as the
+    converter gives them at lengths {inputs: longest inputs, targets: longest targets}."""
+    _unpacked_only(self)
+    target_NxL = _padded(targets, max(1, max(map(len, targets))))
+    return {"encoder_input_tokens": _padded(inputs, max(1, max(map(len, inputs)))),
+            "decoder_target_tokens": target_NxL,
+            "decoder_input_tokens": _shifted(target_NxL, self.bos_id),
+            "decoder_loss_weights": (target_NxL != 0).astype(np.int32)}
 
 
 class DecoderFeatureConverter(_FastPacking, seqio.DecoderFeatureConverter):
   """`seqio.DecoderFeatureConverter` with the fast packer."""
+
+  def convert_unpacked(self, inputs: Sequence[np.ndarray], targets: Sequence[np.ndarray]
+                       ) -> dict[str, np.ndarray]:
+    """The unpacked model features of each (inputs, targets), [N, longest inputs +
+    longest targets], as SeqIO's prefix-LM converter gives them at those lengths: the
+    two concatenated (an empty target reads as one padding id), then padded."""
+    _unpacked_only(self)
+    targets = [t if len(t) else np.zeros(1, np.int32) for t in targets]
+    width = max(1, max(map(len, inputs))) + max(1, max(map(len, targets)))
+    target_NxL = _padded([np.concatenate([i, t]) for i, t in zip(inputs, targets)], width)
+    position_1xL = np.arange(width)[None, :]
+    inputs_Nx1 = np.array([len(i) for i in inputs])[:, None]
+    real_Nx1 = inputs_Nx1 + np.array([len(t) for t in targets])[:, None]
+    in_inputs_NxL = position_1xL < inputs_Nx1
+    weights_NxL = target_NxL != 0
+    if self._loss_on_targets_only:
+      weights_NxL = weights_NxL ^ in_inputs_NxL
+    return {"decoder_target_tokens": target_NxL,
+            "decoder_input_tokens": _shifted(target_NxL, self.bos_id),
+            "decoder_loss_weights": weights_NxL.astype(np.int32),
+            "decoder_causal_attention": ((position_1xL < inputs_Nx1 + 1)
+                                         & (position_1xL < real_Nx1)).astype(np.int32)}

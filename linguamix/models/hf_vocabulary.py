@@ -160,7 +160,10 @@ class HfTokenizerVocabulary(seqio.Vocabulary):
 
   def from_hf_ids(self, ids) -> list[int]:
     """The tokenizer's ids -> SeqIO ids."""
-    return [self._from_hf(int(i)) for i in ids]
+    ids = list(ids) if isinstance(ids, list) else [int(i) for i in ids]  # `tokenizers` gives ints
+    if self._moved is None:
+      return ids
+    return [self._moved if i == 0 else i for i in ids]
 
   def hf_ids(self, ids) -> list[int]:
     """SeqIO ids -> the tokenizer's ids; SeqIO padding (0) is dropped when 0 was moved."""
