@@ -2,11 +2,14 @@
 
     python benchmarks/bench_evals.py [task_or_mixture]
         tiny random mT5 on the bundled vocabulary, real XCOPA (bundled): requests/s.
-    python benchmarks/bench_evals.py --vs-lm-eval [--rounds R] [--languages it,sw] [--limit N]
-                                     [--batch_size B] [--size small]
+    python benchmarks/bench_evals.py --vs-lm-eval [--benchmark xcopa|xnli] [--rounds R]
+                                     [--languages it,sw] [--limit N] [--batch_size B] [--size small]
         lm-evaluation-harness 0.4.13 (HFLM, PyTorch) and linguamix (JAX) on the same random
         Llama-style causal LM (BOS-adding byte-level BPE tokenizer trained here), the same
         real XCOPA files (lm-eval's own yamls pointed at them) and the same batch size,
+        or `--benchmark xnli`: XNLI's 15 languages in the release's layout (and lm-eval's
+        JSON lines), premise and hypothesis taken from XCOPA's real sentences (three
+        requests an example that share the premise; --limit examples a language, 500 by default),
         interleaved: lm-eval, linguamix, lm-eval, linguamix, ... for R rounds. Each call is
         timed whole (data, tokenization, model loading or compilation, scoring, metrics),
         in wall seconds and in CPU seconds (user + system of this process); per round and
@@ -36,6 +39,7 @@ import flax.linen as nn
 import jax
 
 from linguamix.evals import runner
+from linguamix.evals import xnli
 from linguamix.models import encoder_decoder, mt5
 from linguamix.t5x_tasks import vocab
 
@@ -115,6 +119,41 @@ def tiny_mt5(name: str) -> None:
     print(f"  {task}: acc {m['acc']:.1f} ± {m['acc_stderr']:.1f} n {m['num_examples']}")
 
 
+XNLI_HEADER = ["language", "gold_label", "sentence1_binary_parse", "sentence2_binary_parse",
+               "sentence1_parse", "sentence2_parse", "sentence1", "sentence2", "promptID", "pairID",
+               "genre", "label1", "label2", "label3", "label4", "label5", "sentence1_tokenized",
+               "sentence2_tokenized", "match"]  # the XNLI 1.0 release's xnli.dev.tsv columns
+
+
+def xnli_files(xcopa_rows: dict, per_lang: int, root: pathlib.Path, lm_dir: pathlib.Path) -> dict:
+  """XNLI's 15 languages, `per_lang` examples each, premise and hypothesis taken from
+  XCOPA's real sentences (all its languages in turn): the release's xnli.dev.tsv under
+  `root` for linguamix, one JSON-lines file a language (the Hub dataset's fields) for
+  lm-eval; returns lm-eval's {task: file}."""
+  pairs = [(r["premise"], r[f"choice{1 + i % 2}"]) for i, r in
+           enumerate(r for rows in zip(*xcopa_rows.values()) for r in rows)]
+  labels = xnli.LABELS
+  (root / "xnli").mkdir(parents=True)
+  lm_dir.mkdir(parents=True)
+  files, pair = {}, 0
+  with open(root / "xnli" / "xnli.dev.tsv", "w", encoding="utf-8", newline="") as f:
+    f.write("\t".join(XNLI_HEADER) + "\n")  # XCOPA's sentences hold no tab or line break
+    for lang in sorted(xnli.WORDS):
+      path = lm_dir / f"xnli_{lang}.jsonl"
+      with open(path, "w", encoding="utf-8") as lm:
+        for i in range(per_lang):
+          premise, hypothesis = pairs[pair % len(pairs)]
+          gold = labels[pair % 3]
+          f.write("\t".join(map(str, [lang, gold, "(x)", "(y)", "(x)", "(y)", premise, hypothesis, pair,
+                                       pair, "fiction", gold, gold, gold, gold, gold, premise,
+                                       hypothesis, "True"])) + "\n")
+          lm.write(json.dumps({"premise": premise, "hypothesis": hypothesis, "label": pair % 3},
+                              ensure_ascii=False) + "\n")
+          pair += 1
+      files[f"xnli_{lang}"] = str(path)
+  return files
+
+
 def vs_lm_eval(args) -> None:
   guard = LoadGuard(args.max_load, args.allow_load)
   guard.check("at start")
@@ -126,14 +165,18 @@ def vs_lm_eval(args) -> None:
   from linguamix.models import decoder, hf_vocabulary
   from linguamix.models.hf import decoder_io
 
-  all_langs = sorted(p.name for p in (BUNDLED / "xcopa").iterdir() if p.is_dir())
+  xcopa_langs = sorted(p.name for p in (BUNDLED / "xcopa").iterdir() if p.is_dir())
+  xcopa_rows = {lang: list(map(json.loads, (BUNDLED / "xcopa" / lang / f"test.{lang}.jsonl")
+                               .read_text("utf-8").splitlines())) for lang in xcopa_langs}
+  texts = [" ".join([r["premise"], r["choice1"], r["choice2"]]) for rows in xcopa_rows.values() for r in rows]
+  bench = args.benchmark
+  all_langs = xcopa_langs if bench == "xcopa" else sorted(xnli.WORDS)
+  choices = 2 if bench == "xcopa" else 3
   langs = args.languages.split(",") if args.languages else all_langs
   unknown = sorted(set(langs) - set(all_langs))
   if unknown:
-    sys.exit(f"error: --languages {','.join(unknown)}: XCOPA has {','.join(all_langs)}")
-  texts = [" ".join([r["premise"], r["choice1"], r["choice2"]])
-           for lang in all_langs for r in map(json.loads, (BUNDLED / "xcopa" / lang / f"test.{lang}.jsonl")
-                                              .read_text("utf-8").splitlines())]
+    sys.exit(f"error: --languages {','.join(unknown)}: {bench} has {','.join(all_langs)}")
+  limit = args.limit if bench == "xcopa" else (args.limit or 500)
   hidden, layers, heads, kv, mlp = SIZES[args.size]
   with tempfile.TemporaryDirectory() as tmp:
     tmp = pathlib.Path(tmp)
@@ -146,20 +189,27 @@ def vs_lm_eval(args) -> None:
         vocab_size=n, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
         num_key_value_heads=kv, intermediate_size=mlp, max_position_embeddings=2048,
         bos_token_id=1, eos_token_id=2)).eval().save_pretrained(hf_dir)
-    files = {f"xcopa_{l}": str(BUNDLED / "xcopa" / l / f"test.{l}.jsonl") for l in all_langs}
-    lm_eval_helpers.copy_tasks(tmp / "tasks", files, folders=(("xcopa", "_xcopa.yaml"),))
-    lm_tasks = ["lmx_xcopa"] if langs == all_langs else [f"lmx_xcopa_{l}" for l in langs]
-    ours_tasks = "xcopa" if langs == all_langs else [f"xcopa.{l}" for l in langs]
-    limit = args.limit
-    requests = 2 * len(langs) * (limit or 500)
-    print(f"model: random Llama-style d={hidden} layers={layers} vocab={n}; XCOPA {len(langs)} "
-          f"language(s) x {limit or 500} examples x 2 choices = {requests} requests; "
+    if bench == "xcopa":
+      data_root = BUNDLED
+      files = {f"xcopa_{l}": str(BUNDLED / "xcopa" / l / f"test.{l}.jsonl") for l in all_langs}
+      folders = (("xcopa", "_xcopa.yaml"),)
+    else:
+      data_root = tmp / "data"
+      files = xnli_files(xcopa_rows, limit, data_root, tmp / "lm")
+      folders = (("xnli", "_xnli.yaml"),)
+    lm_eval_helpers.copy_tasks(tmp / "tasks", files, folders=folders)
+    lm_tasks = [f"lmx_{bench}"] if langs == all_langs else [f"lmx_{bench}_{l}" for l in langs]
+    ours_tasks = bench if langs == all_langs else [f"{bench}.{l}" for l in langs]
+    per_lang = limit or 500
+    requests = choices * len(langs) * per_lang
+    print(f"model: random Llama-style d={hidden} layers={layers} vocab={n}; {bench} {len(langs)} "
+          f"language(s) x {per_lang} examples x {choices} choices = {requests} requests; "
           f"batch {args.batch_size}; {args.rounds} interleaved rounds")
     print(f"threads: torch {torch.get_num_threads()} (intra-op), JAX CPU devices "
           f"{jax.device_count()}, os.cpu_count {os.cpu_count()}; max load {args.max_load}")
     print(f"load: {load()}")
 
-    os.environ["LINGUAMIX_EVAL_DATA_ROOT"] = str(BUNDLED)
+    os.environ["LINGUAMIX_EVAL_DATA_ROOT"] = str(data_root)
     vocabulary = hf_vocabulary.HfTokenizerVocabulary(str(hf_dir))
     with gin.unlock_config():
       gin.bind_parameter("linguamix.t5x_tasks.task_vocabulary.vocabulary", vocabulary)
@@ -171,7 +221,7 @@ def vs_lm_eval(args) -> None:
 
     def run_ours():
       return runner.evaluate(model, params, ours_tasks, str(tmp / "ours"), batch_size=args.batch_size,
-                             num_examples=2 * limit if limit else None)
+                             num_examples=choices * limit if limit else None)
 
     times = {"lm-eval": [], "linguamix": []}
     for r in range(1, args.rounds + 1):
@@ -191,12 +241,12 @@ def vs_lm_eval(args) -> None:
           f"{med['linguamix'][1]:.1f} s CPU)")
     print(f"speed-up lm-eval / linguamix{flag}: wall {med['lm-eval'][0] / med['linguamix'][0]:.2f}x "
           f"(rounds {min(ratios):.2f}-{max(ratios):.2f}), CPU {med['lm-eval'][1] / med['linguamix'][1]:.2f}x")
-    key = "lmx_xcopa" if langs == all_langs else f"lmx_xcopa_{langs[0]}"
+    key = f"lmx_{bench}" if langs == all_langs else f"lmx_{bench}_{langs[0]}"
     if len(langs) == 1 or langs == all_langs:
       group = lm_out["results"][key]["acc,none"] * 100
       ours = sum(r["acc"] * r["num_examples"] for r in results.values()) / sum(
           r["num_examples"] for r in results.values())
-      print(f"xcopa acc (size-weighted): lm-eval {group:.2f}, linguamix {ours:.2f}")
+      print(f"{bench} acc (size-weighted): lm-eval {group:.2f}, linguamix {ours:.2f}")
     print(f"load: {load()}")
 
 
@@ -204,9 +254,12 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("task", nargs="?", default="xcopa", help="task or mixture (tiny mT5 mode)")
   parser.add_argument("--vs-lm-eval", action="store_true", help="both tools side by side")
-  parser.add_argument("--limit", type=int, default=None, help="XCOPA examples per language (of 500)")
+  parser.add_argument("--benchmark", choices=("xcopa", "xnli"), default="xcopa",
+                      help="--vs-lm-eval: real XCOPA, or XNLI-shaped rows of XCOPA's sentences")
+  parser.add_argument("--limit", type=int, default=None,
+                      help="examples per language (XCOPA: of 500; XNLI: default 500)")
   parser.add_argument("--languages", default=None,
-                      help="comma-separated XCOPA languages (default: all 11); one language times start-up")
+                      help="comma-separated languages (default: all of the benchmark's); one language times start-up")
   parser.add_argument("--rounds", type=int, default=3, help="interleaved lm-eval / linguamix rounds")
   parser.add_argument("--max_load", type=float, default=1.5,
                       help="refuse to time above this 1-minute load average (2 cores: 1.5)")

@@ -1,16 +1,17 @@
-"""Rank-classification requests of every task scored in one length-sorted loop.
+"""Rank-classification requests of every task scored in one loop.
 
 lm-evaluation-harness gathers the requests of all its tasks, sorts them by length and
 runs one loop. Here too: the requests of every rank-classification task asked for are
 built in Python (`requests.pair_encoder`, the ids the SeqIO task's `tokenize_pairs`
-builds), converted by the model's SeqIO feature converter in one pass, sorted by length
-(longest first) and scored in batches cut to a few length buckets, so the jitted scorer
-compiles once per bucket whatever the number of tasks and languages. A decoder-only
-model scores an example's requests in one row: the context they share once, then each
-continuation as a branch that attends to it (`decoder_branch_ids`). The SeqIO tasks'
-own postprocessor and metric functions then score each task, and the loggers write its
-files, as `seqio.Evaluator` would.
-"""
+builds) and converted to the model's features as its SeqIO feature converter converts
+them, all at once. A decoder-only model scores an example's requests in one row: the
+context they share once, then each continuation as a branch that attends to it
+(`decoder_branch_ids`); those rows are packed several to a row of one width, as
+training packs examples (segment ids keep them apart), so the jitted scorer traces and
+compiles once whatever the tasks, languages and lengths. Other models' requests are
+sorted longest first and scored in batches cut to a few length buckets (a compilation
+each). The SeqIO tasks' own postprocessor and metric functions then score each task,
+and the loggers write its files, as `seqio.Evaluator` would."""
 
 from __future__ import annotations
 
