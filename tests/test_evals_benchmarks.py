@@ -1,5 +1,6 @@
 """XNLI and PAWS-X from files in their exact release formats; metrics; outputs; bad input."""
 
+import collections
 import csv
 import json
 
@@ -184,13 +185,37 @@ def test_bad_input(root, tmp_path):
   with gin.unlock_config():
     gin.bind_parameter("skip_malformed_rows.skip", True)
   try:
-    data.SKIPPED.clear()
-    assert len(_rows("paws_x.en")) == 4  # 2 good examples x 2 choices
-    path = str(root / "paws_x" / "en" / "test_2k.tsv")
-    assert len(_rows("paws_x_legacy.en")) == 4  # the same file parsed again: counted once
-    assert data.SKIPPED == {path: {4, 5}}
+    with data.counting(data.Skips()) as skips:
+      assert len(_rows("paws_x.en")) == 4  # 2 good examples x 2 choices
+      path = str(root / "paws_x" / "en" / "test_2k.tsv")
+      assert len(_rows("paws_x_legacy.en")) == 4  # the same file parsed again: counted once
+    assert skips.lines == {path: {4, 5}} and skips.counts() == {path: 2}
+    assert len(_rows("paws_x.en")) == 4  # outside the block: skipped, not counted there
+    assert skips.counts() == {path: 2}
   finally:
     gin.clear_config()
+
+
+def test_each_evaluation_reports_its_own_skips(root, tmp_path):
+  """Two evaluations in one process (the in-process study executor runs many) each
+  write the malformed rows they skipped in their run.json, and only those."""
+  write_tsv(root / "paws_x" / "en" / "test_2k.tsv", PAWS_EN[0],
+            PAWS_EN[1:] + [[3, "A b .", "C d .", 7], [4, "", "x", 0]])
+  data.read_text.cache_clear()
+  bad = str(root / "paws_x" / "en" / "test_2k.tsv")
+  scorer = LookupScorer(registry.output_features()["targets"].vocabulary,
+                        collections.defaultdict(float))
+  with gin.unlock_config():
+    gin.bind_parameter("skip_malformed_rows.skip", True)
+  try:
+    runner.evaluate(scorer, None, ["paws_x.en", "paws_x_legacy.en"], str(tmp_path / "a"), jit=False)
+    runner.evaluate(scorer, None, ["xnli.de", "paws_x.de"], str(tmp_path / "b"), jit=False)
+    runner.evaluate(scorer, None, "paws_x.en", str(tmp_path / "c"), jit=False)
+  finally:
+    gin.clear_config()
+  skipped = {run: json.loads((tmp_path / run / "run.json").read_text())["skipped_malformed_rows"]
+             for run in "abc"}
+  assert skipped == {"a": {bad: 2}, "b": {}, "c": {bad: 2}}
 
 
 def test_eos_scored_only_when_asked(root):

@@ -157,6 +157,36 @@ def test_examples_proportional_rates_with_temperature_and_cap():
   assert rates == {"t_rates.en": 15.0, "t_rates.de": 10.0}  # min(n, 225) ** (1/2)
 
 
+def test_an_explicit_vocabulary_is_used_whatever_gin_binds():
+  """`build(name, options, vocabulary)` tokenizes with the vocabulary passed in even
+  while gin binds the tasks' vocabulary (`task_vocabulary.vocabulary`, which the
+  import-registered tasks and the registry's entries read) to another one."""
+  name = "t_build_vocab"
+  mixtures.register(name, lambda: pinch.split_recipe(name, ("en", "sw"), budget=20),
+                    family="test", description="")
+  byte = seqio.ByteVocabulary()
+  lengths = {"inputs": 512, "targets": 512}
+  with gin.unlock_config():
+    gin.parse_config("import linguamix.t5x_tasks\n"
+                     "linguamix.t5x_tasks.task_vocabulary.vocabulary = "
+                     "@linguamix.t5x_tasks.sample_vocabulary()")
+  try:
+    mix = mixtures.build(name, None, byte)
+    explicit = next(mix.get_dataset(lengths, shuffle=False, seed=0,
+                                    copy_pretokenized=True).as_numpy_iterator())
+    registered = seqio.get_mixture_or_task(name)  # the registry's entry: gin's vocabulary
+    from_gin = next(registered.get_dataset(lengths, shuffle=False, seed=0,
+                                           copy_pretokenized=True).as_numpy_iterator())
+    spm = registered.output_features["inputs"].vocabulary.resolved
+  finally:
+    gin.clear_config()
+  assert explicit["inputs_pretokenized"] == from_gin["inputs_pretokenized"]
+  assert bytes(i - 3 for i in explicit["inputs"]) == explicit["inputs_pretokenized"]  # byte ids
+  assert isinstance(spm, seqio.SentencePieceVocabulary)
+  assert list(from_gin["inputs"]) == spm.encode(from_gin["inputs_pretokenized"].decode())
+  assert list(from_gin["inputs"]) != list(explicit["inputs"])
+
+
 def test_build_takes_name_options_and_vocabulary_explicitly():
   """`build` registers the recipe's tasks by that one call, over the vocabulary passed
   in, with the options applied; the registered name builds with gin's arguments on use."""

@@ -3,6 +3,7 @@ LANGIT inside the budget, gin bindings that apply, `mixtures show` per epoch; on
 bundled sample set."""
 
 import collections
+import dataclasses
 import json
 import subprocess
 import sys
@@ -171,6 +172,25 @@ def test_langit_exemplars_come_from_the_languages_training_selection(small_sphin
     shown = {t.decode() if isinstance(t, bytes) else t for row in cols["langit_inputs"] for t in row}
     assert shown - {""} <= texts
   assert drawn > 0
+
+
+def test_build_passes_its_langit_config_down(small_sphinx):
+  """`build(..., langit_config=...)` makes the tasks' exemplars from that config, not
+  from gin's `LangitConfig` (bound differently here), and keys the epochs by it."""
+  from linguamix.t5x_tasks import langit
+  # Under a name of its own, so the registered sphinx_tiers tasks stay as they are.
+  recipe = dataclasses.replace(registry.recipe_of(small_sphinx), name="sphinx_tiers_mine")
+  mine = langit.LangitConfig(shot_weights=[0, 1], max_shots=1, seed=3)
+  with gin.unlock_config():
+    gin.bind_parameter("linguamix.t5x_tasks.LangitConfig.max_shots", 4)
+  mix = mixtures.build(recipe, langit_config=mine)
+  assert repr(mine) in mix.epoch_key()
+  source = seqio.get_mixture_or_task(mix.recipe.task_name("sw")).source
+  cols = source.columns("train")
+  assert set(cols["langit_n"]) == {1}  # one exemplar each, as `mine` says
+  assert {len(row) for row in cols["langit_inputs"]} == {1}  # padded to its max_shots
+  gin_built = mixtures.build(recipe)  # None: gin's, read once by build
+  assert "max_shots=4" in gin_built.epoch_key()
 
 
 def test_gin_bindings_change_a_built_recipe_whenever_parsed():

@@ -83,3 +83,27 @@ def test_deterministic_for_a_seed_and_changes_with_it(langit_task):
   finally:
     gin.clear_config()
   assert c != a
+
+
+def test_a_task_given_its_config_ignores_gin(langit_task, tmp_path):
+  """A task registered with a LangitConfig uses it; gin's binding (which the tasks
+  registered without one read when their data is made) does not reach it."""
+  rows = [{"id": f"q{i}", "system_prompt": "", "question": f"sw-Q{i}",
+           "response": f"sw-A{i}", "lang": "sw"} for i in range(60)]
+  (tmp_path / "sw.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+  t5x_tasks.register_instruction_task(
+      "lt_explicit.sw", str(tmp_path / "sw.jsonl"), "sw", fields="orca",
+      template="bactrian_seq2seq", validation_fraction=0.0, use_langit=True,
+      langit_config=langit.LangitConfig(shot_weights=[0, 0, 1], max_shots=2))
+  lengths = {"inputs": 512, "targets": 16}
+  with gin.unlock_config():
+    gin.bind_parameter("linguamix.t5x_tasks.LangitConfig.exemplar_sep", "\n@@\n")
+  try:
+    explicit = _examples("lt_explicit.sw", lengths)
+    from_gin = _examples("lt.sw", lengths)
+  finally:
+    gin.clear_config()
+  assert {int(e["langit_shots"]) for e in explicit} == {2}  # its own weights: always 2
+  assert all(e["inputs_pretokenized"].decode().count("\n\n\n") == 2
+             and b"@@" not in e["inputs_pretokenized"] for e in explicit)
+  assert any(b"\n@@\n" in e["inputs_pretokenized"] for e in from_gin)  # the deferred task reads gin

@@ -11,6 +11,19 @@ import sys
 from linguamix import _quiet, studies
 from linguamix.studies import run_commands
 
+
+def executor(name: str):
+  """The study runner's executor for `--executor subprocess|inprocess`. In process, each
+  stage's `python -m` program is the function that program calls on its arguments."""
+  from linguamix.studies import runner
+  if name == "subprocess":
+    return runner.run_subprocess
+  import linguamix.cli
+  from linguamix.cli import train
+  return runner.InProcess({"linguamix.train": train.main, "linguamix.eval": train.eval_main,
+                           "linguamix.cli": linguamix.cli.main})
+
+
 def _parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(
       prog="linguamix study", fromfile_prefix_chars="@",
@@ -185,7 +198,7 @@ def main(argv: list[str]) -> int:
   if not args.report_only:
     from linguamix.studies import runner
     print(f"linguamix study {study.name}: {len(runs)} runs into {os.path.abspath(args.out)}/runs")
-    statuses = runner.run_grid(cfg, runs, executor=args.executor)
+    statuses = runner.run_grid(cfg, runs, executor(args.executor))
     failed = [s for s in statuses if "stage" in s]
   path = report.build(cfg, runs)
   print(f"wrote {path}")

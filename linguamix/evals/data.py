@@ -3,18 +3,22 @@
 Rows are read whole into Python lists: eval sets are small, and ids assigned here (the
 row's position in its source) stay the same on every host, before any sharding.
 Bad rows fail with the file, line and field; with `skip_malformed_rows.skip = True`
-(gin) they are skipped, counted in `SKIPPED` and logged — never dropped silently.
+(gin) they are skipped, logged, and counted in the `Skips` of the evaluation reading them
+(`counting`) — never dropped silently.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
+import contextvars
 import csv
+import dataclasses
 import functools
 import json
 import os
 import sys
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from absl import logging
 import gin
@@ -24,9 +28,37 @@ from linguamix.t5x_tasks import root
 
 ENV_DATA_ROOT = "LINGUAMIX_EVAL_DATA_ROOT"
 
-# file path -> line numbers of the malformed rows skipped (evaluate() reports the counts).
-# A set, because one file is parsed once per language (XNLI's TSV holds all 15).
-SKIPPED: dict[str, set[int]] = collections.defaultdict(set)
+
+@dataclasses.dataclass
+class Skips:
+  """The malformed rows one evaluation skipped: file path -> line numbers. A set, because
+  one file is parsed once per language (XNLI's TSV holds all 15) and a row is one skip."""
+  lines: dict[str, set[int]] = dataclasses.field(
+      default_factory=lambda: collections.defaultdict(set))
+
+  def add(self, path: str, line: int) -> None:
+    self.lines[path].add(line)
+
+  def counts(self) -> dict[str, int]:
+    """path -> number of rows skipped (run.json's `skipped_malformed_rows`)."""
+    return {path: len(lines) for path, lines in self.lines.items()}
+
+
+# The Skips of the evaluation now reading files. The loaders run inside SeqIO tasks
+# registered once per process, so the count cannot travel as an argument; a context
+# variable scopes it to one `counting` block (one evaluation, one thread) instead.
+_COUNTING: contextvars.ContextVar[Skips | None] = contextvars.ContextVar(
+    "linguamix_eval_skips", default=None)
+
+
+@contextlib.contextmanager
+def counting(skips: Skips) -> Iterator[Skips]:
+  """Rows skipped while the block runs are counted in `skips` (and only there)."""
+  token = _COUNTING.set(skips)
+  try:
+    yield skips
+  finally:
+    _COUNTING.reset(token)
 
 
 class MalformedRowError(ValueError):
@@ -80,7 +112,9 @@ def benchmark_path(*parts: str) -> str:
 def report_bad_row(path: str, line: int, message: str) -> None:
   if not skip_malformed_rows():
     raise MalformedRowError(f"{path}:{line}: {message}")
-  SKIPPED[path].add(line)
+  skips = _COUNTING.get()
+  if skips is not None:
+    skips.add(path, line)
   logging.warning("skipping malformed row %s:%d: %s", path, line, message)
 
 

@@ -164,61 +164,65 @@ def evaluate(model: base.BaseModel, params: Any, task_or_mixture_names: str | Se
   """
   names = [task_or_mixture_names] if isinstance(task_or_mixture_names, str) \
       else list(task_or_mixture_names)
-  for name in names:
-    _check_name(name)
-  tasks = list({t.name: t for name in names
-                for t in seqio.get_subtasks(seqio.get_mixture_or_task(name))}.values())
-  lacking = [t.name for t in tasks if split not in t.splits]
-  if lacking:
-    raise ValueError(f"split {split!r} not offered by {lacking}")
-  converter = feature_converter or model.feature_converter_cls(pack=False)
-  model, fmt = requests.for_model(model, add_bos_token)
-  score = jax.jit(model.score_batch) if jit else model.score_batch
-  rng = jax.random.PRNGKey(0) if rng is None else rng
-  writes = jax.process_index() == 0
-  results: dict[str, dict[str, float]] = {}
-  # MetricsLogger records the request format the scores were computed with.
-  logger_cls = [functools.partial(cls, requests_format=fmt)
-                if issubclass(cls, loggers_lib.MetricsLogger) else cls for cls in logger_cls]
-  ranked = [batched.task_requests(t, split, num_examples, sequence_length, fmt)
-            for t in tasks if batched.is_rank_task(t)]
-  if ranked:
-    loggers = [cls(output_dir=output_dir) for cls in logger_cls] if writes else []
-    token_fn = None
-    if getattr(model, "shares_prefixes", False):  # score each example's context once
-      tokens = jax.jit(model.token_log_likelihood) if jit else model.token_log_likelihood
-      token_fn = lambda b: tokens(params, b)  # noqa: E731
-    scores = batched.score_all(lambda b: score(params, b), ranked, converter, batch_size,
-                               token_fn=token_fn)
-    for task_requests, task_scores in zip(ranked, scores):
-      results[task_requests.task.name] = loggers_lib.scalars(
-          batched.task_metrics(task_requests, task_scores, step, loggers))
+  # This evaluation's own count of skipped malformed rows (another evaluation in the
+  # same process keeps its own).
+  skips = data.Skips()
+  with data.counting(skips):
+    for name in names:
+      _check_name(name)
+    tasks = list({t.name: t for name in names
+                  for t in seqio.get_subtasks(seqio.get_mixture_or_task(name))}.values())
+    lacking = [t.name for t in tasks if split not in t.splits]
+    if lacking:
+      raise ValueError(f"split {split!r} not offered by {lacking}")
+    converter = feature_converter or model.feature_converter_cls(pack=False)
+    model, fmt = requests.for_model(model, add_bos_token)
+    score = jax.jit(model.score_batch) if jit else model.score_batch
+    rng = jax.random.PRNGKey(0) if rng is None else rng
+    writes = jax.process_index() == 0
+    results: dict[str, dict[str, float]] = {}
+    # MetricsLogger records the request format the scores were computed with.
+    logger_cls = [functools.partial(cls, requests_format=fmt)
+                  if issubclass(cls, loggers_lib.MetricsLogger) else cls for cls in logger_cls]
+    ranked = [batched.task_requests(t, split, num_examples, sequence_length, fmt)
+              for t in tasks if batched.is_rank_task(t)]
+    if ranked:
+      loggers = [cls(output_dir=output_dir) for cls in logger_cls] if writes else []
+      token_fn = None
+      if getattr(model, "shares_prefixes", False):  # score each example's context once
+        tokens = jax.jit(model.token_log_likelihood) if jit else model.token_log_likelihood
+        token_fn = lambda b: tokens(params, b)  # noqa: E731
+      scores = batched.score_all(lambda b: score(params, b), ranked, converter, batch_size,
+                                 token_fn=token_fn)
+      for task_requests, task_scores in zip(ranked, scores):
+        results[task_requests.task.name] = loggers_lib.scalars(
+            batched.task_metrics(task_requests, task_scores, step, loggers))
 
-  def evaluate_name(name: str):
-    """One generation task through `seqio.Evaluator`: ([task], evaluator, outputs)."""
-    evaluator = seqio.Evaluator(
-        name, feature_converter=converter, eval_split=split,
-        sequence_length=sequence_length, num_examples=num_examples,
-        logger_cls=logger_cls if writes else (), log_dir=output_dir,
-        async_compute_metrics=False)
-    metrics, outputs = evaluator.evaluate(
-        compute_metrics=True, step=step,
-        score_fn=_model_fn(lambda b: score(params, b), batch_size, name, float, by_length=True),
-        predict_fn=_model_fn(lambda b: model.predict_batch(params, b, rng), batch_size,
-                             name, lambda r: r.tolist()))
-    results.update({t: loggers_lib.scalars(m) for t, m in metrics.result().items()})
-    return seqio.get_subtasks(seqio.get_mixture_or_task(name)), evaluator, outputs
+    def evaluate_name(name: str):
+      """One generation task through `seqio.Evaluator`: ([task], evaluator, outputs)."""
+      evaluator = seqio.Evaluator(
+          name, feature_converter=converter, eval_split=split,
+          sequence_length=sequence_length, num_examples=num_examples,
+          logger_cls=logger_cls if writes else (), log_dir=output_dir,
+          async_compute_metrics=False)
+      metrics, outputs = evaluator.evaluate(
+          compute_metrics=True, step=step,
+          score_fn=_model_fn(lambda b: score(params, b), batch_size, name, float, by_length=True),
+          predict_fn=_model_fn(lambda b: model.predict_batch(params, b, rng), batch_size,
+                               name, lambda r: r.tolist()))
+      results.update({t: loggers_lib.scalars(m) for t, m in metrics.result().items()})
+      return seqio.get_subtasks(seqio.get_mixture_or_task(name)), evaluator, outputs
 
-  for task in tasks:
-    if batched.is_rank_task(task):
-      continue
-    (task,), evaluator, outputs = evaluate_name(task.name)
-    _further_turns(task, evaluator, outputs, split, output_dir, model_id, writes, evaluate_name)
+    for task in tasks:
+      if batched.is_rank_task(task):
+        continue
+      (task,), evaluator, outputs = evaluate_name(task.name)
+      _further_turns(task, evaluator, outputs, split, output_dir, model_id, writes, evaluate_name)
   if writes:
     tf.io.gfile.makedirs(output_dir)
     with atomic.atomic_write(os.path.join(output_dir, "run.json")) as f:
       json.dump({"tasks": names, "split": split, "step": step, "requests": fmt.record(),
-                 "skipped_malformed_rows": {p: len(lines) for p, lines in data.SKIPPED.items()}, "metrics": results},
+                 "skipped_malformed_rows": skips.counts(), "metrics": results},
                 f, indent=2, ensure_ascii=False)
   logging.info("evaluated %s: %s", names, results)
   return results

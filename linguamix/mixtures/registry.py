@@ -2,8 +2,9 @@
 
 `build` is explicit: it makes the recipe's `Recipe` (its family's numbers from gin, e.g.
 `pinch_config`, read once), applies `options` (Recipe fields), registers the
-per-language tasks `{name}.{lang}` over `vocabulary` with one call (`register_tasks`)
-and returns a `RecipeMixture`, a `seqio.Mixture` made by its own constructor.
+per-language tasks `{name}.{lang}` over `vocabulary` (and a LANGIT recipe's
+`langit_config`) with one call (`register_tasks`) and returns a `RecipeMixture`, a
+`seqio.Mixture` made by its own constructor.
 
 `import linguamix.mixtures` must make every name resolve through
 `seqio.get_mixture_or_task` (upstream T5X's `MIXTURE_OR_TASK_NAME`) before gin has
@@ -90,35 +91,44 @@ def _replace(recipe: Recipe, options: Optional[Mapping[str, Any]]) -> Recipe:
                       f"{fields}") from None
 
 
-def register_tasks(recipe: Recipe,
-                   vocabulary: Optional[seqio.Vocabulary] = None) -> list[seqio.Task]:
+def register_tasks(recipe: Recipe, vocabulary: Optional[seqio.Vocabulary] = None,
+                   langit_config: Optional[langit.LangitConfig] = None) -> list[seqio.Task]:
   """Registers (or replaces) the tasks `{recipe.name}.{lang}`, one per language, over
-  the recipe's id selection; `vocabulary` None: the model gin's."""
+  the recipe's id selection; `vocabulary` None: the model gin's; `langit_config`
+  (LANGIT recipes) None: gin's when the data is made."""
   return [task_lib.add_task(recipe.task_name(lang), recipe.source(lang),
                             selector=_selector(recipe, lang), use_langit=recipe.use_langit,
-                            vocabulary=vocabulary)
+                            vocabulary=vocabulary, langit_config=langit_config)
           for lang in recipe.langs]
 
 
 def build(name: str | Recipe, options: Optional[Mapping[str, Any]] = None,
-          vocabulary: Optional[seqio.Vocabulary] = None) -> "RecipeMixture":
+          vocabulary: Optional[seqio.Vocabulary] = None,
+          langit_config: Optional[langit.LangitConfig] = None) -> "RecipeMixture":
   """The mixture of a registered recipe name (or of a `Recipe`), its tasks registered.
 
   `options`: Recipe fields to replace (`sampling`, `temperature`, `maximum`, `seed`, ...).
   `vocabulary`: the tasks' vocabulary; None is the model gin's, resolved when used.
+  `langit_config`: a LANGIT recipe's exemplar settings; None is gin's `LangitConfig`,
+  read once here.
   """
   recipe = _replace(name, options) if isinstance(name, Recipe) else recipe_of(name, options)
-  return RecipeMixture(recipe, register_tasks(recipe, vocabulary))
+  if recipe.use_langit:
+    langit_config = langit.resolved(langit_config)
+  return RecipeMixture(recipe, register_tasks(recipe, vocabulary, langit_config),
+                       langit_config if recipe.use_langit else None)
 
 
 class RecipeMixture(seqio.Mixture):
   """A seqio.Mixture over the per-language subset tasks `{name}.{lang}` of a `Recipe`."""
 
-  def __init__(self, recipe: Recipe, tasks: list[seqio.Task]):
+  def __init__(self, recipe: Recipe, tasks: list[seqio.Task],
+               langit_config: Optional[langit.LangitConfig] = None):
     rate = functools.partial(examples_rate, temperature=recipe.temperature,
                              maximum=recipe.maximum)
     super().__init__(recipe.name, [(task, rate) for task in tasks])
     self._recipe = recipe
+    self._langit_config = langit_config
 
   @property
   def recipe(self) -> Recipe:
@@ -137,7 +147,7 @@ class RecipeMixture(seqio.Mixture):
     recipe's fields (its budgets as the ids they select) and LANGIT's config."""
     fields = [(f.name, getattr(self.recipe, f.name)) for f in dataclasses.fields(Recipe)
               if f.name not in ("budgets", "description", "counts")]
-    return repr((fields, langit.LangitConfig() if self.recipe.use_langit else None))
+    return repr((fields, self._langit_config))
 
   def get_dataset(self, sequence_length=None, split: str = "train", use_cached: bool = False,
                   shuffle: bool = True, seed=None, shard_info=None, num_epochs=None,
@@ -183,15 +193,16 @@ class RegisteredRecipe(RecipeMixture):
     LANGIT's config is part of the tasks' data, so a change rebuilds too."""
     entry = RECIPES[self._registered_name]
     options = mixture_options().get(self._registered_name)
-    return options, repr((entry.config() if entry.config else None, options,
-                          langit.LangitConfig()))
+    langit_config = langit.LangitConfig()
+    return options, langit_config, repr((entry.config() if entry.config else None, options,
+                                         langit_config))
 
   def built(self) -> RecipeMixture:
-    options, arguments = self._gin_arguments()
+    options, langit_config, arguments = self._gin_arguments()
     if self._built is None or arguments != self._arguments:
       if self._built is not None:
         logging.info("mixture %s: gin bindings changed; rebuilding", self._registered_name)
-      self._built = build(self._registered_name, options)
+      self._built = build(self._registered_name, options, langit_config=langit_config)
       self._arguments = arguments
     return self._built
 

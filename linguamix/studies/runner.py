@@ -3,23 +3,24 @@
 A run whose training finished (`summary.json` beside a checkpoint) is not trained again;
 one whose evaluation of the same tasks exists (`eval/run.json`) is not evaluated again.
 A failed stage writes `failed.json` (stage, exit status, log) in the run's folder and
-the next run goes on. Executors: `subprocess` (the default: the exact commands of
-`--plan`, one Python per stage) or `inprocess` (the same arguments through the same
-entry points in this Python, which saves the start-up of each stage on a laptop CPU).
+the next run goes on. A stage runs through an executor: `run_subprocess` (the default:
+the exact commands of `--plan`, one Python per stage) or `InProcess(programs)` (the same
+arguments through the same entry points in this Python, which saves the start-up of
+each stage on a laptop CPU). The caller hands `InProcess` those entry points: this
+library runs command lines, it does not know the command layer that parses them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import glob
-import importlib
 import json
 import os
 import subprocess
 import sys
 import time
 import traceback
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence, TextIO
 
 from linguamix import environ
 from linguamix.studies import run_commands
@@ -41,37 +42,52 @@ def eval_done(cfg: run_commands.Config, run: Run) -> bool:
     return list(json.load(f).get("tasks", [])) == list(cfg.evals)
 
 
-# `python -m MODULE` -> the function that program runs on its arguments, for the in-process
-# executor. Named, not imported: the study's stages are the command lines of its plan, and
-# the library below them never imports the command layer.
-IN_PROCESS = {"linguamix.train": ("linguamix.cli.train", "main"),
-              "linguamix.eval": ("linguamix.cli.train", "eval_main"),
-              "linguamix.cli": ("linguamix.cli", "main")}
+# Runs `python -m MODULE ARGS` with `env` added, output to the open log; the exit status.
+Executor = Callable[[str, Sequence[str], TextIO, Mapping[str, str]], int]
+
+# The programs a study's stages run (`python -m` names): training, evaluation, the judge.
+PROGRAMS = ("linguamix.train", "linguamix.eval", "linguamix.cli")
 
 
-def _module_main(module: str) -> Callable[[list[str]], int]:
-  entry_module, function = IN_PROCESS[module]
-  return getattr(importlib.import_module(entry_module), function)
+def run_subprocess(module: str, args: Sequence[str], log: TextIO,
+                   env: Mapping[str, str]) -> int:
+  """One Python per stage: the command line `--plan` writes."""
+  return subprocess.call([sys.executable, "-m", module, *args], stdout=log,
+                         stderr=subprocess.STDOUT, env={**os.environ, **env})
 
 
-def execute(module: str, args: Sequence[str], log_path: str, env: dict[str, str],
-            executor: str) -> int:
-  """Runs `python -m module args`, output to `log_path`; returns the exit status."""
-  os.makedirs(os.path.dirname(log_path), exist_ok=True)
-  with open(log_path, "a", encoding="utf-8") as log:
-    log.write(f"$ python -m {module} " + " ".join(args) + "\n")
-    log.flush()
-    if executor == "subprocess":
-      return subprocess.call([sys.executable, "-m", module, *args], stdout=log,
-                             stderr=subprocess.STDOUT, env={**os.environ, **env})
-    with environ.scoped(env), contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+class InProcess:
+  """Runs each stage's arguments through `programs[module]` (the function `python -m
+  module` calls with its argv) in this Python, `env` set around it."""
+
+  def __init__(self, programs: Mapping[str, Callable[[list[str]], int | None]]):
+    missing = [m for m in PROGRAMS if m not in programs]
+    if missing:
+      raise ValueError(f"in-process executor: no entry point for {', '.join(missing)}")
+    self.programs = dict(programs)
+
+  def __call__(self, module: str, args: Sequence[str], log: TextIO,
+               env: Mapping[str, str]) -> int:
+    with environ.scoped(dict(env)), contextlib.redirect_stdout(log), \
+        contextlib.redirect_stderr(log):
       try:
-        return int(_module_main(module)(list(args)) or 0)
+        return int(self.programs[module](list(args)) or 0)
       except SystemExit as e:  # argparse errors
         return int(e.code or 0) if not isinstance(e.code, str) else 2
       except Exception:  # noqa: BLE001 - a failed run is reported, the next one goes on
         traceback.print_exc(file=log)
         return 1
+
+
+def execute(module: str, args: Sequence[str], log_path: str, env: Mapping[str, str],
+            executor: Executor) -> int:
+  """Runs `python -m module args` through `executor`, output appended to `log_path`
+  after the command line itself; returns the exit status."""
+  os.makedirs(os.path.dirname(log_path), exist_ok=True)
+  with open(log_path, "a", encoding="utf-8") as log:
+    log.write(f"$ python -m {module} " + " ".join(args) + "\n")
+    log.flush()
+    return executor(module, args, log, env)
 
 
 def _fail(cfg, run, stage: str, rc: int, log: str, **extra) -> dict:
@@ -82,7 +98,7 @@ def _fail(cfg, run, stage: str, rc: int, log: str, **extra) -> dict:
   return record
 
 
-def run_one(cfg: run_commands.Config, run: Run, executor: str, say=print) -> dict:
+def run_one(cfg: run_commands.Config, run: Run, executor: Executor, say=print) -> dict:
   """Trains, evaluates (and judges) one run unless done; returns its status record."""
   d = cfg.run_dir(run)
   os.makedirs(d, exist_ok=True)
@@ -108,7 +124,8 @@ def run_one(cfg: run_commands.Config, run: Run, executor: str, say=print) -> dic
   return {"run": run.name, "status": ", ".join(did) if did else "skipped (done)"}
 
 
-def run_judge(cfg: run_commands.Config, runs: Sequence[Run], executor: str, say=print) -> list[dict]:
+def run_judge(cfg: run_commands.Config, runs: Sequence[Run], executor: Executor,
+              say=print) -> list[dict]:
   """Judgements for every evaluated run (after all runs: pairwise needs the baseline)."""
   out = []
   langs = run_commands.judge_langs(cfg)
@@ -128,8 +145,8 @@ def run_judge(cfg: run_commands.Config, runs: Sequence[Run], executor: str, say=
   return out
 
 
-def run_grid(cfg: run_commands.Config, runs: Sequence[Run], executor: str = "subprocess",
-             say=print) -> list[dict]:
+def run_grid(cfg: run_commands.Config, runs: Sequence[Run],
+             executor: Executor = run_subprocess, say=print) -> list[dict]:
   statuses = []
   for i, run in enumerate(runs, 1):
     say(f"[{i}/{len(runs)}] {run.name}")

@@ -10,6 +10,11 @@ Two halves, so the draw is exact and the fit uses the real tokenizer:
 * `langit_fit` (a SeqIO preprocessor, which knows `sequence_length`) joins them in
   FLAN's format, `input\\n\\ntarget\\n\\n\\ninput...`, dropping the farthest exemplars
   until the tokenized inputs fit `sequence_length['inputs']`.
+
+Both take a `LangitConfig`. A recipe built with `mixtures.build` resolves it once and
+passes it down; only tasks registered at import without one (`sphinx_langit.*`, for
+upstream T5X gin files, which bind `LangitConfig` after the import) read gin's when
+their data is made (`resolved`).
 """
 
 from __future__ import annotations
@@ -39,6 +44,11 @@ class LangitConfig:
                        f"{self.max_shots + 1} weights (N = 0..{self.max_shots}) with a positive sum")
 
 
+def resolved(config: LangitConfig | None) -> LangitConfig:
+  """`config`, or gin's `LangitConfig` now (for tasks registered before gin parsed)."""
+  return config if config is not None else LangitConfig()
+
+
 def draw_exemplars(example_id: str, lang: str, pool_size: int, self_index: int | None,
                    cfg: LangitConfig) -> list[int]:
   """Indices into the pool of the exemplars of one example (never `self_index`)."""
@@ -52,9 +62,11 @@ def draw_exemplars(example_id: str, lang: str, pool_size: int, self_index: int |
   return [p + (p >= self_index) for p in picks]
 
 
-def langit_fit(dataset: tf.data.Dataset, sequence_length=None, output_features=None):
-  """Joins the drawn exemplars before `inputs`, keeping as many as fit the length."""
-  cfg = LangitConfig()
+def langit_fit(dataset: tf.data.Dataset, sequence_length=None, output_features=None, *,
+               config: LangitConfig | None = None):
+  """Joins the drawn exemplars before `inputs`, keeping as many as fit the length.
+  `config`: the task's (None: gin's, read now; see `resolved`)."""
+  cfg = resolved(config)
   vocab = output_features["inputs"].vocabulary
   limit = (sequence_length or {}).get("inputs")
   eos = int(output_features["inputs"].add_eos)

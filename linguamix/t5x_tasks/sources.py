@@ -76,12 +76,15 @@ Selector = Callable[[str], Optional[Sequence[str]]]
 
 
 class InstructionSource(seqio.DataSource):
-  """SeqIO DataSource over a RecordSource, with an optional id selection and LANGIT."""
+  """SeqIO DataSource over a RecordSource, with an optional id selection and LANGIT
+  (`langit_config`: None is gin's when the data is made, `langit.resolved`)."""
 
   def __init__(self, source: RecordSource, selector: Optional[Selector] = None,
-               use_langit: bool = False):
+               use_langit: bool = False,
+               langit_config: Optional[langit.LangitConfig] = None):
     super().__init__(splits=SPLITS)
     self.source, self.selector, self.use_langit = source, selector, use_langit
+    self.langit_config = langit_config
 
   @property
   def supports_arbitrary_sharding(self) -> bool:
@@ -137,7 +140,7 @@ class InstructionSource(seqio.DataSource):
       cols["inputs"].append(inputs)
       cols["targets"].append(targets)
     if self.use_langit:
-      cols.update(self._langit_columns(recs))
+      cols.update(self._langit_columns(recs, langit.resolved(self.langit_config)))
     return cols
 
   def langit_pool(self) -> list[dict]:
@@ -145,19 +148,19 @@ class InstructionSource(seqio.DataSource):
     subset; the whole train split for an unselected task) -- never validation."""
     return self.examples("train")
 
-  def langit_exemplars(self, recs: Sequence[dict]) -> list[list[dict]]:
+  def langit_exemplars(self, recs: Sequence[dict],
+                       cfg: Optional[langit.LangitConfig] = None) -> list[list[dict]]:
     """The drawn exemplar records of each of `recs` (never the record itself)."""
-    cfg = langit.LangitConfig()
+    cfg = langit.resolved(cfg if cfg is not None else self.langit_config)
     pool = self.langit_pool()
     index = {r["id"]: i for i, r in enumerate(pool)}
     return [[pool[p] for p in langit.draw_exemplars(r["id"], r["lang"], len(pool),
                                                     index.get(r["id"]), cfg)] for r in recs]
 
-  def _langit_columns(self, recs):
-    cfg = langit.LangitConfig()
+  def _langit_columns(self, recs, cfg: langit.LangitConfig):
     rendered = {}
     shots_in, shots_tg, ns = [], [], []
-    for shots in self.langit_exemplars(recs):
+    for shots in self.langit_exemplars(recs, cfg):
       pairs = []
       for ex in shots:
         if ex["id"] not in rendered:

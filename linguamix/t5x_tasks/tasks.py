@@ -62,12 +62,14 @@ PER_ROW_PREPROCESSORS = (langit.langit_fit, seqio.preprocessors.tokenize,
 
 
 def is_per_row(preprocessor) -> bool:
+  if isinstance(preprocessor, functools.partial):  # langit_fit with its config
+    preprocessor = preprocessor.func
   return (isinstance(preprocessor, seqio.CacheDatasetPlaceholder)
           or preprocessor in PER_ROW_PREPROCESSORS)
 
 
-def _preprocessors(use_langit: bool):
-  pre = [langit.langit_fit] if use_langit else []
+def _preprocessors(use_langit: bool, langit_config: Optional[langit.LangitConfig]):
+  pre = [functools.partial(langit.langit_fit, config=langit_config)] if use_langit else []
   pre.append(seqio.preprocessors.tokenize)
   if not use_langit:  # LANGIT depends on sequence_length: it cannot be cached
     pre.append(seqio.CacheDatasetPlaceholder())
@@ -77,14 +79,16 @@ def _preprocessors(use_langit: bool):
 
 def add_task(name: str, source: sources.RecordSource, selector=None,
              use_langit: bool = False,
-             vocabulary: Optional[seqio.Vocabulary] = None) -> seqio.Task:
+             vocabulary: Optional[seqio.Vocabulary] = None,
+             langit_config: Optional[langit.LangitConfig] = None) -> seqio.Task:
   """Registers (or replaces) one task over a RecordSource. `vocabulary`: None is the
-  model gin's (`VOCABULARY`, resolved when the task is used)."""
+  model gin's (`VOCABULARY`, resolved when the task is used); `langit_config` likewise
+  (gin's `LangitConfig` when the data is made)."""
   seqio.TaskRegistry.remove(name)
   features = OUTPUT_FEATURES if vocabulary is None else output_features(vocabulary)
   return seqio.TaskRegistry.add(
-      name, source=sources.InstructionSource(source, selector, use_langit),
-      preprocessors=_preprocessors(use_langit), output_features=features,
+      name, source=sources.InstructionSource(source, selector, use_langit, langit_config),
+      preprocessors=_preprocessors(use_langit, langit_config), output_features=features,
       metric_fns=[])
 
 
@@ -104,13 +108,15 @@ def register_instruction_task(name: str, path_pattern: str, lang: str, fields="a
                               *, template: str = "alpaca",
                               validation_pattern: Optional[str] = None,
                               validation_fraction: float = 0.01,
-                              use_langit: bool = False) -> seqio.Task:
+                              use_langit: bool = False,
+                              langit_config: Optional[langit.LangitConfig] = None) -> seqio.Task:
   """Registers any JSON / JSONL / json.gz file(s) in a known shape as a task.
 
   `path_pattern`: a path or glob, absolute, gs://, or relative to the data root.
   `fields`: a shape (`alpaca` = Bactrian-X too, `orca` = sPhinX / augmentation output
   with `lang`, `lima`, `aya`, `oasst1`) or a mapping {canonical: source_key} with
   canonical keys instruction, output (required), input, system, id, lang.
+  `langit_config`: LANGIT's settings (None: gin's `LangitConfig` when the data is made).
   """
   languages.iso639_3(lang)  # unknown code -> KeyError naming it
   from linguamix.t5x_tasks import readers
@@ -118,7 +124,7 @@ def register_instruction_task(name: str, path_pattern: str, lang: str, fields="a
   family = name.rsplit(".", 1)[0]
   source = sources.RecordSource(family, lang, path_pattern, validation_pattern, fields,
                                 template, validation_fraction)
-  return add_task(name, source, use_langit=use_langit)
+  return add_task(name, source, use_langit=use_langit, langit_config=langit_config)
 
 
 def task_source(task_name: str) -> sources.InstructionSource:
