@@ -3,6 +3,7 @@ JSON-lines files, byte-level BPE tokenizers for tiny Hugging Face models, and a 
 records the token ids lm-eval scores. Shared by tests/test_evals_lm_eval.py and
 benchmarks/bench_evals.py --vs-lm-eval."""
 
+import functools
 import json
 import pathlib
 import re
@@ -90,6 +91,14 @@ def train_tokenizer(directory, texts, template, specials, config, vocab_size=700
 
 
 
+@functools.cache
+def _task_manager(include_path: str) -> TaskManager:
+  """One index per task folder: building it reads every yaml lm-eval ships (~15 s of CPU);
+  tasks are loaded afresh from it on each run. The folder must hold its tasks before its
+  first run (new task names are not indexed later; edited yamls are read when loaded)."""
+  return TaskManager(include_path=include_path)
+
+
 def run(directory, tasks, include_path, limit, batch_size=16):
   """simple_evaluate of HFLM(directory) -> (results, {(context, continuation): (context
   ids, continuation ids) as scored}, seconds spent scoring)."""
@@ -106,6 +115,6 @@ def run(directory, tasks, include_path, limit, batch_size=16):
     spent[0] += time.perf_counter() - start
     return out
   lm._loglikelihood_tokens = spy
-  out = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=TaskManager(include_path=str(include_path)),
+  out = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=_task_manager(str(include_path)),
                                 limit=limit, log_samples=True)
   return out, captured, spent[0]

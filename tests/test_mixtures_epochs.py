@@ -27,7 +27,11 @@ def _stream(name, *, seed=0, num_epochs=1, shuffle=True, shard_info=None, take=-
   ds = seqio.get_mixture_or_task(name).get_dataset(
       LENGTHS, split="train", shuffle=shuffle, seed=seed, num_epochs=num_epochs,
       shard_info=shard_info, passthrough_features=["id", "lang"])
-  return [(e["lang"].decode(), e["id"].decode()) for e in ds.take(take).as_numpy_iterator()]
+  # The same elements in the same order, read 1,024 at a time: one by one, Python's
+  # iterator costs ~1 ms an example, most of this file's time (62,006 rows in li_*).
+  ds = ds.take(take).map(lambda e: (e["lang"], e["id"])).batch(1024)
+  return [(l.decode(), i.decode()) for langs, ids in ds.as_numpy_iterator()
+          for l, i in zip(langs, ids)]
 
 
 SMALL = "t_epochs_small"  # 90 examples over three languages, for the host-count tests
