@@ -86,6 +86,13 @@ def test_train_bad_values_before_compilation(tmp_path, capsys):
   line = _train_error(capsys, f"--gin_file={gin_file}", f'--gin.MODEL_DIR="{tmp_path}/run"',
                       "--gin.MIXTURE_OR_TASK_NAME='pinch_p150'")
   assert "'pinch_p150'" in line and "P (percent multilingual) must be in 0..100" in line and "got 150" in line
+  # a model gin that leaves the tasks' vocabulary unbound: the recipe would tokenize with
+  # the bundled SentencePiece model, not the model's byte vocabulary
+  line = _train_error(capsys, f"--gin_file={gin_file}", f'--gin.MODEL_DIR="{tmp_path}/run2"',
+                      "--gin.MIXTURE_OR_TASK_NAME='pinch_p10'")
+  assert "MIXTURE_OR_TASK_NAME='pinch_p10'" in line and "1024 ids" in line, line
+  assert "t5x_tasks.task_vocabulary.vocabulary = %VOCABULARY" in line, line
+  assert not (tmp_path / "run2" / "checkpoint_0").exists()
 
 
 def test_readme_binding_of_the_default_model_parses_without_a_model_gin():

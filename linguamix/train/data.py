@@ -50,6 +50,25 @@ def get_mixture_or_task(name: str) -> seqio.Task | seqio.Mixture:
         f"registered by the imported modules{hint}") from None
 
 
+# Texts of several scripts: two vocabularies that tokenize them alike are taken as one.
+_PROBE = "Hello, world! Grüße aus Köln. Привет, мир! 你好，世界！ नमस्ते दुनिया"
+
+
+def check_vocabulary(name: str, vocabulary: seqio.Vocabulary | None) -> None:
+  """An error when the tasks of `name` tokenize otherwise than the model's vocabulary: a
+  model gin that forgets to bind the tasks' vocabulary would else train (and count
+  epochs) on token ids of another tokenizer, silently."""
+  if vocabulary is None:
+    return
+  task_vocab = get_mixture_or_task(name).output_features["targets"].vocabulary
+  if (task_vocab.vocab_size, list(task_vocab.encode(_PROBE))) != (
+      vocabulary.vocab_size, list(vocabulary.encode(_PROBE))):
+    raise ValueError(
+        f"MIXTURE_OR_TASK_NAME={name!r} tokenizes with a vocabulary of {task_vocab.vocab_size} "
+        f"ids that is not the model's ({vocabulary.vocab_size} ids): bind the tasks' to the "
+        "model's in the model gin (`t5x_tasks.task_vocabulary.vocabulary = %VOCABULARY`)")
+
+
 @gin.configurable(module="linguamix.train.data")
 def train_steps(total_steps: int | None, train_epochs: float | None, cfg: DatasetConfig,
                 converter: seqio.FeatureConverter, *, seed: int, initial_step: int = 0,

@@ -438,6 +438,7 @@ def train(
       random_seed if random_seed is not None else int(np.random.SeedSequence().entropy % 2**31))
   if jax.process_count() > 1:  # a drawn seed must be the same on every host
     seed = int(multihost_utils.broadcast_one_to_all(np.int32(seed)))
+  data_lib.check_vocabulary(train_dataset_cfg.mixture_or_task_name, model.vocabulary)
   total_steps = data_lib.train_steps(
       total_steps, train_epochs, train_dataset_cfg,
       model.feature_converter_cls(pack=train_dataset_cfg.pack), seed=seed,
