@@ -34,17 +34,23 @@ STUDY_RUN = {
     "opengptx": ("studies/opengptx.gin", "opengptx_limax_en", 1030),         # LIMA-X, one language
     "sphinx": ("studies/sphinx.gin", "sphinx_tiers", 3_300_000),             # the default tiers
 }
-# model gin, fine-tuning, study, topology, mesh (data, fsdp, model)
+# The mT5 gins run unscanned layers without remat (T5X's checkpoint layout, sized for
+# small batches); the table compiles them as a pod run would (a checkpoint converted with
+# `--scan_layers`, the decoder gins' remat policy): the TPU compiler takes tens of minutes
+# over 8 + 8 unrolled layers on a few cores, and at the study's 128 x (512 + 512) mT5-small
+# without remat needs 20 GiB per chip of a v5e-4.
+SCANNED_MT5 = ("--gin.mt5.MT5Config.scan_layers=True", "--gin.mt5.MT5Config.remat_policy='dots_with_no_batch_dims'")
+# model gin, fine-tuning, study, topology, mesh (data, fsdp, model)[, extra gin bindings]
 ROWS = [
-    ("mt5_small", "full", "pinch", "v5e-4", (4, 1, 1)),
+    ("mt5_small", "full", "pinch", "v5e-4", (4, 1, 1), SCANNED_MT5),
     ("qwen2_0_5b", "full", "opengptx", "v5e-4", (1, 4, 1)),  # compiled: does not fit (docs)
-    ("umt5_small", "full", "pinch", "v5e-4", (4, 1, 1)),
+    ("umt5_small", "full", "pinch", "v5e-4", (4, 1, 1), SCANNED_MT5),
     ("qwen3_0_6b", "full", "opengptx", "v5p-8", (1, 4, 1)),
     ("gemma3_1b", "full", "opengptx", "v5p-8", (1, 4, 1)),
     ("bloom_560m", "full", "better_alpaca_full", "v5p-8", (1, 4, 1)),
     ("pythia_1b", "full", "opengptx", "v5p-8", (1, 4, 1)),
-    ("mt5_base", "full", "pinch", "v5e-4", (1, 4, 1)),
-    ("umt5_base", "full", "pinch", "v5e-4", (1, 4, 1)),
+    ("mt5_base", "full", "pinch", "v5e-4", (1, 4, 1), SCANNED_MT5),
+    ("umt5_base", "full", "pinch", "v5e-4", (1, 4, 1), SCANNED_MT5),
     ("qwen2_1_5b", "full", "opengptx", "v5e-8", (1, 8, 1)),
     ("bloom_1b7", "full", "better_alpaca_full", "v5e-8", (1, 8, 1)),
     ("mgpt", "full", "better_alpaca_full", "v5e-8", (1, 8, 1)),
@@ -63,10 +69,10 @@ ROWS = [
     ("pythia_6_9b", "full", "opengptx", "v5p-16", (1, 8, 1)),
     ("gemma2_9b", "full", "opengptx", "v5p-16", (1, 8, 1)),
     ("pythia_12b", "full", "opengptx", "v5p-16", (1, 8, 1)),
-    ("mt5_large", "full", "pinch", "v5e-8", (1, 8, 1)),
-    ("mt5_xl", "full", "pinch", "v5p-8", (1, 4, 1)),
-    ("umt5_xl", "full", "pinch", "v5p-8", (1, 4, 1)),
-    ("mt5_xxl", "full", "pinch", "v5p-16", (1, 8, 1)),
+    ("mt5_large", "full", "pinch", "v5e-8", (1, 8, 1), SCANNED_MT5),
+    ("mt5_xl", "full", "pinch", "v5p-8", (1, 4, 1), SCANNED_MT5),
+    ("umt5_xl", "full", "pinch", "v5p-8", (1, 4, 1), SCANNED_MT5),
+    ("mt5_xxl", "full", "pinch", "v5p-16", (1, 8, 1), SCANNED_MT5),
     ("mixtral_8x7b", "lora", "linguistic", "v5p-16", (1, 8, 1)),
 ]
 HEADER = ("| model | fine-tuning | study (run) | batch x lengths, steps of one run | topology | mesh "
@@ -79,12 +85,12 @@ def row_id(row) -> str:
 
 
 def flags_of(row) -> list[str]:
-  model, tuning, study, _, (data, fsdp, tp) = row
-  args = [f"--gin_file=models/{model}.gin", f"--gin_file={STUDY_RUN[study][0]}",
+  model, tuning, study, _, (data, fsdp, tp), *extra = row
+  lora = ["--gin_file=models/lora.gin"] if tuning == "lora" else []
+  return [f"--gin_file=models/{model}.gin", *lora, f"--gin_file={STUDY_RUN[study][0]}",
           "--gin.MIXTURE_OR_TASK_NAME='none'", "--gin.INITIAL_CHECKPOINT_PATH=None",
           f"--gin.partitioning.Partitioner.data={data}", f"--gin.partitioning.Partitioner.fsdp={fsdp}",
-          f"--gin.partitioning.Partitioner.model={tp}"]
-  return args
+          f"--gin.partitioning.Partitioner.model={tp}", *(extra[0] if extra else ())]
 
 
 def compile_row(row) -> dict:
@@ -98,9 +104,10 @@ def compile_row(row) -> dict:
 
 def format_row(row, r: dict | None, why: str | None = None) -> str:
   from linguamix.train import plan
-  model, tuning, study, topology, mesh = row
+  model, tuning, study, topology, mesh = row[:5]
   _, run, examples = STUDY_RUN[study]
-  cells = [f"`{model}`", tuning, f"{study.replace('_full', '')} (`{run}`, {examples:,} examples)"]
+  extra = row[5] if len(row) > 5 else ()
+  cells = [f"`{model}`", tuning + "".join(f", `{b.rsplit('.', 1)[-1]}`" for b in extra), f"{study.replace('_full', '')} (`{run}`, {examples:,} examples)"]
   if r is None:
     return "| " + " | ".join(cells + ["", topology, " x ".join(map(str, mesh)),
                                       f"not compiled here: {why}", "", ""]) + " |"
