@@ -35,22 +35,24 @@ STUDY_RUN = {
     "sphinx": ("studies/sphinx.gin", "sphinx_tiers", 3_300_000),             # the default tiers
 }
 # The mT5 gins run unscanned layers without remat (T5X's checkpoint layout, sized for
-# small batches); the table compiles them as a pod run would (a checkpoint converted with
-# `--scan_layers`, the decoder gins' remat policy): the TPU compiler takes tens of minutes
-# over 8 + 8 unrolled layers on a few cores, and at the study's 128 x (512 + 512) mT5-small
-# without remat needs 20 GiB per chip of a v5e-4.
-SCANNED_MT5 = ("--gin.mt5.MT5Config.scan_layers=True", "--gin.mt5.MT5Config.remat_policy='dots_with_no_batch_dims'")
-# model gin, fine-tuning, study, topology, mesh (data, fsdp, model)[, extra gin bindings]
+# small batches). The table compiles them as a pod run would: scanned, as a checkpoint
+# converted with `--scan_layers` runs them (the TPU compiler spends tens of minutes on
+# 8 + 8 unrolled layers on a few cores), first with the gin's remat policy, then with the
+# decoder gins' where that does not fit. (row id suffix, extra gin bindings)
+MT5_SCANNED = ("", ("--gin.mt5.MT5Config.scan_layers=True",))
+MT5_SCANNED_REMAT = ("_remat", MT5_SCANNED[1] + ("--gin.mt5.MT5Config.remat_policy='dots_with_no_batch_dims'",))
+# model gin, fine-tuning, study, topology, mesh (data, fsdp, model)[, (id suffix, gin bindings)]
 ROWS = [
-    ("mt5_small", "full", "pinch", "v5e-4", (4, 1, 1), SCANNED_MT5),
+    ("mt5_small", "full", "pinch", "v5e-4", (4, 1, 1), MT5_SCANNED),
+    ("mt5_small", "full", "pinch", "v5e-4", (4, 1, 1), MT5_SCANNED_REMAT),
     ("qwen2_0_5b", "full", "opengptx", "v5e-4", (1, 4, 1)),  # compiled: does not fit (docs)
-    ("umt5_small", "full", "pinch", "v5e-4", (4, 1, 1), SCANNED_MT5),
+    ("umt5_small", "full", "pinch", "v5e-4", (4, 1, 1), MT5_SCANNED_REMAT),
     ("qwen3_0_6b", "full", "opengptx", "v5p-8", (1, 4, 1)),
     ("gemma3_1b", "full", "opengptx", "v5p-8", (1, 4, 1)),
     ("bloom_560m", "full", "better_alpaca_full", "v5p-8", (1, 4, 1)),
     ("pythia_1b", "full", "opengptx", "v5p-8", (1, 4, 1)),
-    ("mt5_base", "full", "pinch", "v5e-4", (1, 4, 1), SCANNED_MT5),
-    ("umt5_base", "full", "pinch", "v5e-4", (1, 4, 1), SCANNED_MT5),
+    ("mt5_base", "full", "pinch", "v5e-4", (1, 4, 1), MT5_SCANNED_REMAT),
+    ("umt5_base", "full", "pinch", "v5e-4", (1, 4, 1), MT5_SCANNED_REMAT),
     ("qwen2_1_5b", "full", "opengptx", "v5e-8", (1, 8, 1)),
     ("bloom_1b7", "full", "better_alpaca_full", "v5e-8", (1, 8, 1)),
     ("mgpt", "full", "better_alpaca_full", "v5e-8", (1, 8, 1)),
@@ -69,10 +71,10 @@ ROWS = [
     ("pythia_6_9b", "full", "opengptx", "v5p-16", (1, 8, 1)),
     ("gemma2_9b", "full", "opengptx", "v5p-16", (1, 8, 1)),
     ("pythia_12b", "full", "opengptx", "v5p-16", (1, 8, 1)),
-    ("mt5_large", "full", "pinch", "v5e-8", (1, 8, 1), SCANNED_MT5),
-    ("mt5_xl", "full", "pinch", "v5p-8", (1, 4, 1), SCANNED_MT5),
-    ("umt5_xl", "full", "pinch", "v5p-8", (1, 4, 1), SCANNED_MT5),
-    ("mt5_xxl", "full", "pinch", "v5p-16", (1, 8, 1), SCANNED_MT5),
+    ("mt5_large", "full", "pinch", "v5e-8", (1, 8, 1), MT5_SCANNED_REMAT),
+    ("mt5_xl", "full", "pinch", "v5p-8", (1, 4, 1), MT5_SCANNED_REMAT),
+    ("umt5_xl", "full", "pinch", "v5p-8", (1, 4, 1), MT5_SCANNED_REMAT),
+    ("mt5_xxl", "full", "pinch", "v5p-16", (1, 8, 1), MT5_SCANNED_REMAT),
     ("mixtral_8x7b", "lora", "linguistic", "v5p-16", (1, 8, 1)),
 ]
 HEADER = ("| model | fine-tuning | study (run) | batch x lengths, steps of one run | topology | mesh "
@@ -81,7 +83,7 @@ RULE = "|---|---|---|---|---|---|---|---:|---:|"
 
 
 def row_id(row) -> str:
-  return f"{row[0]}" + ("_lora" if row[1] == "lora" else "")
+  return f"{row[0]}" + ("_lora" if row[1] == "lora" else "") + (row[5][0] if len(row) > 5 else "")
 
 
 def flags_of(row) -> list[str]:
@@ -90,7 +92,7 @@ def flags_of(row) -> list[str]:
   return [f"--gin_file=models/{model}.gin", *lora, f"--gin_file={STUDY_RUN[study][0]}",
           "--gin.MIXTURE_OR_TASK_NAME='none'", "--gin.INITIAL_CHECKPOINT_PATH=None",
           f"--gin.partitioning.Partitioner.data={data}", f"--gin.partitioning.Partitioner.fsdp={fsdp}",
-          f"--gin.partitioning.Partitioner.model={tp}", *(extra[0] if extra else ())]
+          f"--gin.partitioning.Partitioner.model={tp}", *(extra[0][1] if extra else ())]
 
 
 def compile_row(row) -> dict:
@@ -106,7 +108,7 @@ def format_row(row, r: dict | None, why: str | None = None) -> str:
   from linguamix.train import plan
   model, tuning, study, topology, mesh = row[:5]
   _, run, examples = STUDY_RUN[study]
-  extra = row[5] if len(row) > 5 else ()
+  extra = row[5][1] if len(row) > 5 else ()
   cells = [f"`{model}`", tuning + "".join(f", `{b.rsplit('.', 1)[-1]}`" for b in extra), f"{study.replace('_full', '')} (`{run}`, {examples:,} examples)"]
   if r is None:
     return "| " + " | ".join(cells + ["", topology, " x ".join(map(str, mesh)),
@@ -132,7 +134,8 @@ def _steps(r: dict) -> str:
 
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--only", help="comma-separated row ids (model gin names; LoRA rows end in _lora)")
+  p.add_argument("--only", help="comma-separated row ids (model gin names; LoRA rows end in _lora, mT5 rows "
+                 "with the decoders' remat policy in _remat)")
   p.add_argument("--budget_s", type=float, default=None,
                  help="stop starting new compiles after S seconds (the rest say so)")
   p.add_argument("--json", help="also write every row's plan report here")
