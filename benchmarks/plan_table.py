@@ -34,17 +34,25 @@ STUDY_RUN = {
     "opengptx": ("studies/opengptx.gin", "opengptx_limax_en", 1030),         # LIMA-X, one language
     "sphinx": ("studies/sphinx.gin", "sphinx_tiers", 3_300_000),             # the default tiers
 }
-# model gin, fine-tuning, study, topology, mesh (data, fsdp, model)
+# The mT5 gins run unscanned layers without remat (T5X's checkpoint layout, sized for
+# small batches). The table compiles them as a pod run would: scanned, as a checkpoint
+# converted with `--scan_layers` runs them (the TPU compiler spends tens of minutes on
+# 8 + 8 unrolled layers on a few cores), first with the gin's remat policy, then with the
+# decoder gins' where that does not fit. (row id suffix, extra gin bindings)
+MT5_SCANNED = ("", ("--gin.mt5.MT5Config.scan_layers=True",))
+MT5_SCANNED_REMAT = ("_remat", MT5_SCANNED[1] + ("--gin.mt5.MT5Config.remat_policy='dots_with_no_batch_dims'",))
+# model gin, fine-tuning, study, topology, mesh (data, fsdp, model)[, (id suffix, gin bindings)]
 ROWS = [
-    ("mt5_small", "full", "pinch", "v5e-4", (4, 1, 1)),
+    ("mt5_small", "full", "pinch", "v5e-4", (4, 1, 1), MT5_SCANNED),
+    ("mt5_small", "full", "pinch", "v5e-4", (4, 1, 1), MT5_SCANNED_REMAT),
     ("qwen2_0_5b", "full", "opengptx", "v5e-4", (1, 4, 1)),  # compiled: does not fit (docs)
-    ("umt5_small", "full", "pinch", "v5e-4", (4, 1, 1)),
+    ("umt5_small", "full", "pinch", "v5e-4", (4, 1, 1), MT5_SCANNED_REMAT),
     ("qwen3_0_6b", "full", "opengptx", "v5p-8", (1, 4, 1)),
     ("gemma3_1b", "full", "opengptx", "v5p-8", (1, 4, 1)),
     ("bloom_560m", "full", "better_alpaca_full", "v5p-8", (1, 4, 1)),
     ("pythia_1b", "full", "opengptx", "v5p-8", (1, 4, 1)),
-    ("mt5_base", "full", "pinch", "v5e-4", (1, 4, 1)),
-    ("umt5_base", "full", "pinch", "v5e-4", (1, 4, 1)),
+    ("mt5_base", "full", "pinch", "v5e-4", (1, 4, 1), MT5_SCANNED_REMAT),
+    ("umt5_base", "full", "pinch", "v5e-4", (1, 4, 1), MT5_SCANNED_REMAT),
     ("qwen2_1_5b", "full", "opengptx", "v5e-8", (1, 8, 1)),
     ("bloom_1b7", "full", "better_alpaca_full", "v5e-8", (1, 8, 1)),
     ("mgpt", "full", "better_alpaca_full", "v5e-8", (1, 8, 1)),
@@ -63,10 +71,10 @@ ROWS = [
     ("pythia_6_9b", "full", "opengptx", "v5p-16", (1, 8, 1)),
     ("gemma2_9b", "full", "opengptx", "v5p-16", (1, 8, 1)),
     ("pythia_12b", "full", "opengptx", "v5p-16", (1, 8, 1)),
-    ("mt5_large", "full", "pinch", "v5e-8", (1, 8, 1)),
-    ("mt5_xl", "full", "pinch", "v5p-8", (1, 4, 1)),
-    ("umt5_xl", "full", "pinch", "v5p-8", (1, 4, 1)),
-    ("mt5_xxl", "full", "pinch", "v5p-16", (1, 8, 1)),
+    ("mt5_large", "full", "pinch", "v5e-8", (1, 8, 1), MT5_SCANNED_REMAT),
+    ("mt5_xl", "full", "pinch", "v5p-8", (1, 4, 1), MT5_SCANNED_REMAT),
+    ("umt5_xl", "full", "pinch", "v5p-8", (1, 4, 1), MT5_SCANNED_REMAT),
+    ("mt5_xxl", "full", "pinch", "v5p-16", (1, 8, 1), MT5_SCANNED_REMAT),
     ("mixtral_8x7b", "lora", "linguistic", "v5p-16", (1, 8, 1)),
 ]
 HEADER = ("| model | fine-tuning | study (run) | batch x lengths, steps of one run | topology | mesh "
@@ -75,16 +83,16 @@ RULE = "|---|---|---|---|---|---|---|---:|---:|"
 
 
 def row_id(row) -> str:
-  return f"{row[0]}" + ("_lora" if row[1] == "lora" else "")
+  return f"{row[0]}" + ("_lora" if row[1] == "lora" else "") + (row[5][0] if len(row) > 5 else "")
 
 
 def flags_of(row) -> list[str]:
-  model, tuning, study, _, (data, fsdp, tp) = row
-  args = [f"--gin_file=models/{model}.gin", f"--gin_file={STUDY_RUN[study][0]}",
+  model, tuning, study, _, (data, fsdp, tp), *extra = row
+  lora = ["--gin_file=models/lora.gin"] if tuning == "lora" else []
+  return [f"--gin_file=models/{model}.gin", *lora, f"--gin_file={STUDY_RUN[study][0]}",
           "--gin.MIXTURE_OR_TASK_NAME='none'", "--gin.INITIAL_CHECKPOINT_PATH=None",
           f"--gin.partitioning.Partitioner.data={data}", f"--gin.partitioning.Partitioner.fsdp={fsdp}",
-          f"--gin.partitioning.Partitioner.model={tp}"]
-  return args
+          f"--gin.partitioning.Partitioner.model={tp}", *(extra[0][1] if extra else ())]
 
 
 def compile_row(row) -> dict:
@@ -98,9 +106,10 @@ def compile_row(row) -> dict:
 
 def format_row(row, r: dict | None, why: str | None = None) -> str:
   from linguamix.train import plan
-  model, tuning, study, topology, mesh = row
+  model, tuning, study, topology, mesh = row[:5]
   _, run, examples = STUDY_RUN[study]
-  cells = [f"`{model}`", tuning, f"{study.replace('_full', '')} (`{run}`, {examples:,} examples)"]
+  extra = row[5][1] if len(row) > 5 else ()
+  cells = [f"`{model}`", tuning + "".join(f", `{b.rsplit('.', 1)[-1]}`" for b in extra), f"{study.replace('_full', '')} (`{run}`, {examples:,} examples)"]
   if r is None:
     return "| " + " | ".join(cells + ["", topology, " x ".join(map(str, mesh)),
                                       f"not compiled here: {why}", "", ""]) + " |"
@@ -113,9 +122,17 @@ def format_row(row, r: dict | None, why: str | None = None) -> str:
     cells += [f"does not fit: {plan.format_bytes(need)} > {plan.format_bytes(r['hbm_bytes'])}", "", ""]
   else:
     cells += [f"{plan.format_bytes(need)} of {plan.format_bytes(r['hbm_bytes'])}",
-              f"{100 * r['estimate']['mfu']:.1f}%",
+              f"{100 * r['estimate']['mfu']:.1f}%" + ("*" if _loops_counted_once(r) else ""),
               f"{r['run']['chip_hours']:.3g}" if "run" in r else ""]
   return "| " + " | ".join(cells) + " |"
+
+
+def _loops_counted_once(r: dict) -> bool:
+  """XLA's FLOP count below the model's 6·N·tokens: its cost analysis counts a loop's body
+  once, so a scanned model's step time is the model's FLOPs alone, without remat's
+  recomputation, and its MFU a ceiling only (marked *)."""
+  f = r["flops"]
+  return f["xla_per_chip"] * r["chips"] < f["model_6nd"] + f["attention"]
 
 
 def _steps(r: dict) -> str:
@@ -125,7 +142,8 @@ def _steps(r: dict) -> str:
 
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--only", help="comma-separated row ids (model gin names; LoRA rows end in _lora)")
+  p.add_argument("--only", help="comma-separated row ids (model gin names; LoRA rows end in _lora, mT5 rows "
+                 "with the decoders' remat policy in _remat)")
   p.add_argument("--budget_s", type=float, default=None,
                  help="stop starting new compiles after S seconds (the rest say so)")
   p.add_argument("--json", help="also write every row's plan report here")

@@ -87,6 +87,17 @@ def test_encoder_outputs_and_decoder_logits_match_transformers(reference):
   assert np.abs(reference["logits"][valid_dec]).max() > 0.1  # not a trivially small comparison
 
 
+def test_relative_position_one_hot_built_in_the_program_matches_transformers(reference, monkeypatch):
+  # Long rows' one-hots are compared in the program rather than stored as a constant (the
+  # TPU compiler's passes copy constants); both ways give the reference's numbers.
+  monkeypatch.setattr(mt5, "MAX_ONE_HOT_CONSTANT_BYTES", 0)
+  model, params = _ours(reference["dir"])
+  encoded, logits = _forward(model, params)
+  valid_enc, valid_dec = ENC > 0, TGT > 0
+  np.testing.assert_allclose(encoded[valid_enc], reference["encoded"][valid_enc], atol=1e-4, rtol=0)
+  np.testing.assert_allclose(logits[valid_dec], reference["logits"][valid_dec], atol=1e-4, rtol=0)
+
+
 def _reference_loss(reference):
   """Weighted mean cross-entropy plus T5X's z-loss (1e-4 * logsumexp^2) from the reference logits."""
   logits = reference["logits"].astype(np.float64)

@@ -89,6 +89,9 @@ class MT5Config:
     return needs
 
 
+MAX_ONE_HOT_CONSTANT_BYTES = 2 ** 20  # the relative-position one-hot's, see RelativePositionBias
+
+
 def relative_position_bucket(relative_position, *, bidirectional: bool, num_buckets: int, max_distance: int):
   """T5's bucket of `key_position - query_position`: exact near, log-spaced far.
 
@@ -174,9 +177,16 @@ class RelativePositionBias(nn.Module):
     # gather's scatter-add made XLA:CPU reduce the [B, N, T, S] bias gradient over the
     # batch into a [T*S, N] layout (~15 ms of a 160 ms tiny mT5 step). Exact in float32.
     # NumPy buckets (training) give a NumPy one-hot: a constant of the program, where a
-    # traced one rebuilt the [R, T*S] floats and their transpose every step.
-    xp = np if isinstance(bucket_TxS, np.ndarray) else jnp
-    one_hot_RxTxS = (bucket_TxS[None] == xp.arange(cfg.relative_attention_num_buckets)[:, None, None])
+    # traced one rebuilt the [R, T*S] floats and their transpose every step. Only while
+    # small: at 512 x 512 positions it is 32 MiB, which every compiler pass then copies
+    # and compares (the TPU compiler took minutes over the program text alone); larger
+    # ones are compared in the program against int8 bucket constants R times smaller.
+    r = cfg.relative_attention_num_buckets
+    if isinstance(bucket_TxS, np.ndarray) and r * bucket_TxS.size * 4 <= MAX_ONE_HOT_CONSTANT_BYTES:
+      one_hot_RxTxS = bucket_TxS[None] == np.arange(r)[:, None, None]
+    else:
+      small = bucket_TxS.astype(np.int8) if isinstance(bucket_TxS, np.ndarray) and r <= 127 else bucket_TxS
+      one_hot_RxTxS = jnp.asarray(small)[None] == jax.lax.broadcasted_iota(small.dtype, (r, 1, 1), 0)
     return jnp.einsum("nr,rts->nts", rel_embedding_NxR, one_hot_RxTxS.astype(np.float32),
                       precision=jax.lax.Precision.HIGHEST)[None]
 
