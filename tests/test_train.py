@@ -216,14 +216,25 @@ def test_model_dir_and_initial_checkpoint_of_another_model(tmp_path, capsys):
   assert not (tmp_path / "new").exists() or not any((tmp_path / "new").glob("checkpoint_*"))
 
 
+# The byte-level task `train_tiny.reverse` for decoder_tiny.gin: the model tokenizes with
+# the task's byte vocabulary (its 1,024 embedding rows hold the 259 byte ids), as training
+# requires of a model and its tasks. The byte gin goes after the model gin.
+TASK_GIN = "import linguamix.testing.train_helpers\nMIXTURE_OR_TASK_NAME = 'train_tiny.reverse'\n"
+BYTE_GIN = "from __gin__ import dynamic_registration\nimport seqio\nVOCABULARY = @seqio.ByteVocabulary()\n"
+
+
+def _byte_task_gins(tmp_path) -> tuple[str, str]:
+  (tmp_path / "task.gin").write_text(TASK_GIN)
+  (tmp_path / "bytes.gin").write_text(BYTE_GIN)
+  return f"--gin_file={tmp_path / 'task.gin'}", f"--gin_file={tmp_path / 'bytes.gin'}"
+
+
 @pytest.mark.slow
 def test_lora_on_a_decoder_trains_only_the_adapters(tmp_path):
   """AdamW on decoder_tiny; LoRA (models/lora.gin) from a base checkpoint that has no
   adapters: the base stays bit-identical, the adapters learn."""
-  task_gin = tmp_path / "task.gin"
-  task_gin.write_text("import linguamix.testing.train_helpers\nMIXTURE_OR_TASK_NAME = 'train_tiny.reverse'\n")
-  common = [f"--gin_file={task_gin}", "--gin_file=models/decoder_tiny.gin",
-            "--gin.BATCH_SIZE=4", "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 16}",
+  task_gin, byte_gin = _byte_task_gins(tmp_path)
+  common = [task_gin, "--gin_file=models/decoder_tiny.gin", byte_gin, "--gin.BATCH_SIZE=4", "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 16}",
             "--gin.USE_CACHED_TASKS=False", "--gin.RANDOM_SEED=0",
             "--gin.trainer.train.train_eval_dataset_cfg=None",
             "--gin.trainer.train.infer_eval_dataset_cfg=None"]
@@ -268,10 +279,9 @@ def test_eval_scores_decoder_models_on_lm_eval_sequences(tmp_path, capsys, monke
   from linguamix.models import decoder
   from linguamix.t5x_tasks import vocab as task_vocab
   from linguamix.train import run_eval
-  task_gin = tmp_path / "task.gin"
-  task_gin.write_text("import linguamix.testing.train_helpers\nMIXTURE_OR_TASK_NAME = 'train_tiny.reverse'\n")
+  task_gin, byte_gin = _byte_task_gins(tmp_path)
   model_gin = ["--gin_file=models/decoder_tiny.gin"]
-  assert train_main.main([f"--gin_file={task_gin}", *model_gin, f'--gin.MODEL_DIR="{tmp_path}/run"',
+  assert train_main.main([task_gin, *model_gin, byte_gin, f'--gin.MODEL_DIR="{tmp_path}/run"',
                           "--gin.BATCH_SIZE=2", "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 16}",
                           "--gin.USE_CACHED_TASKS=False", "--gin.RANDOM_SEED=0", "--gin.TRAIN_STEPS=1",
                           "--gin.INITIAL_CHECKPOINT_PATH=None",
