@@ -119,38 +119,29 @@ def tiny_mt5(name: str) -> None:
     print(f"  {task}: acc {m['acc']:.1f} ± {m['acc_stderr']:.1f} n {m['num_examples']}")
 
 
-XNLI_HEADER = ["language", "gold_label", "sentence1_binary_parse", "sentence2_binary_parse",
-               "sentence1_parse", "sentence2_parse", "sentence1", "sentence2", "promptID", "pairID",
-               "genre", "label1", "label2", "label3", "label4", "label5", "sentence1_tokenized",
-               "sentence2_tokenized", "match"]  # the XNLI 1.0 release's xnli.dev.tsv columns
-
-
 def xnli_files(xcopa_rows: dict, per_lang: int, root: pathlib.Path, lm_dir: pathlib.Path) -> dict:
   """XNLI's 15 languages, `per_lang` examples each, premise and hypothesis taken from
   XCOPA's real sentences (all its languages in turn): the release's xnli.dev.tsv under
   `root` for linguamix, one JSON-lines file a language (the Hub dataset's fields) for
-  lm-eval; returns lm-eval's {task: file}."""
+  lm-eval; returns lm-eval's {task: file}. The release's layout is the tests' writer's."""
+  from evals_helpers import write_tsv  # tests/
+  from test_evals_benchmarks import XNLI_HEADER, _xnli_row
   pairs = [(r["premise"], r[f"choice{1 + i % 2}"]) for i, r in
            enumerate(r for rows in zip(*xcopa_rows.values()) for r in rows)]
-  labels = xnli.LABELS
-  (root / "xnli").mkdir(parents=True)
   lm_dir.mkdir(parents=True)
-  files, pair = {}, 0
-  with open(root / "xnli" / "xnli.dev.tsv", "w", encoding="utf-8", newline="") as f:
-    f.write("\t".join(XNLI_HEADER) + "\n")  # XCOPA's sentences hold no tab or line break
-    for lang in sorted(xnli.WORDS):
-      path = lm_dir / f"xnli_{lang}.jsonl"
-      with open(path, "w", encoding="utf-8") as lm:
-        for i in range(per_lang):
-          premise, hypothesis = pairs[pair % len(pairs)]
-          gold = labels[pair % 3]
-          f.write("\t".join(map(str, [lang, gold, "(x)", "(y)", "(x)", "(y)", premise, hypothesis, pair,
-                                       pair, "fiction", gold, gold, gold, gold, gold, premise,
-                                       hypothesis, "True"])) + "\n")
-          lm.write(json.dumps({"premise": premise, "hypothesis": hypothesis, "label": pair % 3},
-                              ensure_ascii=False) + "\n")
-          pair += 1
-      files[f"xnli_{lang}"] = str(path)
+  files, tsv_rows, pair = {}, [], 0
+  for lang in sorted(xnli.WORDS):
+    lm_rows = []
+    for _ in range(per_lang):
+      premise, hypothesis = pairs[pair % len(pairs)]
+      tsv_rows.append(_xnli_row(lang, xnli.LABELS[pair % 3], premise, hypothesis, pair))
+      lm_rows.append(json.dumps({"premise": premise, "hypothesis": hypothesis, "label": pair % 3},
+                                ensure_ascii=False))
+      pair += 1
+    path = lm_dir / f"xnli_{lang}.jsonl"
+    path.write_text("\n".join(lm_rows) + "\n", encoding="utf-8")
+    files[f"xnli_{lang}"] = str(path)
+  write_tsv(root / "xnli" / "xnli.dev.tsv", XNLI_HEADER, tsv_rows)  # XCOPA's sentences hold no tab
   return files
 
 

@@ -134,7 +134,8 @@ def _shared_rows(features: Mapping[str, np.ndarray], length: np.ndarray,
   """Decoder rows that score each example's requests together: the positions all its
   requests agree on (input, target, weight: the shared context) once as branch 0, then
   each request's remaining positions as its own branch, positions continuing the shared
-  ones. Yields (row features, [(request, branch slice)], shared slice)."""
+  ones. Yields (row features, [(request, branch slice)], shared slice); the packer gives
+  each row its segment id."""
   for group in groups:
     cols = [features[k][group] for k in features]
     shortest = int(length[group].min())
@@ -156,7 +157,6 @@ def _shared_rows(features: Mapping[str, np.ndarray], length: np.ndarray,
     row = {k: np.concatenate(v) for k, v in parts.items()}
     row["decoder_positions"] = np.concatenate(positions).astype(np.int32)
     row["decoder_branch_ids"] = np.concatenate(branches)
-    row["decoder_segment_ids"] = np.ones(at, np.int32)
     yield row, owners, slice(0, shared)
 
 
@@ -170,7 +170,8 @@ def score_all(score_fn: Callable[[Mapping[str, np.ndarray]], Any],
 
   `token_fn` (per-position log-likelihoods of a decoder-only model that takes
   `decoder_branch_ids`): each example's requests share one row, their common context
-  scored once (`_shared_rows`); a batch then holds `batch_size` requests on average."""
+  scored once (`_shared_rows`), those rows packed into rows of one width (`_pack`, one
+  compilation); a batch then holds `batch_size` requests on average."""
   all_rows = [r for t in tasks for r in t.rows]
   scores = np.zeros(len(all_rows), np.float64)
   if all_rows:
