@@ -52,6 +52,18 @@ def run3(tmp_path_factory) -> pathlib.Path:
   return tmp / "run"
 
 
+_WIDE = "--gin.mt5.MT5Config.mlp_dim=4096"
+_WIDE_MLP = 32 * 4096  # float32 entries of one MLP kernel of the wide model
+
+
+@pytest.fixture(scope="module")
+def run3_wide(tmp_path_factory) -> pathlib.Path:
+  """run3 with an MLP so wide that one array outweighs every metadata file many times over."""
+  tmp = tmp_path_factory.mktemp("run3_wide")
+  assert train_main.main(_argv(tmp, tmp / "run", "--gin.TRAIN_STEPS=3", _WIDE)) == 0
+  return tmp / "run"
+
+
 @pytest.fixture(scope="module")
 def hf_config(tmp_path_factory) -> pathlib.Path:
   """config.json of the tiny mT5 of train_helpers (for export-hf of its checkpoints)."""
@@ -343,14 +355,18 @@ _KILLABLE = ("import signal, runpy; signal.signal(signal.SIGXFSZ, signal.SIG_DFL
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["disk_full", "killed_mid_write"])
 def test_a_failed_save_keeps_the_previous_checkpoint_and_the_next_start_resumes(
-    how, run3, tmp_path, capsys):
+    how, run3_wide, tmp_path, capsys):
   run = tmp_path / "run"
-  shutil.copytree(run3, run)
-  largest = _largest_array_file(run / "checkpoint_3").stat().st_size
-  limit = largest // 2  # the checkpoint's array file cannot be written; logs and metrics can
+  shutil.copytree(run3_wide, run)
+  # Orbax spreads arrays over data files at random, so the limit is not taken from one file:
+  # it is 4x every metadata, log and metrics file, and below the one MLP array (stored whole
+  # in one data file) that every checkpoint of this wide model writes.
+  small = max(p.stat().st_size for p in run.rglob("*") if p.is_file() and p.parent.name != "d")
+  limit = 4 * small
+  assert limit < _WIDE_MLP * 4 // 2
   prog = ([sys.executable, "-c", _KILLABLE] if how == "killed_mid_write"
           else [sys.executable, "-m", "linguamix.train"])
-  proc = subprocess.run([*prog, *_argv(tmp_path, run, "--gin.TRAIN_STEPS=5")], env=_env(),
+  proc = subprocess.run([*prog, *_argv(tmp_path, run, "--gin.TRAIN_STEPS=5", _WIDE)], env=_env(),
                         cwd=REPO, capture_output=True, text=True, timeout=600,
                         preexec_fn=_limit_file_size(limit, kill=how == "killed_mid_write"))
   if how == "disk_full":
@@ -370,7 +386,7 @@ def test_a_failed_save_keeps_the_previous_checkpoint_and_the_next_start_resumes(
   assert sorted(p.name for p in run.glob("checkpoint_*") if p.is_dir()) == [
       "checkpoint_1", "checkpoint_2", "checkpoint_3", "checkpoint_4.orbax-checkpoint-tmp"]
   capsys.readouterr()
-  assert train_main.main(_argv(tmp_path, run, "--gin.TRAIN_STEPS=5")) == 0
+  assert train_main.main(_argv(tmp_path, run, "--gin.TRAIN_STEPS=5", _WIDE)) == 0
   captured = capsys.readouterr()
   assert f"warning: {run}/checkpoint_4.orbax-checkpoint-tmp is a checkpoint whose writing did " \
          "not finish" in captured.err, captured.err
