@@ -128,11 +128,10 @@ def format_row(row, r: dict | None, why: str | None = None) -> str:
 
 
 def _loops_counted_once(r: dict) -> bool:
-  """XLA's FLOP count below the model's 6·N·tokens: its cost analysis counts a loop's body
-  once, so a scanned model's step time is the model's FLOPs alone, without remat's
-  recomputation, and its MFU a ceiling only (marked *)."""
-  f = r["flops"]
-  return f["xla_per_chip"] * r["chips"] < f["model_6nd"] + f["attention"]
+  """XLA's cost analysis counts a loop's body once; `plan` counts scanned layers and
+  microbatches from the unrolled step, and where that did not compile the MFU is a ceiling
+  only (marked *)."""
+  return "once" in r["flops"]["xla_counted"]
 
 
 def _steps(r: dict) -> str:

@@ -125,6 +125,39 @@ def test_memory_matches_an_independent_count_replicated_and_sharded():
 
 @needs_libtpu
 @pytest.mark.slow
+def test_scanned_and_microbatched_steps_are_costed_like_the_unrolled_step():
+  """XLA's cost analysis counts a loop body once; the planner's count of a scanned,
+  microbatched step must be what the compiler counts for the same step unrolled."""
+  import seqio
+  from linguamix.models import decoder
+  from linguamix.train import data
+  ds = data.DatasetConfig("none", {"targets": 128}, "train", batch_size=8, shuffle=False)
+  reports = {}
+  for name, scan, microbatches in (("unrolled", False, 1), ("scanned", True, 2)):
+    cfg = decoder.DecoderConfig(vocab_size=1024, d_model=512, num_layers=4, num_heads=4, num_kv_heads=4,
+                                mlp_dim=1024, dtype="bfloat16", param_dtype="float32", dropout_rate=0.0,
+                                scan_layers=scan)
+    model = decoder.DecoderOnlyModel(cfg, seqio.PassThroughVocabulary(size=0, eos_id=1))
+    reports[name] = plan.plan(model=model, partitioner_cfg={"data": 1, "fsdp": 4}, train_dataset_cfg=ds,
+                              topology=plan.parse_topology("v5e-4"), optimizer="adamw",
+                              num_microbatches=microbatches)
+  unrolled, scanned = reports["unrolled"]["flops"], reports["scanned"]["flops"]
+  assert unrolled["xla_counted"] == "as compiled"
+  assert scanned["xla_counted"].startswith("unrolled") and "x 2 microbatches" in scanned["xla_counted"]
+  # The compiler's own count of the unrolled step, within 1% (the optimizer update, counted
+  # once per microbatch, is the difference).
+  assert abs(scanned["xla_per_chip"] - unrolled["xla_per_chip"]) <= 0.01 * unrolled["xla_per_chip"]
+  # Two microbatches read the weights twice: more bytes than one pass, fewer than two steps.
+  assert unrolled["xla_bytes_accessed_per_chip"] < scanned["xla_bytes_accessed_per_chip"] \
+      < 2 * unrolled["xla_bytes_accessed_per_chip"]
+  # The model's FLOPs and XLA's agree on the unrolled step (both count every layer).
+  model_chip = (unrolled["model_6nd"] + unrolled["attention"]) / 4
+  assert abs(unrolled["xla_per_chip"] - model_chip) <= 0.05 * model_chip
+  assert "upper bound" not in plan.format_report(reports["scanned"])
+
+
+@needs_libtpu
+@pytest.mark.slow
 def test_oversized_batch_does_not_fit(tmp_path):
   out = tmp_path / "plan.json"
   r = _plan("--topology", "v5e-1", *DECODER, "--gin.TASK_FEATURE_LENGTHS={'targets': 4096}",

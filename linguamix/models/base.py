@@ -11,6 +11,7 @@ Parameters carry logical axis names (`nn.with_logical_partitioning`) from
 from __future__ import annotations
 
 import abc
+import copy
 import math
 from typing import Any, Mapping
 
@@ -48,6 +49,13 @@ class BaseModel(abc.ABC):
   start_token: str | None = None
   # `optim.build` name the trainer uses unless a gin names another.
   default_optimizer: str = "adamw"
+
+  def with_config(self, config) -> "BaseModel":
+    """The same model over another config of its family (its module rebuilt from it)."""
+    model = copy.copy(self)
+    model.config = config
+    model.module = type(self.module)(config)
+    return model
 
   def with_start_token(self, start_token: str) -> "BaseModel":
     """The same model with another start-token policy; a model without the slot is itself."""

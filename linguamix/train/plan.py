@@ -250,6 +250,64 @@ def _shard_bytes(tree) -> int:
   return total
 
 
+def _lower_inputs(model, partitioner, task_feature_lengths, batch_size: int, num_microbatches: int,
+                  *, optimizer, learning_rate, max_grad_norm, total_steps):
+  """The trainer's own step and its abstract arguments, on `partitioner`'s mesh."""
+  import flax.linen as nn
+
+  from linguamix.train import optim, trainer
+  boxed, _ = trainer.abstract_params(model, task_feature_lengths)
+  abstract = nn.unbox(boxed)
+  lr = learning_rate or optim.schedule()
+  if isinstance(lr, optim.NeedsTotalSteps):
+    lr = lr.at(total_steps or 1000)
+  tx, shardings, train_step = trainer.build_train_step(
+      model, partitioner, boxed, optimizer=optimizer, lr_schedule=lr,
+      max_grad_norm=max_grad_norm, num_microbatches=num_microbatches)
+  state = trainer.abstract_state(abstract, tx, shardings)
+  batch, lengths = _abstract_batch(model, partitioner, task_feature_lengths, batch_size)
+  return boxed, abstract, state, batch, lengths, train_step
+
+
+def _cost(compiled) -> tuple[float, float]:
+  cost = compiled.cost_analysis() or {}
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost.get("flops", 0.0)), float(cost.get("bytes accessed", 0.0))
+
+
+# The config fields that count a model's layers (one general rule, not one per family).
+LAYER_FIELDS = ("num_layers", "num_encoder_layers", "num_decoder_layers")
+
+
+def _unrolled_cost(model, partitioner, task_feature_lengths, rows: int,
+                   **step_kwargs) -> tuple[float, float] | None:
+  """XLA's (flops, bytes accessed) per chip of one unrolled step of `rows` rows, without
+  compiling the whole model unrolled: the step with every layer count at 1 and at 2, layers
+  not scanned, gives fixed + per-layer cost, extrapolated to the model's layer counts (all
+  equal in every family, so one slope). None where a small step does not compile."""
+  import jax
+  import jax.numpy as jnp
+  cfg = model.config
+  counts = {f: getattr(cfg, f) for f in LAYER_FIELDS if hasattr(cfg, f)}
+  if len(set(counts.values())) != 1:
+    return None
+  costs = []
+  for k in (1, 2):
+    small = model.with_config(dataclasses.replace(
+        cfg, scan_layers=False, **{f: k for f in counts}))
+    *_, state, batch, _, step = _lower_inputs(small, partitioner, task_feature_lengths, rows, 1,
+                                              **step_kwargs)
+    rng = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=partitioner.replicated())
+    try:
+      costs.append(_cost(step.lower(state, batch, rng).compile()))
+    except Exception as e:  # the compiler refused the small step: keep the counted-once figures
+      if "RESOURCE_EXHAUSTED" not in str(e):
+        raise
+      return None
+  layers = next(iter(counts.values()))
+  return tuple(one + (layers - 1) * (two - one) for one, two in zip(*costs))
+
+
 class NoLibtpu(errors.UserError):
   """The TPU compiler is an optional extra."""
 
@@ -259,12 +317,11 @@ def plan(*, model, partitioner_cfg: Mapping[str, Any], train_dataset_cfg, topolo
          total_steps: int | None = None, rows_per_epoch: int | None = None,
          epochs: float | None = None) -> dict:
   """Compiles the run's train step for `topology` and returns the figures (see the module doc)."""
-  import flax.linen as nn
   import jax
   import jax.numpy as jnp
   import numpy as np
 
-  from linguamix.train import optim, partitioning, trainer
+  from linguamix.train import partitioning
 
   # Bad meshes and batches are refused before libtpu loads.
   batch_size = int(train_dataset_cfg.batch_size)
@@ -277,16 +334,11 @@ def plan(*, model, partitioner_cfg: Mapping[str, Any], train_dataset_cfg, topolo
     raise ValueError(f"BATCH_SIZE={batch_size} is not divisible by the data-parallel size "
                      f"{data * fsdp} (mesh data x fsdp) x {num_microbatches} microbatches")
   partitioner = partitioning.Partitioner(devices=topology_devices(topology), **partitioner_cfg)
-  boxed, _ = trainer.abstract_params(model, train_dataset_cfg.task_feature_lengths)
-  abstract = nn.unbox(boxed)
-  lr = learning_rate or optim.schedule()
-  if isinstance(lr, optim.NeedsTotalSteps):
-    lr = lr.at(total_steps or 1000)
-  tx, shardings, train_step = trainer.build_train_step(
-      model, partitioner, boxed, optimizer=optimizer, lr_schedule=lr,
-      max_grad_norm=max_grad_norm, num_microbatches=num_microbatches)
-  state = trainer.abstract_state(abstract, tx, shardings)
-  batch, lengths = _abstract_batch(model, partitioner, train_dataset_cfg.task_feature_lengths, batch_size)
+  step_kwargs = dict(optimizer=optimizer, learning_rate=learning_rate, max_grad_norm=max_grad_norm,
+                     total_steps=total_steps)
+  boxed, abstract, state, batch, lengths, train_step = _lower_inputs(
+      model, partitioner, train_dataset_cfg.task_feature_lengths, batch_size, num_microbatches,
+      **step_kwargs)
   rng = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=partitioner.replicated())
   chip = topology.chip
   mesh = dict(partitioner.mesh.shape)
@@ -325,10 +377,19 @@ def plan(*, model, partitioner_cfg: Mapping[str, Any], train_dataset_cfg, topolo
                           aliased=ma.alias_size_in_bytes, temporaries=ma.temp_size_in_bytes,
                           code=ma.generated_code_size_in_bytes, total=total)
   report["fits"] = total <= chip.hbm_bytes
-  cost = compiled.cost_analysis() or {}
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  xla_flops = float(cost.get("flops", 0.0))
-  xla_bytes = float(cost.get("bytes accessed", 0.0))
+  xla_flops, xla_bytes = _cost(compiled)
+  counted = "as compiled"
+  if getattr(model.config, "scan_layers", False) or num_microbatches > 1:
+    # XLA counts a loop's body once: the layer scan and the microbatch loop are counted
+    # from the same step unrolled, at one and two layers (cost = fixed + layers x per layer).
+    unrolled = _unrolled_cost(model, partitioner, train_dataset_cfg.task_feature_lengths,
+                              batch_size // num_microbatches, **step_kwargs)
+    if unrolled is not None:
+      xla_flops, xla_bytes = (num_microbatches * x for x in unrolled)
+      counted = ("unrolled: 1- and 2-layer steps extrapolated to the model's layers"
+                 + (f", x {num_microbatches} microbatches" if num_microbatches > 1 else ""))
+    else:
+      counted = "loop bodies counted once (the unrolled step did not compile)"
   enc, dec = model.matmul_params(abstract)
   tokens = {k: batch_size * v for k, v in lengths.items()}
   if "encoder_input_tokens" in lengths:
@@ -345,7 +406,7 @@ def plan(*, model, partitioner_cfg: Mapping[str, Any], train_dataset_cfg, topolo
   step_s = max(t_flops, t_hbm, t_ici)
   report.update(
       flops={"model_6nd": dense, "attention": attention, "xla_per_chip": xla_flops,
-             "xla_bytes_accessed_per_chip": xla_bytes},
+             "xla_bytes_accessed_per_chip": xla_bytes, "xla_counted": counted},
       collectives=coll,
       estimate={"step_seconds": step_s, "compute_seconds": t_flops, "hbm_seconds": t_hbm,
                 "ici_seconds": t_ici, "bound": ("compute", "HBM", "ICI")[
@@ -422,7 +483,7 @@ def format_report(r: dict) -> str:
               f"  model 6·N·tokens            {f['model_6nd']:.3e}",
               f"  attention (full square)     {f['attention']:.3e}",
               f"  XLA's count, per chip       {f['xla_per_chip']:.3e} (x {r['chips']} chips = "
-              f"{f['xla_per_chip'] * r['chips']:.3e})"]
+              f"{f['xla_per_chip'] * r['chips']:.3e}; {f['xla_counted']})"]
     lines += ["", "collectives in the compiled step (per chip)"]
     for kind, c in sorted(r["collectives"].items()):
       lines.append(f"  {kind:<20}{c['count']:>6} x, {format_bytes(c['bytes'])} results, "
@@ -433,7 +494,8 @@ def format_report(r: dict) -> str:
               f"  step time                   {e['step_seconds'] * 1e3:.1f} ms ({e['bound']}-bound: "
               f"compute {e['compute_seconds'] * 1e3:.1f}, HBM {e['hbm_seconds'] * 1e3:.1f}, "
               f"ICI {e['ici_seconds'] * 1e3:.1f} ms)",
-              f"  MFU                         {100 * e['mfu']:.1f}% (upper bound)"]
+              f"  MFU                         {100 * e['mfu']:.1f}%"
+              + (" (upper bound: loops counted once)" if "once" in f["xla_counted"] else "")]
     for key, label in (("epoch", "one epoch"), ("run", "the run")):
       if key in r:
         x = r[key]
