@@ -134,3 +134,18 @@ def test_run_main_prints_one_line_traceback_only_for_bugs_or_verbose(capsys, mon
   assert errors.run_main(_boom("bug"), [], prog="p") == errors.EXIT_BUG
   err = capsys.readouterr().err
   assert "Traceback" in err and "p: internal error (a bug" in err and "KeyError" in err
+
+
+def test_infer_refuses_tasks_of_another_vocabulary_before_reading_the_checkpoint(tmp_path):
+  import seqio
+  from linguamix.models import decoder
+  from linguamix.train import run_infer
+  cfg = decoder.DecoderConfig(vocab_size=264, d_model=32, num_layers=1, num_heads=2, num_kv_heads=2,
+                              mlp_dim=64, dtype="float32")
+  model = decoder.DecoderOnlyModel(cfg, seqio.ByteVocabulary())
+  with pytest.raises(ValueError, match=r"MIXTURE_OR_TASK_NAME='bactrian_x.de' tokenizes with a "
+                                       r"vocabulary of \d+ ids that is not the model's \(259 ids\)"):
+    run_infer.infer(model=model, checkpoint_path=str(tmp_path / "no_checkpoint"),
+                    output_dir=str(tmp_path / "out"), mixture_or_task_name="bactrian_x.de",
+                    split="validation")
+  assert not (tmp_path / "out").exists()

@@ -170,3 +170,14 @@ def test_too_long_requests_fail(root, tmp_path):
   with pytest.raises(Exception, match="targets longer than sequence_length"):
     runner.evaluate(model, None, "xnli.de", str(tmp_path), sequence_length={"inputs": 8, "targets": 8},
                     jit=False)
+
+
+def test_generation_with_another_vocabulary_than_the_tasks_is_refused(tmp_path):
+  """Generation feeds the task's token ids to the model: a byte-vocabulary model on tasks
+  tokenized by SentencePiece would decode garbage, so it is refused before scoring."""
+  import seqio
+  model = LookupScorer(seqio.ByteVocabulary(), {})
+  with pytest.raises(ValueError, match=r"task 'flores.en_de' tokenizes with a vocabulary of \d+ ids "
+                                       r"that is not the model's \(259 ids\)"):
+    runner.evaluate(model, None, "flores.en_de", str(tmp_path / "out"), jit=False)
+  assert not (tmp_path / "out").exists()

@@ -29,6 +29,7 @@ from linguamix.evals import loggers as loggers_lib
 from linguamix.evals import registry
 from linguamix.evals import requests
 from linguamix.models import base
+from linguamix.t5x_tasks import vocab as vocab_lib
 
 LOGGERS = (loggers_lib.MetricsLogger, loggers_lib.ScoresLogger)
 _PREDICTION = seqio.metrics.ModelOutputType.PREDICTION
@@ -175,6 +176,10 @@ def evaluate(model: base.BaseModel, params: Any, task_or_mixture_names: str | Se
     lacking = [t.name for t in tasks if split not in t.splits]
     if lacking:
       raise ValueError(f"split {split!r} not offered by {lacking}")
+    for t in tasks:  # generation feeds the task's token ids to the model (ranking re-tokenizes)
+      if not batched.is_rank_task(t) and "targets" in t.output_features:
+        vocab_lib.check_same_tokenization(f"task {t.name!r}", t.output_features["targets"].vocabulary,
+                                          model.vocabulary)
     converter = feature_converter or model.feature_converter_cls(pack=False)
     model, fmt = requests.for_model(model, add_bos_token)
     score = jax.jit(model.score_batch) if jit else model.score_batch

@@ -39,6 +39,24 @@ def task_vocabulary(vocabulary: seqio.Vocabulary | None = None) -> seqio.Vocabul
   return vocabulary if vocabulary is not None else sample_vocabulary()
 
 
+# Texts of several scripts: two vocabularies that tokenize them alike are taken as one.
+_PROBE = "Hello, world! Grüße aus Köln. Привет, мир! 你好，世界！ नमस्ते दुनिया"
+
+
+def check_same_tokenization(what: str, task_vocab: seqio.Vocabulary,
+                            vocabulary: seqio.Vocabulary | None) -> None:
+  """ValueError naming `what` (the tasks) when their vocabulary tokenizes otherwise than the
+  model's: training, scoring or decoding would use token ids of another tokenizer, silently."""
+  if vocabulary is None:
+    return
+  if (task_vocab.vocab_size, list(task_vocab.encode(_PROBE))) != (
+      vocabulary.vocab_size, list(vocabulary.encode(_PROBE))):
+    raise ValueError(
+        f"{what} tokenizes with a vocabulary of {task_vocab.vocab_size} ids that is not the "
+        f"model's ({vocabulary.vocab_size} ids): bind the tasks' to the model's in the model "
+        "gin (`t5x_tasks.task_vocabulary.vocabulary = %VOCABULARY`)")
+
+
 _RESOLVED: dict = {}
 
 

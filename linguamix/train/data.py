@@ -16,6 +16,8 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
+from linguamix.t5x_tasks import vocab as vocab_lib
+
 
 @dataclasses.dataclass
 class DatasetConfig:
@@ -50,23 +52,12 @@ def get_mixture_or_task(name: str) -> seqio.Task | seqio.Mixture:
         f"registered by the imported modules{hint}") from None
 
 
-# Texts of several scripts: two vocabularies that tokenize them alike are taken as one.
-_PROBE = "Hello, world! Grüße aus Köln. Привет, мир! 你好，世界！ नमस्ते दुनिया"
-
-
 def check_vocabulary(name: str, vocabulary: seqio.Vocabulary | None) -> None:
   """An error when the tasks of `name` tokenize otherwise than the model's vocabulary: a
   model gin that forgets to bind the tasks' vocabulary would else train (and count
   epochs) on token ids of another tokenizer, silently."""
-  if vocabulary is None:
-    return
   task_vocab = get_mixture_or_task(name).output_features["targets"].vocabulary
-  if (task_vocab.vocab_size, list(task_vocab.encode(_PROBE))) != (
-      vocabulary.vocab_size, list(vocabulary.encode(_PROBE))):
-    raise ValueError(
-        f"MIXTURE_OR_TASK_NAME={name!r} tokenizes with a vocabulary of {task_vocab.vocab_size} "
-        f"ids that is not the model's ({vocabulary.vocab_size} ids): bind the tasks' to the "
-        "model's in the model gin (`t5x_tasks.task_vocabulary.vocabulary = %VOCABULARY`)")
+  vocab_lib.check_same_tokenization(f"MIXTURE_OR_TASK_NAME={name!r}", task_vocab, vocabulary)
 
 
 @gin.configurable(module="linguamix.train.data")

@@ -38,6 +38,7 @@ def infer(*, model, checkpoint_path: str, output_dir: str, mixture_or_task_name:
   tasks = [t for t in seqio.get_subtasks(mt) if split in t.splits]
   if not tasks:
     raise ValueError(f"no task of {mixture_or_task_name!r} has split {split!r}")
+  data_lib.check_vocabulary(mixture_or_task_name, model.vocabulary)
   params = run_eval.load_checkpoint_params(model, checkpoint_path, task_feature_lengths)
   runner = evaluation.BatchRunner(partitioning.Partitioner(), batch_size)
   rng = jax.random.key(seed)
