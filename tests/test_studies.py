@@ -21,7 +21,7 @@ import seqio
 from linguamix import cli
 from linguamix import studies
 from linguamix.evals import open_prompts
-from linguamix.studies import run_commands, runner, stats
+from linguamix.studies import grid, run_commands, stats
 from linguamix.studies import report as study_report
 from linguamix.studies.base import Run
 from linguamix.cli import flags
@@ -228,7 +228,7 @@ def test_report_tables_come_from_the_metric_files(tmp_path):
                   [1] * n_right + [0] * (10 - n_right))
   broken = Run("li_sem_k14_s66", "li_sem_k14_s66", {"method": "sem", "k": 14, "seed": 66})
   os.makedirs(cfg.run_dir(broken))
-  runner._fail(cfg, broken, "train", 2, "/x/train.log")
+  grid._fail(cfg, broken, "train", 2, "/x/train.log")
   path = study_report.build(cfg, runs + [broken, Run("li_all", "li_all", {"method": "all", "k": 52})])
   text = open(path).read()
   assert "failed in train (exit 2; log `/x/train.log`)" in text
@@ -257,15 +257,15 @@ def _env():
 
 
 def test_in_process_executor_runs_the_command_layers_programs(tmp_path):
-  """The study command hands the runner its entry points; the runner names none itself.
+  """The study command hands the grid its entry points; the grid names none itself.
   A stage through them ends as the same program run by `python -m` would."""
   with pytest.raises(ValueError, match="no entry point for linguamix.eval, linguamix.cli"):
-    runner.InProcess({"linguamix.train": lambda argv: 0})
+    grid.InProcess({"linguamix.train": lambda argv: 0})
   log = str(tmp_path / "logs" / "list.log")
   args = ["mixtures", "list"]
   for executor in (study_cli.executor("inprocess"), study_cli.executor("subprocess")):
-    assert runner.execute("linguamix.cli", args, log, {}, executor) == 0
-  assert runner.execute("linguamix.cli", ["no-such-command"], log, {},
+    assert grid.execute("linguamix.cli", args, log, {}, executor) == 0
+  assert grid.execute("linguamix.cli", ["no-such-command"], log, {},
                         study_cli.executor("inprocess")) == 2
   text = open(log).read()
   assert text.count("$ python -m linguamix.cli mixtures list\n") == 2
@@ -283,11 +283,11 @@ def test_smoke_sphinx_plan_line_runs_as_written_then_resume_and_failure(tmp_path
   cfg = run_commands.Config(study=studies.STUDIES["sphinx"], out=str(out),
                         model_gin=run_commands.SMOKE_MODEL, preset="full", smoke=True)
   tiers, nolangit = studies.STUDIES["sphinx"].grid(smoke=True)
-  assert runner.train_done(cfg, tiers) and runner.eval_done(cfg, tiers)
+  assert grid.train_done(cfg, tiers) and grid.eval_done(cfg, tiers)
   stamp = os.path.getmtime(os.path.join(cfg.run_dir(tiers), "summary.json"))
   # The study resumes: the finished run is skipped; a broken run fails and the next goes on.
   broken = Run("broken", "no_such_mixture")
-  statuses = runner.run_grid(cfg, [tiers, broken, nolangit], study_cli.executor("inprocess"))
+  statuses = grid.run_grid(cfg, [tiers, broken, nolangit], study_cli.executor("inprocess"))
   assert statuses[0] == {"run": "sphinx_tiers", "status": "skipped (done)"}
   assert statuses[1]["stage"] == "train" and statuses[1]["exit_status"] == 2
   assert "no_such_mixture" in open(statuses[1]["log"]).read()
@@ -363,14 +363,14 @@ def test_judge_pairs_each_run_against_the_baseline_on_a_loopback_endpoint(
           f.writelines(json.dumps(l) + "\n" for l in lines)
       with open(eval_dir / "run.json", "w") as f:
         json.dump({"tasks": list(cfg.evals)}, f)
-    assert runner.run_judge(cfg, runs, study_cli.executor("inprocess")) == []
+    assert grid.run_judge(cfg, runs, study_cli.executor("inprocess")) == []
     assert _PairJudge.requests == 3 * 80 * 2 * 2  # p10 against p0, 3 languages, 2 turns, 2 orders
     table = study_report.table_lib.build(runs, cfg.eval_dir, cfg.judge_dir)
     # p10 wins its 40 good answers in both orders; the other 40 are ties: (40 + 20) / 80
     for lang in ("en", "es", "it"):
       for family in ("judge_pair", "judge_pair_turn1", "judge_pair_turn2"):
         assert table.get("pinch_p10", family, lang, "win_rate") == pytest.approx(75.0)
-    assert runner.run_judge(cfg, runs, study_cli.executor("inprocess")) == [] and _PairJudge.requests == 960
+    assert grid.run_judge(cfg, runs, study_cli.executor("inprocess")) == [] and _PairJudge.requests == 960
   finally:
     httpd.shutdown()
     httpd.server_close()
@@ -417,7 +417,7 @@ def test_opengptx_reports_mt_bench_x_per_language_turn_and_composition(
                 q["question_id"], run.name, [f"Antwort R{t1}", f"Antwort R{t2}"])) + "\n")
       with open(eval_dir / "run.json", "w") as f:
         json.dump({"tasks": list(cfg.evals)}, f)
-    assert runner.run_judge(cfg, runs, study_cli.executor("inprocess")) == []
+    assert grid.run_judge(cfg, runs, study_cli.executor("inprocess")) == []
   finally:
     httpd.shutdown()
     httpd.server_close()

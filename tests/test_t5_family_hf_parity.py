@@ -20,7 +20,7 @@ transformers = pytest.importorskip("transformers")
 
 from linguamix.models import mt5
 from linguamix.models.checkpoint_formats import hf_mt5, layout
-from linguamix.models.hf import registry
+from linguamix.models.hf import architectures
 from linguamix.models.encoder_decoder import EncoderDecoderModel
 
 ENC = np.array([[5, 17, 33, 2, 9, 61, 40, 12, 7, 3, 88, 21, 1, 0, 0, 0],
@@ -154,7 +154,7 @@ def test_logits_scores_greedy_and_export_match_transformers(name, tmp_path):
   # Export: transformers reloads the same model (tied head again without lm_head.weight).
   out_dir = tmp_path / "export"
   hf_mt5.save(str(out_dir), layout.flatten(jax.tree.map(np.asarray, params)), ours.config,
-              arch=registry.get(CLASSES[model_type][1]))
+              arch=architectures.get(CLASSES[model_type][1]))
   assert ("lm_head.weight" in load_file(str(out_dir / "model.safetensors"))) != ours.config.tie_embeddings
   assert json.loads((out_dir / "config.json").read_text())["architectures"] == [type(reference).__name__]
   reloaded = type(reference).from_pretrained(str(out_dir)).eval()

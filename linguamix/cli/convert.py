@@ -15,12 +15,12 @@ import argparse
 def parser() -> argparse.ArgumentParser:
   # Both import no JAX or TensorFlow (the conversions import them when they run).
   from linguamix.models import convert
-  from linguamix.models.hf import registry
+  from linguamix.models.hf import architectures
   parser = argparse.ArgumentParser(
       prog="linguamix convert",
       description="Convert Hugging Face checkpoints (config.json + model.safetensors, sharded "
                   "or not) to Orbax params for INITIAL_CHECKPOINT_PATH, and back. Families: "
-                  + ", ".join(registry.names()))
+                  + ", ".join(architectures.names()))
   sub = parser.add_subparsers(dest="command", required=True)
   imp = sub.add_parser("import-hf", help="HF model directory -> Orbax params directory")
   imp.add_argument("hf_dir", help="directory with config.json and model.safetensors[.index.json]")

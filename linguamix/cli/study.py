@@ -13,14 +13,14 @@ from linguamix.studies import run_commands
 
 
 def executor(name: str):
-  """The study runner's executor for `--executor subprocess|inprocess`. In process, each
+  """The study grid's executor for `--executor subprocess|inprocess`. In process, each
   stage's `python -m` program is the function that program calls on its arguments."""
-  from linguamix.studies import runner
+  from linguamix.studies import grid
   if name == "subprocess":
-    return runner.run_subprocess
+    return grid.run_subprocess
   import linguamix.cli
   from linguamix.cli import train
-  return runner.InProcess({"linguamix.train": train.main, "linguamix.eval": train.eval_main,
+  return grid.InProcess({"linguamix.train": train.main, "linguamix.eval": train.eval_main,
                            "linguamix.cli": linguamix.cli.main})
 
 
@@ -196,9 +196,9 @@ def main(argv: list[str]) -> int:
     return 0
   failed = []
   if not args.report_only:
-    from linguamix.studies import runner
+    from linguamix.studies import grid
     print(f"linguamix study {study.name}: {len(runs)} runs into {os.path.abspath(args.out)}/runs")
-    statuses = runner.run_grid(cfg, runs, executor(args.executor))
+    statuses = grid.run_grid(cfg, runs, executor(args.executor))
     failed = [s for s in statuses if "stage" in s]
   path = report.build(cfg, runs)
   print(f"wrote {path}")

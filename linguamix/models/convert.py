@@ -6,7 +6,7 @@
   linguamix convert import-t5x T5X_CHECKPOINT_DIR ORBAX_DIR [--scan_layers]   (legacy mT5)
 
 The architecture is read from config.json `architectures`; its record in
-`linguamix.models.hf.registry` converts it (`import_hf`, `export_hf`, `export_peft`).
+`linguamix.models.hf.architectures` converts it (`import_hf`, `export_hf`, `export_peft`).
 The Orbax directory holds the bare params tree (what `INITIAL_CHECKPOINT_PATH` loads)
 plus `hf_config.json`, so export needs no other input. Export also reads a training
 checkpoint (`MODEL_DIR/checkpoint_<step>`): its `state/params` subtree.
@@ -25,7 +25,7 @@ import shutil
 from linguamix import atomic
 from linguamix import errors
 from linguamix.models.checkpoint_formats import integrity
-from linguamix.models.hf import registry
+from linguamix.models.hf import architectures
 
 HF_CONFIG_FILE = "hf_config.json"
 # Tokenizer files copied along so a converted directory is complete.
@@ -39,7 +39,7 @@ def import_hf(hf_dir: str, out_dir: str, **options) -> dict:
   if not config_path.exists():
     raise FileNotFoundError(f"{config_path} does not exist")
   hf_config = _read_json(config_path)
-  arch = registry.lookup(hf_config, str(config_path))
+  arch = architectures.lookup(hf_config, str(config_path))
   _check_new(out_dir)
   params, hf_config = arch.import_hf(hf_dir, **options)
   _save_orbax(out_dir, params, hf_config, copy_from=hf_dir)
@@ -90,7 +90,7 @@ def _read_checkpoint(checkpoint_dir: str, config_path: str | None):
   if not config_file.exists():
     raise FileNotFoundError(f"{config_file} does not exist: pass --config with the model's config.json")
   hf_config = _read_json(config_file)
-  arch = registry.lookup(hf_config, str(config_file))
+  arch = architectures.lookup(hf_config, str(config_file))
   item = src / "state" if (src / "state").is_dir() else src
   try:  # every file there and whole before Orbax reads (its errors name no file)
     integrity.check_item(str(item))

@@ -8,7 +8,7 @@ import os
 from typing import Sequence
 
 from linguamix.studies import run_commands
-from linguamix.studies import runner
+from linguamix.studies import grid
 from linguamix.studies import table as table_lib
 from linguamix.studies.base import Run
 
@@ -19,9 +19,9 @@ def _status(cfg: run_commands.Config, run: Run) -> str:
     with open(failed, encoding="utf-8") as f:
       rec = json.load(f)
     return f"failed in {rec['stage']} (exit {rec['exit_status']}; log `{rec['log']}`)"
-  if runner.eval_done(cfg, run):
+  if grid.eval_done(cfg, run):
     return "done"
-  if runner.train_done(cfg, run):
+  if grid.train_done(cfg, run):
     return "trained, not evaluated"
   return "not run"
 

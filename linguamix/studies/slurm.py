@@ -32,7 +32,7 @@ import subprocess
 from typing import Mapping, Sequence
 
 from linguamix.studies import run_commands
-from linguamix.studies import runner
+from linguamix.studies import grid
 from linguamix.studies.base import Run
 
 STAGES = ("train", "eval", "judge", "report")
@@ -212,9 +212,9 @@ def plan(cfg: run_commands.Config, runs: Sequence[Run], in_queue: set[str]) -> W
   for run in runs:
     if run.name in in_queue:
       work.in_queue.append(run)
-    elif not runner.train_done(cfg, run):
+    elif not grid.train_done(cfg, run):
       work.train.append(run)
-    elif not runner.eval_done(cfg, run):
+    elif not grid.eval_done(cfg, run):
       work.eval_only.append(run)
     elif _judge_missing(cfg, run, langs):
       work.judge.append(run)
@@ -479,9 +479,9 @@ def _file_state(cfg, run, stages, acct) -> Row:
       rec = json.load(f)
     attempts = f", {rec['attempts']} attempt(s)" if rec.get("attempts") else ""
     return Row(run.name, rec["stage"], "failed", f"exit {rec['exit_status']}{attempts}; log {rec['log']}")
-  if runner.eval_done(cfg, run):
+  if grid.eval_done(cfg, run):
     return Row(run.name, "eval", "done", "trained and evaluated")
-  stage = "eval" if runner.train_done(cfg, run) else "train"
+  stage = "eval" if grid.train_done(cfg, run) else "train"
   what = "trained, not evaluated" if stage == "eval" else "not trained"
   job = stages.get(stage)
   if job and job in acct:

@@ -37,13 +37,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def _done(cfg, run, stage: str, command: list[str]) -> str | None:
   """Why the stage need not run, or None."""
-  from linguamix.studies import runner
-  if stage == "train" and runner.train_done(cfg, run):
+  from linguamix.studies import grid
+  if stage == "train" and grid.train_done(cfg, run):
     return "trained already"
-  if stage == "eval" and runner.eval_done(cfg, run):
+  if stage == "eval" and grid.eval_done(cfg, run):
     return "evaluated already"
   if stage == "judge":
-    if not runner.eval_done(cfg, run):
+    if not grid.eval_done(cfg, run):
       return "not evaluated: nothing to judge"
     if "--out" in command and os.path.exists(command[command.index("--out") + 1]):
       return "judged already"
@@ -76,7 +76,7 @@ def _requeue(why: str) -> bool:
 
 
 def main(argv: list[str]) -> int:
-  from linguamix.studies import run_commands, runner, slurm
+  from linguamix.studies import grid, run_commands, slurm
   from linguamix.studies.base import Run
   args = _parser().parse_args(argv)
   command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -117,7 +117,7 @@ def main(argv: list[str]) -> int:
   if rc == EXIT_PREEMPTED:
     if _requeue(f"{args.run} {args.stage}: stopped on SIGTERM (exit 143)"):
       return rc
-    runner._fail(cfg, run, args.stage, rc, log, job=job, reason="stopped on SIGTERM, not requeued")
+    grid._fail(cfg, run, args.stage, rc, log, job=job, reason="stopped on SIGTERM, not requeued")
     return rc
   counter = slurm.attempts_path(cfg, args.run, args.stage)
   os.makedirs(os.path.dirname(counter), exist_ok=True)
@@ -130,7 +130,7 @@ def main(argv: list[str]) -> int:
   if rc != EXIT_USAGE and failures <= args.retries:
     if _requeue(f"{args.run} {args.stage}: exit {rc}; retry {failures} of {args.retries}"):
       return rc
-  runner._fail(cfg, run, args.stage, rc, log, attempts=failures, job=job)
+  grid._fail(cfg, run, args.stage, rc, log, attempts=failures, job=job)
   print(f"{args.run} {args.stage}: FAILED (exit {rc}, {failures} attempt(s)); see {log}", flush=True)
   return rc
 

@@ -23,7 +23,7 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from linguamix.models.checkpoint_formats import layout
-from linguamix.models.hf import registry, tensors
+from linguamix.models.hf import architectures, tensors
 from linguamix.models.mt5 import MT5Config, param_shapes
 
 _ATTN = {"query": "q", "key": "k", "value": "v", "out": "o"}
@@ -64,7 +64,7 @@ def _name_map(cfg: MT5Config) -> list[tuple[str, str, bool]]:
   return names
 
 
-def fields_from_hf(hf: registry.HFConfig, *, relpos_per_layer: bool, reads_output_scale: bool,
+def fields_from_hf(hf: architectures.HFConfig, *, relpos_per_layer: bool, reads_output_scale: bool,
                    default_feed_forward_proj: str) -> dict:
   """MT5Config fields from a T5-family config.json, as transformers 5 reads it.
 
@@ -118,16 +118,16 @@ def fields_to_hf(cfg: MT5Config, *, relpos_per_layer: bool, reads_output_scale: 
       is_encoder_decoder=True, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0, **scale)
 
 
-def _encoder_decoders() -> list[registry.Architecture]:
-  registry.names()  # loads the family tables
-  return [a for a in registry.ARCHITECTURES.values() if a.kind == "encoder_decoder" and a.converter == __name__]
+def _encoder_decoders() -> list[architectures.Architecture]:
+  architectures.names()  # loads the family tables
+  return [a for a in architectures.ARCHITECTURES.values() if a.kind == "encoder_decoder" and a.converter == __name__]
 
 
-def architecture_of(hf: Mapping, where: str = "config.json") -> registry.Architecture:
+def architecture_of(hf: Mapping, where: str = "config.json") -> architectures.Architecture:
   """The record of config.json's `architectures`, or (a bare config without it, as a
   transformers config's to_dict() gives) the one of its model_type."""
   if hf.get("architectures"):
-    arch = registry.lookup(hf, where)
+    arch = architectures.lookup(hf, where)
     if arch not in _encoder_decoders():
       raise ValueError(f"{where}: architectures={hf['architectures']!r} is not a T5-family encoder-decoder")
     return arch
@@ -138,7 +138,7 @@ def architecture_of(hf: Mapping, where: str = "config.json") -> registry.Archite
                    f"{sorted(a.model_type for a in _encoder_decoders())}")
 
 
-def architecture_for(cfg: MT5Config) -> registry.Architecture:
+def architecture_for(cfg: MT5Config) -> architectures.Architecture:
   """The first family record (mT5, T5, UMT5) that computes what `cfg` does, for export."""
   for arch in _encoder_decoders():
     try:
@@ -176,7 +176,7 @@ def tie_head_like_transformers(state: Mapping[str, np.ndarray], cfg: MT5Config) 
   return state, dataclasses.replace(cfg, tie_embeddings=tied)
 
 
-def hf_config(cfg: MT5Config, arch: registry.Architecture | None = None, **extra) -> dict:
+def hf_config(cfg: MT5Config, arch: architectures.Architecture | None = None, **extra) -> dict:
   """config.json contents for the record's `...ForConditionalGeneration` (default: the first
   family that computes what `cfg` does)."""
   arch = arch or architecture_for(cfg)
@@ -229,7 +229,7 @@ def load(directory: str, cfg: MT5Config | None = None) -> tuple[dict, MT5Config]
 
 
 def save(directory: str, flat: Mapping[str, np.ndarray], cfg: MT5Config, dtype: str = "float32",
-         arch: registry.Architecture | None = None) -> None:
+         arch: architectures.Architecture | None = None) -> None:
   """Writes config.json and model.safetensors that the record's `...ForConditionalGeneration`
   loads (default: the first of mT5, T5, UMT5 that computes what `cfg` does)."""
   import jax.numpy as jnp  # ml_dtypes' bfloat16 is a numpy dtype safetensors writes

@@ -27,14 +27,14 @@ import numpy as np
 from safetensors import numpy as st_numpy
 
 from linguamix.models import decoder, hf_vocabulary, lora
-from linguamix.models.hf import registry, tensors
-from linguamix.models.hf.registry import Architecture
+from linguamix.models.hf import architectures, tensors
+from linguamix.models.hf.architectures import Architecture
 
 Path = tuple[str, ...]
 
 
 def _record(arch: Architecture | str) -> Architecture:
-  return registry.get(arch) if isinstance(arch, str) else arch
+  return architectures.get(arch) if isinstance(arch, str) else arch
 
 
 def entries(arch: Architecture | str, cfg: decoder.DecoderConfig) -> list[tensors.Entry]:
@@ -53,7 +53,7 @@ def entries(arch: Architecture | str, cfg: decoder.DecoderConfig) -> list[tensor
 
 def config_from_hf(hf: dict, where: str = "config.json", **overrides) -> tuple[Architecture, decoder.DecoderConfig]:
   """(architecture record, DecoderConfig) from a parsed config.json; `overrides` set dtype, scan, ...."""
-  arch = registry.lookup(hf, where)
+  arch = architectures.lookup(hf, where)
   if arch.kind != "decoder":
     raise ValueError(f"{where}: {arch.name} is an encoder-decoder, not a decoder-only model")
   return arch, decoder.DecoderConfig(**{**arch.fields(hf, where), **overrides})

@@ -19,7 +19,7 @@ from safetensors.numpy import save_file
 
 from linguamix.models import lora
 from linguamix.models.hf import decoder_io, tensors
-from linguamix.models.hf.registry import Architecture
+from linguamix.models.hf.architectures import Architecture
 
 
 def write_adapter(directory: str | pathlib.Path, arch: Architecture, cfg, params: dict,

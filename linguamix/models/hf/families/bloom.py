@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from linguamix.models.hf import registry
+from linguamix.models.hf import architectures
 from linguamix.models.hf.tensors import Entry, entry, linear, norm_entries, out_kernel, same
 
 
@@ -55,7 +55,7 @@ def _to_hf(cfg):
               apply_residual_connection_post_layernorm=False, tie_word_embeddings=cfg.tie_embeddings)
 
 
-registry.register(registry.Architecture(
+architectures.register(architectures.Architecture(
     "BloomForCausalLM", "bloom", "BloomConfig", _fields, _to_hf,
     layer_entries=layer_entries, top_entries=top_entries, base_prefix="transformer.", layer_prefix="h",
     refused={"apply_residual_connection_post_layernorm": False},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from linguamix.models.hf.registry import HFConfig
+from linguamix.models.hf.architectures import HFConfig
 
 # HF activation names -> DecoderConfig.activation
 ACTIVATIONS = {"silu": "silu", "swish": "silu", "gelu": "gelu", "relu": "relu",

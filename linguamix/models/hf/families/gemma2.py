@@ -10,7 +10,7 @@ is not registered, so it is refused by name.
 
 from __future__ import annotations
 
-from linguamix.models.hf import registry
+from linguamix.models.hf import architectures
 from linguamix.models.hf.families import common, llama
 from linguamix.models.hf.tensors import entry, norm_entries, same
 
@@ -30,7 +30,7 @@ def layer_entries(cfg) -> list:
   return entries
 
 
-def _layer_fields(hf: registry.HFConfig, pattern: int) -> dict:
+def _layer_fields(hf: architectures.HFConfig, pattern: int) -> dict:
   """Per-layer kinds (`layer_types`, else HF's default: every `pattern`-th layer global)."""
   n = hf["num_hidden_layers"]
   kinds = hf.get("layer_types") or [
@@ -41,7 +41,7 @@ def _layer_fields(hf: registry.HFConfig, pattern: int) -> dict:
   return dict(layer_types=tuple(kinds), local_window=window if "sliding_attention" in kinds else None)
 
 
-def _common_fields(hf: registry.HFConfig) -> dict:
+def _common_fields(hf: architectures.HFConfig) -> dict:
   """What Gemma 2 and 3 read alike (defaults: transformers' own, for configs that omit a key)."""
   attention_bias = bool(hf.get("attention_bias", False))
   # transformers' Gemma 2/3 MLP takes hidden_activation as named ("gelu" is the exact GELU here)
@@ -54,7 +54,7 @@ def _common_fields(hf: registry.HFConfig) -> dict:
   return fields
 
 
-def _gemma2(hf: registry.HFConfig) -> dict:
+def _gemma2(hf: architectures.HFConfig) -> dict:
   fields = dict(_common_fields(hf), attn_logit_softcap=hf.get("attn_logit_softcapping", 50.0),
                 **_layer_fields(hf, 2))
   if "final_logit_softcapping" not in hf:
@@ -62,7 +62,7 @@ def _gemma2(hf: registry.HFConfig) -> dict:
   return fields
 
 
-def _gemma3_rope(hf: registry.HFConfig) -> dict:
+def _gemma3_rope(hf: architectures.HFConfig) -> dict:
   """RoPE of the global layers (its scaling included) and the base of the sliding ones.
 
   transformers 5 writes `rope_parameters` per layer kind; older configs say `rope_theta`,
@@ -77,12 +77,12 @@ def _gemma3_rope(hf: registry.HFConfig) -> dict:
   local_type = local.get("rope_type", local.get("type", "default"))
   if local_type != "default":
     raise hf.refuse("rope_parameters.sliding_attention.rope_type", local_type, "only default RoPE")
-  fields = common.rope_fields(registry.HFConfig({"rope_parameters": {"rope_theta": 1_000_000.0, **full}},
+  fields = common.rope_fields(architectures.HFConfig({"rope_parameters": {"rope_theta": 1_000_000.0, **full}},
                                                 f"{hf.where} rope_parameters.full_attention"))
   return dict(fields, rope_local_base=float(local.get("rope_theta", 10_000.0)))
 
 
-def _gemma3(hf: registry.HFConfig) -> dict:
+def _gemma3(hf: architectures.HFConfig) -> dict:
   # transformers' Gemma 3 attention never passes attn_logit_softcapping on: inert.
   layer_fields = _layer_fields(hf, hf.get("sliding_window_pattern", hf.get("_sliding_window_pattern", 6)))
   fields = dict(_common_fields(hf), qk_norm=True, **layer_fields, **_gemma3_rope(hf))
@@ -121,8 +121,8 @@ def _gemma3_to_hf(cfg) -> dict:
 _TABLE = dict(layer_entries=layer_entries, top_entries=llama.top_entries, peft=True,
               refused={"use_bidirectional_attention": False})
 
-registry.register(registry.Architecture(
+architectures.register(architectures.Architecture(
     "Gemma2ForCausalLM", "gemma2", "Gemma2Config", _gemma2, _gemma2_to_hf, **_TABLE))
-registry.register(registry.Architecture(
+architectures.register(architectures.Architecture(
     "Gemma3ForCausalLM", "gemma3_text", "Gemma3TextConfig", _gemma3, _gemma3_to_hf,
     inert=frozenset({"attn_logit_softcapping"}), **_TABLE))

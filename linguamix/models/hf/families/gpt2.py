@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from linguamix.models.hf import registry
+from linguamix.models.hf import architectures
 from linguamix.models.hf.families import common
 from linguamix.models.hf.tensors import Entry, conv1d, entry, norm_entries, same
 
@@ -65,7 +65,7 @@ def _to_hf(cfg):
               scale_attn_weights=cfg.query_scale is None, tie_word_embeddings=cfg.tie_embeddings)
 
 
-registry.register(registry.Architecture(
+architectures.register(architectures.Architecture(
     "GPT2LMHeadModel", "gpt2", "GPT2Config", _fields, _to_hf,
     layer_entries=layer_entries, top_entries=top_entries, base_prefix="transformer.", layer_prefix="h",
     refused={"scale_attn_by_inverse_layer_idx": False, "add_cross_attention": False},

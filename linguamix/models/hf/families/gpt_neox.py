@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from linguamix.models.hf import registry
+from linguamix.models.hf import architectures
 from linguamix.models.hf.families import common
 from linguamix.models.hf.tensors import Entry, entry, linear, norm_entries, out_kernel, same
 
@@ -77,7 +77,7 @@ def _to_hf(cfg):
       rotary_pct=cfg.rope_fraction, rotary_emb_base=cfg.rope_base)
 
 
-registry.register(registry.Architecture(
+architectures.register(architectures.Architecture(
     "GPTNeoXForCausalLM", "gpt_neox", "GPTNeoXConfig", _fields, _to_hf,
     layer_entries=layer_entries, top_entries=top_entries, base_prefix="gpt_neox.", layer_prefix="layers",
     lm_head="embed_out.weight",

@@ -6,7 +6,7 @@ what its family changes: biases, sliding windows, Gemma's norm offset and embedd
 
 from __future__ import annotations
 
-from linguamix.models.hf import registry
+from linguamix.models.hf import architectures
 from linguamix.models.hf.families import common
 from linguamix.models.hf.tensors import bias, entry, linear, norm_entries, out_kernel, same
 
@@ -34,7 +34,7 @@ def top_entries(cfg) -> list:
           *norm_entries("norm", "final_norm", cfg)]
 
 
-def base_fields(hf: registry.HFConfig) -> dict:
+def base_fields(hf: architectures.HFConfig) -> dict:
   """What every Llama-style config says the same way."""
   return dict(
       vocab_size=hf["vocab_size"], d_model=hf["hidden_size"], num_layers=hf["num_hidden_layers"],
@@ -56,7 +56,7 @@ def base_to_hf(cfg) -> dict:
       tie_word_embeddings=cfg.tie_embeddings, **common.rope_to_hf(cfg))
 
 
-def _full_attention_only(hf: registry.HFConfig) -> None:
+def _full_attention_only(hf: architectures.HFConfig) -> None:
   """transformers 5 writes per-layer `layer_types`; only all-global attention is implemented here."""
   kinds = set(hf.get("layer_types") or ["full_attention"])
   if kinds != {"full_attention"}:
@@ -102,15 +102,15 @@ def _gemma_to_hf(cfg):
 
 _TABLE = dict(layer_entries=layer_entries, top_entries=top_entries, peft=True)
 
-registry.register(registry.Architecture(
+architectures.register(architectures.Architecture(
     "LlamaForCausalLM", "llama", "LlamaConfig", _llama, _llama_to_hf, **_TABLE))
-registry.register(registry.Architecture(
+architectures.register(architectures.Architecture(
     "MistralForCausalLM", "mistral", "MistralConfig", _mistral, _mistral_to_hf, **_TABLE))
-registry.register(registry.Architecture(
+architectures.register(architectures.Architecture(
     "Qwen2ForCausalLM", "qwen2", "Qwen2Config", _qwen2, base_to_hf,
     refused={"use_sliding_window": False},
     inert=frozenset({"sliding_window", "max_window_layers"}),  # read only with use_sliding_window
     **_TABLE))
-registry.register(registry.Architecture(
+architectures.register(architectures.Architecture(
     "GemmaForCausalLM", "gemma", "GemmaConfig", _gemma, _gemma_to_hf,
     refused={"use_bidirectional_attention": False}, **_TABLE))

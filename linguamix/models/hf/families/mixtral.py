@@ -8,7 +8,7 @@ in memory only). They stack onto our [E, ...] expert kernels (`decoder_mlp.MoeMl
 
 from __future__ import annotations
 
-from linguamix.models.hf import registry
+from linguamix.models.hf import architectures
 from linguamix.models.hf.families import llama
 from linguamix.models.hf.tensors import entry, linear, stacked
 
@@ -47,7 +47,7 @@ def _mixtral_to_hf(cfg):
               router_jitter_noise=cfg.router_jitter_noise)
 
 
-registry.register(registry.Architecture(
+architectures.register(architectures.Architecture(
     "MixtralForCausalLM", "mixtral", "MixtralConfig", _mixtral, _mixtral_to_hf,
     layer_entries=layer_entries, top_entries=llama.top_entries,
     peft=True))  # LoRA on the attention projections (MoeMlp refuses adapters on experts)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from linguamix.models.hf import registry
+from linguamix.models.hf import architectures
 from linguamix.models.hf.families import llama
 from linguamix.models.hf.tensors import Entry
 
@@ -34,7 +34,7 @@ def _to_hf(cfg):
   return dict(llama.base_to_hf(cfg), sliding_window=cfg.sliding_window)
 
 
-registry.register(registry.Architecture(
+architectures.register(architectures.Architecture(
     "Phi3ForCausalLM", "phi3", "Phi3Config", _fields, _to_hf,
     layer_entries=layer_entries, top_entries=llama.top_entries,
     # read by LongRoPE scaling only, which rope_fields refuses

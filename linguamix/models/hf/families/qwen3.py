@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from linguamix.models.hf import registry
+from linguamix.models.hf import architectures
 from linguamix.models.hf.families import llama
 from linguamix.models.hf.tensors import entry, same
 
@@ -48,6 +48,6 @@ def _to_hf(cfg):
               layer_types=["sliding_attention" if sliding else "full_attention"] * cfg.num_layers)
 
 
-registry.register(registry.Architecture(
+architectures.register(architectures.Architecture(
     "Qwen3ForCausalLM", "qwen3", "Qwen3Config", _fields, _to_hf,
     layer_entries=layer_entries, top_entries=llama.top_entries, peft=True))

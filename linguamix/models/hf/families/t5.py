@@ -3,7 +3,7 @@ their shared tensor table and I/O; a record here says what its family computes."
 
 from __future__ import annotations
 
-from linguamix.models.hf import registry
+from linguamix.models.hf import architectures
 
 _CONVERTER = "linguamix.models.checkpoint_formats.hf_mt5"
 # Decoding starts from id 0 and pads finished rows with 0 (as transformers' generate does
@@ -27,20 +27,20 @@ def _family(*, relpos_per_layer: bool, reads_output_scale: bool, default_feed_fo
 
 
 # Registered in this order: export picks the first family that computes a config.
-MT5 = registry.register(registry.EncoderDecoderArchitecture(
+MT5 = architectures.register(architectures.EncoderDecoderArchitecture(
     "MT5ForConditionalGeneration", "mt5", "MT5Config",
     *_family(relpos_per_layer=False, reads_output_scale=False, default_feed_forward_proj="gated-gelu"),
     converter=_CONVERTER, refused=_REFUSED,
     # transformers 5 forces it true and MT5 never rescales; the tensors decide the tying.
     inert=frozenset({"tie_word_embeddings"})))
 
-T5 = registry.register(registry.EncoderDecoderArchitecture(
+T5 = architectures.register(architectures.EncoderDecoderArchitecture(
     "T5ForConditionalGeneration", "t5", "T5Config",
     *_family(relpos_per_layer=False, reads_output_scale=True, default_feed_forward_proj="relu"),
     converter=_CONVERTER, refused=_REFUSED))
 
 # UMT5: every layer's self-attention has its own relative-position table.
-UMT5 = registry.register(registry.EncoderDecoderArchitecture(
+UMT5 = architectures.register(architectures.EncoderDecoderArchitecture(
     "UMT5ForConditionalGeneration", "umt5", "UMT5Config",
     *_family(relpos_per_layer=True, reads_output_scale=True, default_feed_forward_proj="gated-gelu"),
     converter=_CONVERTER, refused=_REFUSED))

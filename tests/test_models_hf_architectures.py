@@ -8,9 +8,9 @@ import re
 import pytest
 import transformers
 
-from linguamix.models.hf import registry
+from linguamix.models.hf import architectures
 
-ARCHITECTURES = registry.names()
+ARCHITECTURES = architectures.names()
 
 
 def _flags(config_class: str) -> set[str]:
@@ -20,10 +20,10 @@ def _flags(config_class: str) -> set[str]:
 
 @pytest.mark.parametrize("name", ARCHITECTURES)
 def test_every_transformers_flag_is_read_refused_or_inert(name):
-  arch = registry.get(name)
-  hf = registry.HFConfig(getattr(transformers, arch.config_class)().to_dict(), "default config")
+  arch = architectures.get(name)
+  hf = architectures.HFConfig(getattr(transformers, arch.config_class)().to_dict(), "default config")
   arch.fields(hf)
-  unclassified = _flags(arch.config_class) - hf.read - set(arch.refused) - arch.inert - registry.COMMON_INERT
+  unclassified = _flags(arch.config_class) - hf.read - set(arch.refused) - arch.inert - architectures.COMMON_INERT
   assert not unclassified, f"{name}: flags neither translated, refused nor inert: {sorted(unclassified)}"
 
 
@@ -35,9 +35,9 @@ def _other_value(value):
   return "something-else"
 
 
-@pytest.mark.parametrize("name,flag", [(n, f) for n in ARCHITECTURES for f in registry.get(n).refused])
+@pytest.mark.parametrize("name,flag", [(n, f) for n in ARCHITECTURES for f in architectures.get(n).refused])
 def test_a_refused_flag_is_refused_by_name(name, flag):
-  arch = registry.get(name)
+  arch = architectures.get(name)
   config = getattr(transformers, arch.config_class)().to_dict()
   config[flag] = bad = _other_value(arch.refused[flag])
   with pytest.raises(ValueError, match=rf"^cfg/config.json: {flag}={re.escape(repr(bad))} is not supported"):
@@ -47,12 +47,12 @@ def test_a_refused_flag_is_refused_by_name(name, flag):
 def test_unknown_architecture_lists_the_supported_ones():
   with pytest.raises(ValueError, match=r"architectures=\['FalconForCausalLM'\] is not supported; "
                                        r"supported: .*LlamaForCausalLM"):
-    registry.lookup({"architectures": ["FalconForCausalLM"]}, "x/config.json")
+    architectures.lookup({"architectures": ["FalconForCausalLM"]}, "x/config.json")
 
 
 def test_architecture_names_appear_only_in_the_family_tables():
   """A new family is a table entry: no code outside linguamix/models/hf/families names one."""
-  root = pathlib.Path(registry.__file__).parents[2]
+  root = pathlib.Path(architectures.__file__).parents[2]
   pattern = re.compile(r"[\"'](\w+(ForCausalLM|ForConditionalGeneration|LMHeadModel))[\"']")
   offenders = [f"{path.relative_to(root)}: {m.group(1)}"
                for path in root.rglob("*.py") if "families" not in path.parts
