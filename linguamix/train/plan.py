@@ -282,30 +282,44 @@ LAYER_FIELDS = ("num_layers", "num_encoder_layers", "num_decoder_layers")
 def _unrolled_cost(model, partitioner, task_feature_lengths, rows: int,
                    **step_kwargs) -> tuple[float, float] | None:
   """XLA's (flops, bytes accessed) per chip of one unrolled step of `rows` rows, without
-  compiling the whole model unrolled: the step with every layer count at 1 and at 2, layers
-  not scanned, gives fixed + per-layer cost, extrapolated to the model's layer counts (all
-  equal in every family, so one slope). None where a small step does not compile."""
+  compiling the whole model unrolled. The step's loops are the layer scan and the output
+  layer's chunk loop (`logits_chunk_length`); XLA counts each body once, so a cost is
+  fixed + layers x per layer + chunk positions x per position. Small steps, layers not
+  scanned, measure the parts: every layer count at 1 and at 2 (all equal in every family,
+  so one slope), and where the logits are chunked, one layer with chunks twice as long
+  (or unchunked). None where a small step does not compile."""
   import jax
   import jax.numpy as jnp
+  import numpy as np
   cfg = model.config
   counts = {f: getattr(cfg, f) for f in LAYER_FIELDS if hasattr(cfg, f)}
   if len(set(counts.values())) != 1:
     return None
-  costs = []
-  for k in (1, 2):
-    small = model.with_config(dataclasses.replace(
-        cfg, scan_layers=False, **{f: k for f in counts}))
+  _, lengths = _abstract_batch(model, partitioner, task_feature_lengths, rows)
+  length = lengths["decoder_target_tokens"]
+  chunk = getattr(model, "logits_chunk_length", None)
+  chunk = chunk if chunk and chunk < length else None
+
+  def cost(layers: int, chunk_length: int | None):
+    small = model.with_config(dataclasses.replace(cfg, scan_layers=False, **{f: layers for f in counts}))
+    small.logits_chunk_length = chunk_length
     *_, state, batch, _, step = _lower_inputs(small, partitioner, task_feature_lengths, rows, 1,
                                               **step_kwargs)
     rng = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=partitioner.replicated())
-    try:
-      costs.append(_cost(step.lower(state, batch, rng).compile()))
-    except Exception as e:  # the compiler refused the small step: keep the counted-once figures
-      if "RESOURCE_EXHAUSTED" not in str(e):
-        raise
-      return None
-  layers = next(iter(counts.values()))
-  return tuple(one + (layers - 1) * (two - one) for one, two in zip(*costs))
+    return np.array(_cost(step.lower(state, batch, rng).compile()))
+
+  try:
+    one, two = cost(1, chunk), cost(2, chunk)
+    total = one + (next(iter(counts.values())) - 1) * (two - one)
+    if chunk:  # one chunk counted; the loop runs ceil(length / chunk) of them
+      longer = 2 * chunk if 2 * chunk < length else None
+      per_position = (cost(1, longer) - one) / ((longer or length) - chunk)
+      total += per_position * (-(-length // chunk) * chunk - chunk)
+  except Exception as e:  # the compiler refused a small step: keep the counted-once figures
+    if "RESOURCE_EXHAUSTED" not in str(e):
+      raise
+    return None
+  return float(total[0]), float(total[1])
 
 
 class NoLibtpu(errors.UserError):
@@ -379,14 +393,16 @@ def plan(*, model, partitioner_cfg: Mapping[str, Any], train_dataset_cfg, topolo
   report["fits"] = total <= chip.hbm_bytes
   xla_flops, xla_bytes = _cost(compiled)
   counted = "as compiled"
-  if getattr(model.config, "scan_layers", False) or num_microbatches > 1:
-    # XLA counts a loop's body once: the layer scan and the microbatch loop are counted
-    # from the same step unrolled, at one and two layers (cost = fixed + layers x per layer).
+  chunk = getattr(model, "logits_chunk_length", None)
+  if (getattr(model.config, "scan_layers", False) or num_microbatches > 1
+      or (chunk and chunk < lengths["decoder_target_tokens"])):
+    # XLA counts a loop's body once: the layer scan, the logit chunks and the microbatch
+    # loop are counted from small steps without them (see `_unrolled_cost`).
     unrolled = _unrolled_cost(model, partitioner, train_dataset_cfg.task_feature_lengths,
                               batch_size // num_microbatches, **step_kwargs)
     if unrolled is not None:
       xla_flops, xla_bytes = (num_microbatches * x for x in unrolled)
-      counted = ("unrolled: 1- and 2-layer steps extrapolated to the model's layers"
+      counted = ("unrolled: 1- and 2-layer steps extrapolated to the model's layers and logit chunks"
                  + (f", x {num_microbatches} microbatches" if num_microbatches > 1 else ""))
     else:
       counted = "loop bodies counted once (the unrolled step did not compile)"
