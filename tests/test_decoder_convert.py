@@ -11,7 +11,7 @@ import transformers
 
 from linguamix import cli
 from linguamix.models import decoder
-from linguamix.models.hf import decoder_io, registry
+from linguamix.models.hf import architectures, decoder_io
 
 CONFIG = transformers.LlamaConfig(vocab_size=96, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                   num_key_value_heads=2, intermediate_size=64, max_position_embeddings=64)
@@ -93,5 +93,5 @@ def test_export_refuses_a_config_the_params_do_not_fit(sharded, tmp_path):
   wrong = {**CONFIG.to_dict(), "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16}
   with pytest.raises(ValueError, match=r"layers_0/attention/query/kernel: params \(32, 4, 8\), "
                                        r"config implies \(32, 2, 16\)"):
-    registry.lookup(wrong).export_hf(params, wrong, str(tmp_path / "out"))
+    architectures.lookup(wrong).export_hf(params, wrong, str(tmp_path / "out"))
   assert not (tmp_path / "out" / "model.safetensors").exists()

@@ -9,7 +9,7 @@ import pytest
 import transformers
 
 from linguamix.models import decoder, decoder_config, decoder_families
-from linguamix.models.hf import decoder_io, registry
+from linguamix.models.hf import architectures, decoder_io
 
 GIN_DIR = pathlib.Path(decoder.__file__).parents[1] / "gin" / "models"
 TINY = dict(vocab_size=64, hidden_size=32, num_hidden_layers=6, num_attention_heads=4, num_key_value_heads=2,
@@ -45,7 +45,7 @@ GINS = {
 
 
 # the HF decoder records by model_type
-_DECODERS = {a.model_type: a for a in map(registry.get, registry.names()) if a.kind == "decoder"}
+_DECODERS = {a.model_type: a for a in map(architectures.get, architectures.names()) if a.kind == "decoder"}
 
 
 def _fields(cfg) -> dict:

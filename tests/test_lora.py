@@ -15,7 +15,7 @@ import torch
 import transformers
 
 from linguamix.models import decoder, lora
-from linguamix.models.hf import decoder_io, registry
+from linguamix.models.hf import architectures, decoder_io
 from linguamix.models.hf import peft as peft_export
 from linguamix.train import optim
 
@@ -112,7 +112,7 @@ def test_scanned_merge_matches_and_fused_families_refuse_peft_export():
   np.testing.assert_allclose(jax.jit(merged_model.logits)(lora.merge(params, LORA), _batch()),
                              jax.jit(model.logits)(params, _batch()), atol=1e-4, rtol=1e-5)
   with pytest.raises(ValueError, match="BloomForCausalLM"):
-    peft_export.write_adapter("/nonexistent", registry.get("BloomForCausalLM"), cfg, params)
+    peft_export.write_adapter("/nonexistent", architectures.get("BloomForCausalLM"), cfg, params)
 
 
 def test_convert_cli_merges_or_exports_adapters_of_a_checkpoint(base, tmp_path, capsys):
