@@ -405,7 +405,8 @@ def plan(*, model, partitioner_cfg: Mapping[str, Any], train_dataset_cfg, topolo
       counted = ("unrolled: 1- and 2-layer steps extrapolated to the model's layers and logit chunks"
                  + (f", x {num_microbatches} microbatches" if num_microbatches > 1 else ""))
     else:
-      counted = "loop bodies counted once (the unrolled step did not compile)"
+      counted = ("loop bodies counted once (a small unrolled step did not compile, or the "
+                 "model's layer counts differ)")
   enc, dec = model.matmul_params(abstract)
   tokens = {k: batch_size * v for k, v in lengths.items()}
   if "encoder_input_tokens" in lengths:
